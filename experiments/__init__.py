@@ -1,0 +1,1 @@
+"""The torch side: optimizers (experiments.optim), data, models and the training harness."""

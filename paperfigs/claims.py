@@ -1,0 +1,43 @@
+"""A claim: a paper statement turned into a measured number and a verdict that can be False."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    statement: str
+    value: float | None
+    threshold: float | None
+    holds: bool
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["holds"] = bool(self.holds)
+        for key in ("value", "threshold"):
+            v = d[key]
+            if v is not None:
+                v = float(v)
+                d[key] = v if math.isfinite(v) else None
+        return d
+
+
+def _finite(x) -> bool:
+    return x is not None and math.isfinite(float(x))
+
+
+def at_least(name: str, statement: str, value, threshold) -> Claim:
+    """Holds when value >= threshold (a missing or non-finite value never holds)."""
+    return Claim(name, statement, value, threshold, _finite(value) and float(value) >= float(threshold))
+
+
+def at_most(name: str, statement: str, value, threshold) -> Claim:
+    """Holds when value <= threshold (a missing or non-finite value never holds)."""
+    return Claim(name, statement, value, threshold, _finite(value) and float(value) <= float(threshold))
+
+
+def verdict(name: str, statement: str, holds: bool, value=None, threshold=None) -> Claim:
+    """A claim whose verdict is computed by the caller (e.g. an ordering of several numbers)."""
+    return Claim(name, statement, value, threshold, bool(holds))

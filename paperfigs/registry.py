@@ -1,0 +1,51 @@
+"""The explicit figure registry: number -> what it shows, which paper, where the code lives."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+PAPER_A = "Vasudeva et al. 2025, How Muon's Spectral Design Benefits Generalization (arXiv 2510.22980)"
+PAPER_B = "Ren and Goldfarb 2021, Tensor Normal Training for Deep Learning Models (NeurIPS)"
+PAPER_C = "Frans, Levine and Abbeel 2025, A Stable Whitening Optimizer for Efficient NN Training (SPlus)"
+PAPER_LETTER = {PAPER_A: "A", PAPER_B: "B", PAPER_C: "C"}
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    number: int
+    title: str
+    paper: str
+    module: str | None  # dotted module path; None while the figure is not implemented
+    quick_budget_s: int  # figures.md budget for --quick on a 2-core CPU
+
+    @property
+    def implemented(self) -> bool:
+        return self.module is not None
+
+    def load(self) -> ModuleType:
+        if self.module is None:
+            raise NotImplementedError(f"figure {self.number} is not implemented yet")
+        return importlib.import_module(self.module)
+
+
+FIGURES: dict[int, FigureSpec] = {
+    s.number: s
+    for s in [
+        FigureSpec(1, "Per-class accuracy, majority vs minority, step-imbalanced digits (MLP)", PAPER_A, None, 120),
+        FigureSpec(2, "Linear model, population: alpha_c(t) under GD, NGD, SpecGD", PAPER_A, None, 10),
+        FigureSpec(3, "Theorems 1-2: minority/balanced loss gaps of SpecGF vs GF/NGF", PAPER_A, None, 20),
+        FigureSpec(4, "Heavy tail (k=20, p_c ~ 1/c): balanced and worst-class test accuracy", PAPER_A, None, 60),
+        FigureSpec(5, "Depth: deep linear SpecGD/GD saturation times and DeltaT(L)", PAPER_A, None, 30),
+        FigureSpec(6, "Colored digits: minority-group accuracy, Muon vs NMD vs Signum, depth 2 vs 4", PAPER_A, None, 150),
+        FigureSpec(7, "Step-imbalanced image classification with a small CNN", PAPER_A, None, 180),
+        FigureSpec(8, "Dominoes: worst-group and decoded worst-group accuracy", PAPER_A, None, 180),
+        FigureSpec(9, "Next-token prediction: accuracy per token-frequency bucket", PAPER_A, None, 180),
+        FigureSpec(10, "Finite samples and random init vs the population theory", PAPER_A, None, 30),
+        FigureSpec(11, "Deep autoencoder on real digits: TNT vs KFAC, Shampoo, Adam, SGD-m", PAPER_B, None, 180),
+        FigureSpec(12, "CNN classification: TNT vs KFAC, Shampoo, Adam, SGD-m; time and memory", PAPER_B, None, 180),
+        FigureSpec(13, "Stale inverses: lr x cache-interval grid, naive Shampoo vs SPlus", PAPER_C, None, 180),
+        FigureSpec(14, "Steps to Adam's final validation loss: SPlus, Shampoo, Muon", PAPER_C, None, 180),
+        FigureSpec(15, "Learning-rate transfer across width: SPlus (scaled, unscaled) vs Adam", PAPER_C, None, 180),
+    ]
+}
