@@ -1,0 +1,100 @@
+"""Per-iteration cost of optimizers measured side by side: wall time per step and state memory.
+
+Time: every optimizer trains its own copy of the same model on the same batches; the optimizers
+take turns in blocks of `block` steps for `rounds` rounds (round robin), so a slow spell of a
+shared CPU hits all of them alike, and the per-step time of each is the median over rounds of
+block time / block. A block should span a whole curvature/inverse period (e.g. TNT's T2) so the
+amortised cost of the periodic inversions is included. One step = forward, the sampled-label
+curvature backward when the optimizer asks for it, backward, optimizer.step().
+
+Memory: bytes of every tensor the optimizer keeps in its state (factors, inverses, momenta),
+counting a shared storage once. Parameters and gradients are the same for every method and are
+not counted.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from experiments.optim.curvature import curvature_step, mean_loss
+from experiments.optim.registry import build_optimizer
+
+
+@dataclass(frozen=True)
+class StepCost:
+    seconds_per_step: float
+    state_bytes: int
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes held by the tensors in optimizer.state (nested dicts/lists included), storages counted once."""
+    seen: set[tuple[str, int]] = set()
+    total = 0
+
+    def visit(obj) -> None:
+        nonlocal total
+        if isinstance(obj, torch.Tensor):
+            key = (str(obj.device), obj.untyped_storage().data_ptr())
+            if key not in seen:
+                seen.add(key)
+                total += obj.untyped_storage().nbytes()
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                visit(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                visit(v)
+
+    visit(dict(optimizer.state))
+    return total
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_step_costs(model: torch.nn.Module, methods: dict[str, tuple[str, float, dict]],
+                       batches: list[tuple[torch.Tensor, torch.Tensor]], loss_kind: str,
+                       block: int, rounds: int, seed: int) -> dict[str, StepCost]:
+    """Cost of each method on copies of `model`.
+
+    methods: label -> (registry name, lr, optimizer kwargs); batches: (x, y) pairs already on
+    the model's device, cycled through; one warm-up block per method is not timed.
+    """
+    if block < 1 or rounds < 1:
+        raise ValueError(f"block and rounds must be >= 1, got {block}, {rounds}")
+    device = next(model.parameters()).device
+    runs = {}
+    for label, (name, lr, kwargs) in methods.items():
+        m = copy.deepcopy(model)
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed)
+        runs[label] = {"model": m, "opt": build_optimizer(name, m, lr, **dict(kwargs)), "gen": gen, "i": 0}
+
+    def run_block(r: dict) -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(block):
+            x, y = batches[r["i"] % len(batches)]
+            r["i"] += 1
+            out = r["model"](x)
+            loss = mean_loss(out, y, loss_kind)
+            r["opt"].zero_grad(set_to_none=True)
+            curvature_step(r["opt"], out, loss_kind, r["gen"])
+            loss.backward()
+            r["opt"].step()
+        _sync(device)
+        return (time.perf_counter() - t0) / block
+
+    for r in runs.values():
+        run_block(r)
+    times: dict[str, list[float]] = {label: [] for label in runs}
+    for _ in range(rounds):
+        for label, r in runs.items():
+            times[label].append(run_block(r))
+    return {label: StepCost(float(np.median(times[label])), state_bytes(r["opt"])) for label, r in runs.items()}
