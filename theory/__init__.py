@@ -1,0 +1,1 @@
+"""Theory of SpecGD vs GD on imbalanced Gaussian mixtures (paper A), pure NumPy/SciPy."""

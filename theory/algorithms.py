@@ -1,0 +1,145 @@
+"""Normalised steepest descent on matrices, discrete and continuous time (the reference path).
+
+Every method steps W <- W - lr * Delta(G) for the gradient G: (k, d):
+
+    GD      Delta = G
+    NGD     Delta = G / ||G||_F
+    SignGD  Delta = sign(G)                       (entrywise; the canonical form of Adam)
+    SpecGD  Delta = U V^T, G = U S V^T truncated  (singular values <= tol * s_max dropped;
+                                                   the canonical form of Muon and Shampoo)
+    Muon    M_t = beta M_{t-1} + (1 - beta) G_t,  Delta = polar(M_t)   (theory form: beta = 0
+            is SpecGD). polar is the exact truncated SVD ("svd") or the Newton-Schulz
+            iteration of practical Muon ("ns").
+
+Deep models step every factor with its own layer gradient (and its own momentum).
+Continuous time (GF, NGF, SpecGF) integrates dW/dt = -Delta(G(W)) with scipy's solve_ivp.
+This module is the full-matrix reference; theory.fast_path is the O(k) diagonal version.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from theory.models import layer_grads, product
+
+# Relative tolerance of the truncated SVD: singular values <= SPEC_TOL * s_max count as zero,
+# so round-off directions of an (in exact arithmetic) low-rank gradient are not amplified to 1.
+SPEC_TOL = 1e-10
+# Quintic Newton-Schulz coefficients (a, b, c) of practical Muon: they push singular values in
+# (0, 1] towards the band [0.7, 1.2] in five steps rather than converging exactly to 1.
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+
+
+def gd_direction(g: np.ndarray) -> np.ndarray:
+    return g
+
+
+def ngd_direction(g: np.ndarray) -> np.ndarray:
+    """G / ||G||_F (zero at a stationary point)."""
+    n = np.linalg.norm(g)
+    return g / n if n > 0 else np.zeros_like(g)
+
+
+def sign_direction(g: np.ndarray) -> np.ndarray:
+    return np.sign(g)
+
+
+def spectral_direction(g: np.ndarray, tol: float = SPEC_TOL) -> np.ndarray:
+    """U V^T over the singular values s_i > tol * s_max of G (all kept singular values -> 1)."""
+    u, s, vt = np.linalg.svd(g, full_matrices=False)
+    if s.size == 0 or s[0] == 0:
+        return np.zeros_like(g)
+    keep = s > tol * s[0]
+    return u[:, keep] @ vt[keep]
+
+
+def newton_schulz(g: np.ndarray, steps: int = 5, coeffs=NS_COEFFS) -> np.ndarray:
+    """Approximate polar factor: X <- a X + (b A + c A^2) X with A = X X^T, from X = G / ||G||_F.
+
+    Works on the wide orientation (rows <= cols) so A is the smaller Gram matrix.
+    """
+    a, b, c = coeffs
+    n = np.linalg.norm(g)
+    if n == 0:
+        return np.zeros_like(g)
+    tall = g.shape[0] > g.shape[1]
+    x = (g.T if tall else g) / n
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+DIRECTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "gd": gd_direction,
+    "ngd": ngd_direction,
+    "signgd": sign_direction,
+    "specgd": spectral_direction,
+}
+
+
+def polar(g: np.ndarray, how: str) -> np.ndarray:
+    if how == "svd":
+        return spectral_direction(g)
+    if how == "ns":
+        return newton_schulz(g)
+    raise ValueError(f"polar must be 'svd' or 'ns', got {how!r}")
+
+
+def product_gradient(grad_of_w: Callable[[np.ndarray], np.ndarray]):
+    """Turn a product-gradient function W -> G into a factors -> layer gradients function."""
+    def grads(factors: list[np.ndarray]) -> list[np.ndarray]:
+        return layer_grads(factors, grad_of_w(product(factors)))
+    return grads
+
+
+def run_discrete(grads: Callable, factors0: list[np.ndarray], method: str, lr: float, steps: int,
+                 record: Callable[[list[np.ndarray]], np.ndarray], beta: float = 0.9,
+                 how: str = "svd") -> np.ndarray:
+    """Run `steps` updates of `method` ("gd", "ngd", "signgd", "specgd" or "muon") from factors0.
+
+    grads(factors) -> list of layer gradients; record(factors) -> array saved at t = 0..steps.
+    beta and how (polar "svd" | "ns") apply to "muon" only. Returns (steps + 1, *record shape).
+    """
+    factors = [f.copy() for f in factors0]
+    momentum = [np.zeros_like(f) for f in factors]
+    out = [record(factors)]
+    for _ in range(steps):
+        gs = grads(factors)
+        for i, g in enumerate(gs):
+            if method == "muon":
+                momentum[i] = beta * momentum[i] + (1 - beta) * g
+                delta = polar(momentum[i], how)
+            elif method in DIRECTIONS:
+                delta = DIRECTIONS[method](g)
+            else:
+                raise ValueError(f"unknown method {method!r}")
+            factors[i] = factors[i] - lr * delta
+        out.append(record(factors))
+    return np.asarray(out)
+
+
+FLOWS = {"gf": gd_direction, "ngf": ngd_direction, "specgf": spectral_direction}
+
+
+def run_flow(grad_of_w: Callable[[np.ndarray], np.ndarray], w0: np.ndarray, flow: str,
+             t_eval: np.ndarray, rtol: float = 1e-9, atol: float = 1e-12) -> np.ndarray:
+    """Integrate dW/dt = -Delta(G(W)) for flow in {"gf", "ngf", "specgf"} (linear model W: (k, d)).
+
+    SpecGF's right-hand side is discontinuous where a singular value of G crosses zero; on
+    intervals where the rank of G is constant (e.g. (0, t*] of the theorems) it is smooth.
+    Returns W(t) for every t in t_eval: (len(t_eval), k, d).
+    """
+    direction = FLOWS[flow]
+    shape = w0.shape
+
+    def rhs(_t, w_flat):
+        return -direction(grad_of_w(w_flat.reshape(shape))).ravel()
+
+    sol = solve_ivp(rhs, (0.0, float(t_eval[-1])), w0.ravel(), t_eval=t_eval, rtol=rtol, atol=atol,
+                    method="RK45")
+    if not sol.success:
+        raise RuntimeError(f"solve_ivp failed for {flow}: {sol.message}")
+    return sol.y.T.reshape(len(t_eval), *shape)
