@@ -13,6 +13,13 @@ from typing import Callable
 
 import torch
 
+from experiments.optim.muon import Muon
+from experiments.optim.nmd import NMD
+from experiments.optim.param_groups import matrix_param_groups
+from experiments.optim.signum import Signum
+from experiments.optim.specgd import SpecGD
+from experiments.optim.splus import SPlus
+
 
 @dataclass(frozen=True)
 class OptimizerEntry:
@@ -34,10 +41,35 @@ def _adamw(model, lr, **hyper):
     return torch.optim.AdamW(model.parameters(), lr=lr, **hyper)
 
 
+def _matrix_method(cls):
+    """Factory for a MatrixOptimizer: hidden matrices get `cls`, the rest (ndim < 2, embeddings,
+    `model.head`; rule in experiments.optim.param_groups) AdamW at `fallback_lr`."""
+    def factory(model, lr, fallback_lr=1e-3, fallback_weight_decay=0.0, head_fallback=True, **hyper):
+        groups = matrix_param_groups(model, fallback_lr, fallback_weight_decay, head_fallback)
+        return cls(groups, lr=lr, **hyper)
+    return factory
+
+
+def _splus(model, lr, **hyper):
+    return SPlus(model.parameters(), lr=lr, **hyper)
+
+
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     "sgd": OptimizerEntry("SGD", _sgd, {"momentum": 0.9}, "torch SGD with heavy-ball momentum 0.9"),
     "adam": OptimizerEntry("Adam", _adam, {}, "torch Adam, betas (0.9, 0.999)"),
     "adamw": OptimizerEntry("AdamW", _adamw, {"weight_decay": 0.01}, "torch AdamW"),
+    "specgd": OptimizerEntry("SpecGD", _matrix_method(SpecGD), {},
+                             "exact truncated-SVD U V^T step on hidden matrices; AdamW fallback (lr 1e-3)"),
+    "muon": OptimizerEntry("Muon", _matrix_method(Muon), {"momentum": 0.95},
+                           "EMA Nesterov momentum + 5-step Newton-Schulz (float32), lr x sqrt(max(1, rows/cols)), "
+                           "weight decay 0; AdamW fallback (lr 1e-3)"),
+    "nmd": OptimizerEntry("NMD", _matrix_method(NMD), {"momentum": 0.9},
+                          "EMA momentum M, step M / ||M||_F per matrix; AdamW fallback (lr 1e-3)"),
+    "signum": OptimizerEntry("Signum", _matrix_method(Signum), {"momentum": 0.9},
+                             "sign of EMA momentum on hidden matrices; AdamW fallback (lr 1e-3)"),
+    "splus": OptimizerEntry("SPlus", _splus, {},
+                            "sign in cached Shampoo eigenbases, lr x 2/(m+n), EMA weights for eval(); "
+                            "every parameter (non-matrices: sign(M) x 1e-3)"),
 }
 
 

@@ -1,0 +1,119 @@
+"""Shared step loop of the per-matrix optimizers (SpecGD, Muon, NMD, Signum), with their AdamW
+fallback for the parameters they do not treat as matrices.
+
+A MatrixOptimizer has two kinds of param group, told apart by the group flag `matrix`:
+- matrix=True (the default): every parameter must have ndim >= 2 and is viewed as the matrix
+  W: (rows, cols) = (out, in*kh*kw). The subclass supplies the direction D: (rows, cols) and an
+  lr scale s, and the step is decoupled weight decay then the move:
+      W <- W (1 - lr * weight_decay) - lr * s * D
+- matrix=False: AdamW (torch's update rule, decoupled weight decay) with the group's `lr` and
+  `weight_decay` and the optimizer-wide `adamw_betas`, `adamw_eps`.
+`experiments.optim.param_groups.matrix_param_groups` builds the two groups from a model.
+
+State tensors keep the parameter's dtype (torch's load_state_dict casts them to it anyway);
+the matrix work (SVD, Newton-Schulz, norms) runs in at least float32 whatever the parameter
+dtype, on the parameter's device.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def work_dtype(t: torch.Tensor) -> torch.dtype:
+    """float32 for half-precision tensors, the tensor's own dtype for float32/float64."""
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+def adamw_update(p: torch.Tensor, g: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+                 step: int, lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
+    """In-place AdamW on p (torch.optim.AdamW's rule, step counted from 1):
+        p <- p (1 - lr wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+        p <- p - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)"""
+    b1, b2 = betas
+    p.mul_(1 - lr * weight_decay)
+    exp_avg.lerp_(g, 1 - b1)
+    exp_avg_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
+    denom = (exp_avg_sq.sqrt() / (1 - b2 ** step) ** 0.5).add_(eps)
+    p.addcdiv_(exp_avg, denom, value=-lr / (1 - b1 ** step))
+
+
+def check_unit_interval(name: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+
+
+class MatrixOptimizer(torch.optim.Optimizer):
+    """Base class; subclasses define `_direction`, optionally `_lr_scale` and `_check_group`."""
+
+    def __init__(self, params, defaults: dict):
+        base = {"lr": 1e-3, "weight_decay": 0.0, "matrix": True,
+                "adamw_betas": (0.9, 0.999), "adamw_eps": 1e-8}
+        super().__init__(params, {**base, **defaults})
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        if not group["lr"] >= 0:
+            raise ValueError(f"lr must be >= 0, got {group['lr']}")
+        if not group["weight_decay"] >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {group['weight_decay']}")
+        b1, b2 = group["adamw_betas"]
+        check_unit_interval("adamw_betas[0]", b1)
+        check_unit_interval("adamw_betas[1]", b2)
+        if not group["adamw_eps"] >= 0:
+            raise ValueError(f"adamw_eps must be >= 0, got {group['adamw_eps']}")
+        if group["matrix"]:
+            for p in group["params"]:
+                if p.ndim < 2:
+                    raise ValueError(f"{type(self).__name__} treats matrix groups as matrices but got a "
+                                     f"parameter of shape {tuple(p.shape)}; put it in a group with "
+                                     "matrix=False (see experiments.optim.param_groups)")
+            self._check_group(group)
+
+    def _check_group(self, group: dict) -> None:
+        """Validate the subclass's hyperparameters in `group` (raise ValueError)."""
+
+    def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> torch.Tensor:
+        """Update direction D: (rows, cols) in work dtype, from grad (shaped like the parameter)."""
+        raise NotImplementedError
+
+    def _lr_scale(self, rows: int, cols: int, group: dict) -> float:
+        return 1.0
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+                state = self.state[p]
+                if group["matrix"]:
+                    direction = self._direction(p.grad, state, group)
+                    rows, cols = direction.shape
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                    p.add_(direction.to(p.dtype).view_as(p), alpha=-group["lr"] * self._lr_scale(rows, cols, group))
+                else:
+                    if not state:
+                        state["step"] = 0
+                        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["step"] += 1
+                    adamw_update(p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
+                                 group["lr"], group["adamw_betas"], group["adamw_eps"], group["weight_decay"])
+        return loss
+
+    @staticmethod
+    def _momentum(grad: torch.Tensor, state: dict, momentum: float) -> torch.Tensor:
+        """EMA momentum B <- mu B + (1 - mu) g, kept in state["momentum_buffer"]; returns B."""
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
+        buf = state["momentum_buffer"]
+        buf.lerp_(grad, 1 - momentum)
+        return buf
+
