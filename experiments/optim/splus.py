@@ -19,6 +19,8 @@ eval() swaps in the bias-corrected EMA E / (1 - ema_rate^t), train() swaps the t
 back; step() refuses to run in eval mode. eval() before the first step leaves the weights alone.
 Defaults: lr 0.1, betas (0.9, 0.999) (the paper's runs use b2 = 0.95), weight_decay 0.01,
 ema_rate 0.999, inverse_steps 100, nonstandard_constant 1e-3, max_dim 10000, eps 1e-30.
+shape_scaling=False drops the 2/(m+n) factor (matrices step by lr itself; the lr-transfer
+ablation of the paper's figure on width).
 State tensors keep the parameter dtype; products and eigh run in at least float32.
 Differences from pytorch_optimizer.SPlus (== the official torch code): conv kernels are matrices
 by default (upstream: sign(M) * 1e-3), the step counter is per parameter (identical when every
@@ -61,10 +63,11 @@ class SPlus(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 0.1, betas: tuple[float, float] = (0.9, 0.999),
                  weight_decay: float = 0.01, ema_rate: float = 0.999, inverse_steps: int = 100,
                  nonstandard_constant: float = 1e-3, max_dim: int = 10000, eps: float = 1e-30,
-                 conv_as_matrix: bool = True):
+                 conv_as_matrix: bool = True, shape_scaling: bool = True):
         defaults = {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay, "ema_rate": ema_rate,
                     "inverse_steps": inverse_steps, "nonstandard_constant": nonstandard_constant,
-                    "max_dim": max_dim, "eps": eps, "conv_as_matrix": conv_as_matrix, "train_mode": True}
+                    "max_dim": max_dim, "eps": eps, "conv_as_matrix": conv_as_matrix, "shape_scaling": shape_scaling,
+                    "train_mode": True}
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict) -> None:
@@ -104,7 +107,7 @@ class SPlus(torch.optim.Optimizer):
         if self._is_matrix(p, group):
             m, n = matrix_view(p).shape
             if m < group["max_dim"] and n < group["max_dim"]:
-                return group["lr"] * 2.0 / (m + n)
+                return group["lr"] * 2.0 / (m + n) if group["shape_scaling"] else group["lr"]
         return group["lr"] * group["nonstandard_constant"]
 
     @torch.no_grad()
