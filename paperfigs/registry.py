@@ -33,7 +33,8 @@ FIGURES: dict[int, FigureSpec] = {
     s.number: s
     for s in [
         FigureSpec(1, "Per-class accuracy, majority vs minority, step-imbalanced digits (MLP)", PAPER_A, None, 120),
-        FigureSpec(2, "Linear model, population: alpha_c(t) under GD, NGD, SpecGD", PAPER_A, None, 10),
+        FigureSpec(2, "Linear model, population: alpha_c(t) under GD, NGD, SpecGD", PAPER_A,
+                   "paperfigs.fig02_linear_trajectories", 10),
         FigureSpec(3, "Theorems 1-2: minority/balanced loss gaps of SpecGF vs GF/NGF", PAPER_A, None, 20),
         FigureSpec(4, "Heavy tail (k=20, p_c ~ 1/c): balanced and worst-class test accuracy", PAPER_A, None, 60),
         FigureSpec(5, "Depth: deep linear SpecGD/GD saturation times and DeltaT(L)", PAPER_A, None, 30),
