@@ -32,12 +32,13 @@ class FigureSpec:
 FIGURES: dict[int, FigureSpec] = {
     s.number: s
     for s in [
-        FigureSpec(1, "Per-class accuracy, majority vs minority, step-imbalanced digits (MLP)", PAPER_A, None, 120),
+        FigureSpec(1, "Per-class accuracy, majority vs minority, step-imbalanced digits (MLP)", PAPER_A, "paperfigs.fig01_imbalance_mlp", 120),
         FigureSpec(2, "Linear model, population: alpha_c(t) under GD, NGD, SpecGD", PAPER_A,
                    "paperfigs.fig02_linear_trajectories", 10),
         FigureSpec(3, "Theorems 1-2: minority/balanced loss gaps of SpecGF vs GF/NGF", PAPER_A, None, 20),
         FigureSpec(4, "Heavy tail (k=20, p_c ~ 1/c): balanced and worst-class test accuracy", PAPER_A, None, 60),
-        FigureSpec(5, "Depth: deep linear SpecGD/GD saturation times and DeltaT(L)", PAPER_A, None, 30),
+        FigureSpec(5, "Depth: deep linear SpecGD/GD saturation times and DeltaT(L)", PAPER_A,
+                   "paperfigs.fig05_depth", 30),
         FigureSpec(6, "Colored digits: minority-group accuracy, Muon vs NMD vs Signum, depth 2 vs 4", PAPER_A, None, 150),
         FigureSpec(7, "Step-imbalanced image classification with a small CNN", PAPER_A, None, 180),
         FigureSpec(8, "Dominoes: worst-group and decoded worst-group accuracy", PAPER_A, None, 180),
