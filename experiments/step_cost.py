@@ -1,11 +1,13 @@
 """Per-iteration cost of optimizers measured side by side: wall time per step and state memory.
 
 Time: every optimizer trains its own copy of the same model on the same batches; the optimizers
-take turns in blocks of `block` steps for `rounds` rounds (round robin), so a slow spell of a
-shared CPU hits all of them alike, and the per-step time of each is the median over rounds of
-block time / block. A block should span a whole curvature/inverse period (e.g. TNT's T2) so the
-amortised cost of the periodic inversions is included. One step = forward, the sampled-label
-curvature backward when the optimizer asks for it, backward, optimizer.step().
+first take `warmup` untimed steps (past any start-up phase, e.g. TNT inverting every T1 steps
+while t <= T2), then take turns in blocks of `block` steps for `rounds` rounds (round robin), so a
+slow spell of a shared CPU hits all of them alike. The per-step time is the total timed time over
+the rounds * block timed steps (a mean, not a median, so the periodic inversions are amortised at
+their true rate; make rounds * block a multiple of the longest inverse period). One step =
+forward, the sampled-label curvature backward when the optimizer asks for it, backward,
+optimizer.step(). A warm start (TNT's one pass over the data) is not part of the per-step time.
 
 Memory: bytes of every tensor the optimizer keeps in its state (factors, inverses, momenta),
 counting a shared storage once. Parameters and gradients are the same for every method and are
@@ -17,7 +19,6 @@ import copy
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from experiments.optim.curvature import curvature_step, mean_loss
@@ -60,14 +61,14 @@ def _sync(device: torch.device) -> None:
 
 def measure_step_costs(model: torch.nn.Module, methods: dict[str, tuple[str, float, dict]],
                        batches: list[tuple[torch.Tensor, torch.Tensor]], loss_kind: str,
-                       block: int, rounds: int, seed: int) -> dict[str, StepCost]:
+                       block: int, rounds: int, seed: int, warmup: int = 0) -> dict[str, StepCost]:
     """Cost of each method on copies of `model`.
 
     methods: label -> (registry name, lr, optimizer kwargs); batches: (x, y) pairs already on
-    the model's device, cycled through; one warm-up block per method is not timed.
+    the model's device, cycled through.
     """
-    if block < 1 or rounds < 1:
-        raise ValueError(f"block and rounds must be >= 1, got {block}, {rounds}")
+    if block < 1 or rounds < 1 or warmup < 0:
+        raise ValueError(f"need block, rounds >= 1 and warmup >= 0, got {block}, {rounds}, {warmup}")
     device = next(model.parameters()).device
     runs = {}
     for label, (name, lr, kwargs) in methods.items():
@@ -76,10 +77,10 @@ def measure_step_costs(model: torch.nn.Module, methods: dict[str, tuple[str, flo
         gen.manual_seed(seed)
         runs[label] = {"model": m, "opt": build_optimizer(name, m, lr, **dict(kwargs)), "gen": gen, "i": 0}
 
-    def run_block(r: dict) -> float:
+    def run_block(r: dict, n: int) -> float:
         _sync(device)
         t0 = time.perf_counter()
-        for _ in range(block):
+        for _ in range(n):
             x, y = batches[r["i"] % len(batches)]
             r["i"] += 1
             out = r["model"](x)
@@ -89,12 +90,13 @@ def measure_step_costs(model: torch.nn.Module, methods: dict[str, tuple[str, flo
             loss.backward()
             r["opt"].step()
         _sync(device)
-        return (time.perf_counter() - t0) / block
+        return time.perf_counter() - t0
 
-    for r in runs.values():
-        run_block(r)
-    times: dict[str, list[float]] = {label: [] for label in runs}
+    if warmup:
+        for r in runs.values():
+            run_block(r, warmup)
+    total = {label: 0.0 for label in runs}
     for _ in range(rounds):
         for label, r in runs.items():
-            times[label].append(run_block(r))
-    return {label: StepCost(float(np.median(times[label])), state_bytes(r["opt"])) for label, r in runs.items()}
+            total[label] += run_block(r, block)
+    return {label: StepCost(total[label] / (rounds * block), state_bytes(r["opt"])) for label, r in runs.items()}
