@@ -36,7 +36,8 @@ def assumptions(mu: float, sigma: float, p) -> dict:
     checks = {
         "mu_ge_1": bool(mu >= 1.0),
         "k_ge_3mu": bool(k >= 3.0 * mu),
-        "pm_small": bool(p.min() <= 1.0 / (5.0 * snr + 6.0 * k)),
+        # Relative slack of 1e-12 so a p_m set exactly at the bound survives renormalisation.
+        "pm_small": bool(p.min() <= (1.0 + 1e-12) / (5.0 * snr + 6.0 * k)),
     }
     checks["all"] = all(checks.values())
     return checks
