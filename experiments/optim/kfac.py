@@ -1,0 +1,294 @@
+"""KFAC (Martens and Grosse 2015; convolutions as KFC, Grosse and Martens 2016), for the TNT comparison.
+
+For a Linear or Conv2d layer with weight W (out, in[*kh*kw]) and optional bias b, the combined
+weight W~ = [W, b]: (out, in'+1) sees inputs a~ = [a, 1]. With a_i the layer input of example i
+(conv: its im2col patches a_{i,s} at the L output positions s) and g_i the gradient of example i's
+loss (sampled labels) w.r.t. the layer output, over a batch of B examples:
+
+    A = (1/B) sum_i sum_s a~_{i,s} a~_{i,s}^T                   (in'+1, in'+1)
+    G = (1/B) sum_i (1/L) sum_s g_{i,s} g_{i,s}^T               (out, out)
+    A <- beta A + (1 - beta) A_batch, same for G                 (steps with (t - 1) % T1 == 0)
+    gamma_A = pi sqrt(damping), gamma_G = sqrt(damping) / pi     (pi = 1, or pi-damping:
+              pi = sqrt((tr(A) / dim A) / (tr(G) / dim G)))
+    A_inv = (A + gamma_A I)^(-1), G_inv = (G + gamma_G I)^(-1)   (steps with (t - 1) % T2 == 0,
+                                                                  and every T1 while t <= T2)
+    D = G_inv grad(W~) A_inv,   m <- momentum m + D,   p <- p (1 - lr weight_decay) - lr m
+
+This is the per-example Fisher convention of the KFAC paper (g_i is B times the gradient of the batch
+-mean loss), so `damping` is in per-example units, unlike TNT's batch-mean factors. The first factor
+update sets A and G (no shrinkage towards zero). T1 = `curvature_frequency`, T2 = `inverse_frequency`.
+
+Capture: forward pre-hooks on the layers keep the input of a training forward pass when the next
+step is a curvature step; forward hooks attach a gradient hook to the layer output that records
+the output gradient only inside `capturing_curvature()` (the sampled-label backward of
+experiments.optim.curvature.curvature_step), so the ordinary backward is untouched.
+Fallback: parameters outside a supported layer (norms, embeddings, grouped or non-zero-padded
+convolutions) and layers that have not yet received factors take SGD with the same momentum on the
+raw gradient. Matrix work in float32 (float64 for float64 parameters). Call `remove_hooks()` to
+detach the optimizer from the model.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from experiments.optim.kronecker import compute_dtype, inverse_root
+
+
+def input_factor(a: torch.Tensor, batch: int) -> torch.Tensor:
+    """A = (1/batch) a~^T a~ with a~ = [a, 1]; a: (rows, in) of all examples (and positions)."""
+    a = torch.cat([a, a.new_ones(a.shape[0], 1)], dim=1)
+    return a.T @ a / batch
+
+
+def output_factor(g: torch.Tensor, batch: int, positions: int) -> torch.Tensor:
+    """G = (1/batch) sum_i (1/L) sum_s g_is g_is^T for per-example gradients g = batch * (mean-loss gradient).
+
+    g: (batch * positions, out) gradients of the batch-mean loss w.r.t. the layer output."""
+    return g.T @ g * (batch / positions)
+
+
+def conv_patches(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """im2col of x: (B, C, H, W) -> (B * L, C * kh * kw), columns in the order of weight.reshape(out, -1)."""
+    cols = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+
+
+def damping_split(A: torch.Tensor, G: torch.Tensor, damping: float, pi_damping: bool) -> tuple[float, float]:
+    """(gamma_A, gamma_G) with gamma_A gamma_G = damping; pi balances the factors' mean eigenvalues."""
+    root = math.sqrt(damping)
+    if not pi_damping:
+        return root, root
+    mean_a, mean_g = float(A.diagonal().mean()), float(G.diagonal().mean())
+    pi = math.sqrt(mean_a / mean_g) if mean_a > 0 and mean_g > 0 else 1.0
+    return root * pi, root / pi
+
+
+def kfac_direction(grad: torch.Tensor, A_inv: torch.Tensor, G_inv: torch.Tensor) -> torch.Tensor:
+    """G_inv grad A_inv for grad: (out, in'+1), the natural-gradient step of the Kronecker-factored Fisher."""
+    return G_inv @ grad @ A_inv
+
+
+def _supported(module: nn.Module) -> bool:
+    if isinstance(module, nn.Linear):
+        return True
+    return (isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+            and not isinstance(module.padding, str))
+
+
+class KFAC(torch.optim.Optimizer):
+    """KFAC over the Linear/Conv2d layers of `model`; everything else gets SGD with momentum."""
+
+    def __init__(self, model: nn.Module, lr: float = 1e-3, momentum: float = 0.9, damping: float = 1e-3,
+                 beta: float = 0.95, curvature_frequency: int = 10, inverse_frequency: int = 100,
+                 weight_decay: float = 0.0, pi_damping: bool = False, params=None):
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if not damping > 0:
+            raise ValueError(f"damping must be positive, got {damping}")
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"beta must be in [0, 1), got {beta}")
+        for name, val in (("curvature_frequency", curvature_frequency), ("inverse_frequency", inverse_frequency)):
+            if int(val) != val or val < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {val}")
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be non-negative, got {weight_decay}")
+        defaults = dict(lr=lr, momentum=momentum, damping=damping, beta=beta,
+                        curvature_frequency=int(curvature_frequency), inverse_frequency=int(inverse_frequency),
+                        weight_decay=weight_decay, pi_damping=bool(pi_damping))
+        super().__init__(model.parameters() if params is None else params, defaults)
+        owned = {p for g in self.param_groups for p in g["params"]}
+        # weight -> (layer, bias or None); the layer's factors and inverses live in the weight's state.
+        self._layers: dict[torch.Tensor, tuple[nn.Module, torch.Tensor | None]] = {}
+        for module in model.modules():
+            if _supported(module) and module.weight in owned:
+                bias = module.bias if module.bias is not None and module.bias in owned else None
+                self._layers[module.weight] = (module, bias)
+        self._bias_of = {b: w for w, (_, b) in self._layers.items() if b is not None}
+        self._inputs: dict[nn.Module, torch.Tensor] = {}
+        self._out_grads: dict[nn.Module, list[torch.Tensor]] = {}
+        self._capturing = False
+        self._hooks = []
+        for module, _ in self._layers.values():
+            self._hooks.append(module.register_forward_pre_hook(self._save_input))
+            self._hooks.append(module.register_forward_hook(self._hook_output))
+
+    def remove_hooks(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    # -- capture -----------------------------------------------------------------------------------
+    def _recording(self, module: nn.Module) -> bool:
+        return module.training and torch.is_grad_enabled() and self.wants_curvature()
+
+    def _save_input(self, module: nn.Module, inputs) -> None:
+        if self._recording(module):
+            self._inputs[module] = inputs[0].detach()
+
+    def _hook_output(self, module: nn.Module, inputs, output) -> None:
+        if self._recording(module) and output.requires_grad:
+            def record(grad: torch.Tensor) -> None:
+                if self._capturing:
+                    self._out_grads.setdefault(module, []).append(grad.detach())
+            output.register_hook(record)
+
+    @contextmanager
+    def capturing_curvature(self):
+        self._capturing = True
+        self._out_grads = {}
+        try:
+            yield
+        finally:
+            self._capturing = False
+
+    # -- the curvature protocol of experiments.optim.curvature --------------------------------------
+    def _group_of(self, p: torch.Tensor) -> dict:
+        return next(g for g in self.param_groups if any(q is p for q in g["params"]))
+
+    def _next_step(self) -> int:
+        steps = [s["step"] for s in self.state.values() if "step" in s]
+        return (max(steps) if steps else 0) + 1
+
+    def wants_curvature(self) -> bool:
+        if not self._layers:
+            return False
+        t1 = self._group_of(next(iter(self._layers)))["curvature_frequency"]
+        return (self._next_step() - 1) % t1 == 0
+
+    def curvature_params(self) -> list[torch.Tensor]:
+        return [w for w in self._layers if w.requires_grad]
+
+    def _batch_factors(self) -> dict[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """{weight: (A, G)} of the last captured batch; clears the capture."""
+        out = {}
+        for w, (module, _) in self._layers.items():
+            x, gouts = self._inputs.get(module), self._out_grads.get(module)
+            if x is None or not gouts:
+                continue
+            dt = compute_dtype(w.dtype)
+            gout = sum(gouts)  # one gradient per output tensor; a shared layer sums its calls' gradients
+            if isinstance(module, nn.Conv2d):
+                batch = x.shape[0]
+                a = conv_patches(x.to(dt), module)
+                g = gout.to(dt).permute(0, 2, 3, 1).reshape(-1, gout.shape[1])
+                positions = g.shape[0] // batch
+            else:
+                # Leading dims (batch, tokens, ...) all count as examples: the mean loss averages over them.
+                a = x.to(dt).reshape(-1, x.shape[-1])
+                g = gout.to(dt).reshape(-1, gout.shape[-1])
+                batch, positions = a.shape[0], 1
+            out[w] = (input_factor(a, batch), output_factor(g, batch, positions))
+        self._inputs, self._out_grads = {}, {}
+        return out
+
+    @torch.no_grad()
+    def update_curvature(self, grads: dict[torch.Tensor, torch.Tensor | None]) -> None:
+        """A, G <- beta (A, G) + (1 - beta) (this batch's factors); the first update sets them."""
+        for w, (A, G) in self._batch_factors().items():
+            state = self._layer_state(w)
+            if state["A"] is None:
+                state["A"], state["G"] = A, G
+            else:
+                beta = self._group_of(w)["beta"]
+                state["A"].mul_(beta).add_(A, alpha=1 - beta)
+                state["G"].mul_(beta).add_(G, alpha=1 - beta)
+
+    def warm_start(self, grad_batches) -> None:
+        """A, G <- their means over one pass of sampled-label backwards at the initial weights.
+
+        grad_batches: an iterable whose every item follows one sampled-label backward run inside
+        capturing_curvature() (experiments.train.sampled_gradient_pass); the gradients themselves are
+        not needed, the hooks have captured the layer inputs and output gradients."""
+        # No torch.no_grad() here: iterating `grad_batches` runs the sampled backward passes.
+        sums: dict[torch.Tensor, list[torch.Tensor]] = {}
+        counts: dict[torch.Tensor, int] = {}
+        for _ in grad_batches:
+            for w, (A, G) in self._batch_factors().items():
+                if w in sums:
+                    sums[w][0].add_(A)
+                    sums[w][1].add_(G)
+                else:
+                    sums[w] = [A, G]
+                counts[w] = counts.get(w, 0) + 1
+        if not sums:
+            raise ValueError("warm_start captured no layer: run the sampled backwards inside capturing_curvature()")
+        for w, (A, G) in sums.items():
+            state = self._layer_state(w)
+            state["A"], state["G"] = A / counts[w], G / counts[w]
+
+    # -- state -------------------------------------------------------------------------------------
+    def _layer_state(self, w: torch.Tensor) -> dict:
+        state = self.state[w]
+        if "A" not in state:
+            state.update(A=None, G=None, A_inv=None, G_inv=None)
+        state.setdefault("step", 0)
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # torch casts floating state to the parameter dtype on load; the matrix work is float32.
+        super().load_state_dict(state_dict)
+        for p, state in self.state.items():
+            dt = compute_dtype(p.dtype)
+            for key, val in state.items():
+                if isinstance(val, torch.Tensor):
+                    state[key] = val.to(dt)
+
+    def _momentum_step(self, p: torch.Tensor, direction: torch.Tensor, group: dict) -> None:
+        """m <- momentum m + direction; p <- p (1 - lr wd) - lr m."""
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(direction)
+        m = state["momentum_buffer"]
+        m.mul_(group["momentum"]).add_(direction)
+        if group["weight_decay"] > 0:
+            p.mul_(1 - group["lr"] * group["weight_decay"])
+        p.add_(m.to(p.dtype), alpha=-group["lr"])
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p in self._bias_of and self._bias_of[p].grad is not None:
+                    continue  # the bias moves with its layer's weight
+                state = self.state[p]
+                state["step"] = state.get("step", 0) + 1
+                dt = compute_dtype(p.dtype)
+                if p not in self._layers:
+                    self._momentum_step(p, p.grad.to(dt), group)
+                    continue
+                state = self._layer_state(p)
+                t = state["step"]
+                _, bias = self._layers[p]
+                grad = p.grad.to(dt).reshape(p.shape[0], -1)
+                bgrad = bias.grad if bias is not None else None
+                if state["A"] is None:
+                    self._momentum_step(p, grad.reshape(p.shape), group)
+                    if bgrad is not None:
+                        self._momentum_step(bias, bgrad.to(dt), group)
+                    continue
+                refresh = (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0) or state["A_inv"] is None
+                if refresh:
+                    gA, gG = damping_split(state["A"], state["G"], group["damping"], group["pi_damping"])
+                    state["A_inv"] = inverse_root(state["A"], 1, gA)
+                    state["G_inv"] = inverse_root(state["G"], 1, gG)
+                col = bgrad.to(dt).reshape(-1, 1) if bgrad is not None else grad.new_zeros(grad.shape[0], 1)
+                D = kfac_direction(torch.cat([grad, col], dim=1), state["A_inv"], state["G_inv"])
+                self._momentum_step(p, D[:, :-1].reshape(p.shape), group)
+                if bgrad is not None:
+                    self._momentum_step(bias, D[:, -1], group)
+                    self.state[bias]["step"] = t
+        return loss

@@ -1,0 +1,93 @@
+"""Kronecker-factored tensor algebra shared by Shampoo, TNT and KFAC: pure functions, no state.
+
+For a tensor T of order k with modes (d_1, ..., d_k):
+    unfold(T, j)            T_(j): (d_j, prod_{l != j} d_l), the mode-j unfolding
+    mode_contraction(T, j)  T_(j) T_(j)^T: (d_j, d_j)
+    mode_product(T, M, j)   T x_j M, i.e. (T x_j M)_(j) = M T_(j), M: (r, d_j)
+    precondition(T, mats)   T x_1 mats[0] x_2 mats[1] ... (None = identity on that mode)
+    kron_apply(T, mats)     the same through the explicit (prod d)^2 Kronecker matrix: the
+                            readable reference, (mats[0] kron ... kron mats[k-1]) vec(T) with
+                            vec the row-major flatten of torch; only for tiny tensors (tests)
+    inverse_root(H, p, eps) (H + eps I)^(-1/p) for a symmetric PSD H via eigh
+"""
+from __future__ import annotations
+
+from functools import reduce
+
+import torch
+
+
+class CurvatureError(FloatingPointError):
+    """A curvature factor could not be inverted: it is non-finite (the run diverged) or eigh failed
+    in float32 and float64. Training loops that sweep into unstable settings treat it as divergence."""
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Matrix work runs in float32, or float64 when the parameter itself is float64."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def unfold(T: torch.Tensor, mode: int) -> torch.Tensor:
+    """Mode-`mode` unfolding: (d_mode, prod of the other dims, in their original order)."""
+    return T.movedim(mode, 0).reshape(T.shape[mode], -1)
+
+
+def mode_contraction(T: torch.Tensor, mode: int) -> torch.Tensor:
+    """T_(mode) T_(mode)^T: (d_mode, d_mode), the Gram matrix of the mode-`mode` fibres."""
+    U = unfold(T, mode)
+    return U @ U.T
+
+
+def mode_product(T: torch.Tensor, M: torch.Tensor, mode: int) -> torch.Tensor:
+    """T x_mode M: contracts M's second index with T's mode `mode`; M: (r, d_mode)."""
+    return torch.tensordot(T, M, dims=([mode], [1])).movedim(-1, mode)
+
+
+def precondition(T: torch.Tensor, mats: list[torch.Tensor | None]) -> torch.Tensor:
+    """T x_1 mats[0] x_2 mats[1] ... x_k mats[k-1]; a None entry leaves that mode as it is."""
+    if len(mats) != T.dim():
+        raise ValueError(f"need one matrix per mode: tensor of order {T.dim()}, {len(mats)} matrices")
+    for j, M in enumerate(mats):
+        if M is not None:
+            T = mode_product(T, M, j)
+    return T
+
+
+def kron_apply(T: torch.Tensor, mats: list[torch.Tensor]) -> torch.Tensor:
+    """Reference for `precondition`: (mats[0] kron ... kron mats[k-1]) @ vec(T), reshaped like T.
+
+    Row-major vec makes the first mode the slowest index, which is why the Kronecker factors come in
+    mode order (for a matrix G: vec(A G B^T) = (A kron B) vec(G)). Builds the full (N, N) matrix."""
+    K = reduce(torch.kron, mats)
+    return (K @ T.reshape(-1)).reshape(T.shape)
+
+
+def _eigh(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """eigh in A's dtype; on failure (or non-finite output) once more in float64; else CurvatureError."""
+    try:
+        w, Q = torch.linalg.eigh(A)
+        if torch.isfinite(w).all():
+            return w, Q
+    except torch.linalg.LinAlgError:
+        pass
+    try:
+        w, Q = torch.linalg.eigh(A.double())
+    except torch.linalg.LinAlgError as err:
+        raise CurvatureError(f"eigh failed in {A.dtype} and float64 on a {tuple(A.shape)} factor "
+                             f"(trace {float(A.diagonal().sum()):.3e})") from err
+    return w.to(A.dtype), Q.to(A.dtype)
+
+
+def inverse_root(H: torch.Tensor, p: float, eps: float) -> torch.Tensor:
+    """(H + eps I)^(-1/p) for a symmetric positive semidefinite H: (d, d), by eigendecomposition.
+
+    H + eps I = Q diag(w) Q^T, result Q diag(w^(-1/p)) Q^T. Eigenvalues are floored at eps: exact for
+    PSD H, and it keeps rounding (a tiny negative eigenvalue of a rank-deficient H) from producing NaN.
+    p = 1 is the inverse. Raises CurvatureError on non-finite H or when eigh fails in float64 too."""
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    if not torch.isfinite(H).all():
+        raise CurvatureError(f"non-finite entries in a {tuple(H.shape)} curvature factor: the run diverged")
+    eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+    w, Q = _eigh(H + eps * eye)
+    return (Q * w.clamp_min(eps).pow(-1.0 / p)) @ Q.T

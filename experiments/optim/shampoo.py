@@ -1,0 +1,157 @@
+"""Shampoo (Gupta, Koren and Singer 2018) in its order-k tensor form, with the knobs later papers use.
+
+For a parameter of order k (a matrix: k = 2; a bias: k = 1; a conv kernel: k = 4) with gradient
+G_t, at step t:
+
+    m_t = momentum m_{t-1} + (1 - momentum) G_t,   M_t = m_t / (1 - momentum^t)  (M_t = G_t if momentum = 0)
+    H_j <- beta H_j + (1 - beta) G_(j) G_(j)^T    (beta = 1: running sum H_j <- H_j + G_(j) G_(j)^T, the original)
+    R_j = (H_j / (1 - beta^t) + eps I)^(-1/(2k))  recomputed every `precondition_frequency` steps, cached between
+    D_t = M_t x_1 R_1 x_2 R_2 ... x_k R_k          (L^(-1/4) M R^(-1/4) for a matrix)
+    grafting "adam": v <- b2 v + (1 - b2) G_t^2, A_t = M_t / (sqrt(v / (1 - b2^t)) + graft_eps),
+                     D_t <- D_t ||A_t|| / ||D_t||;   "sgd": D_t <- D_t ||M_t|| / ||D_t||;   "none": D_t as is
+    before start_preconditioning_step the step is the graft direction itself (A_t, or M_t)
+    p <- p (1 - lr weight_decay) - lr D_t
+
+The (1 - beta^t) bias correction of the statistics applies only to the moving average (beta < 1).
+Statistics always use the raw gradient; the preconditioner and the graft act on the momentum M_t
+(the "filtered gradient" of Distributed Shampoo), so Shampoo that never preconditions with Adam
+grafting is exactly torch Adam. A mode longer than `max_precond_dim` gets no factor (identity on
+that mode; the other modes keep the exponent -1/(2k)): that is how embeddings and output heads with
+a vocabulary-sized side are handled. The inverse roots (`precondition_frequency` > 1) are stale in
+between, which is the failure the SPlus paper shows for long cache intervals.
+
+Differences from the original: the original is beta = 1, H_j starting at eps I, inverse roots every
+step, no grafting, and heavy-ball momentum; with momentum = 0 this class in that configuration
+equals pytorch_optimizer.Shampoo (tested to float64 rounding). Matrix work in float32 (float64
+for float64 parameters), eigh retried in float64, CurvatureError if a factor is non-finite.
+"""
+from __future__ import annotations
+
+import torch
+
+from experiments.optim.kronecker import compute_dtype, inverse_root, mode_contraction, precondition
+
+GRAFTING = ("none", "sgd", "adam")
+
+
+def shampoo_direction(M: torch.Tensor, roots: list[torch.Tensor | None]) -> torch.Tensor:
+    """M x_1 roots[0] ... x_k roots[k-1]; M: the parameter-shaped momentum, roots: (d_j, d_j) or None."""
+    return precondition(M, roots)
+
+
+def shampoo_roots(factors: list[torch.Tensor | None], order: int, eps: float, correction: float = 1.0
+                  ) -> list[torch.Tensor | None]:
+    """(H_j / correction + eps I)^(-1/(2 order)) for each factor (None stays None)."""
+    return [None if H is None else inverse_root(H / correction, 2 * order, eps) for H in factors]
+
+
+class Shampoo(torch.optim.Optimizer):
+    """Tensor Shampoo with cached inverse roots, optional grafting, momentum and decoupled weight decay.
+
+    Defaults are the original algorithm (running-sum statistics, roots every step, no grafting, no
+    momentum); the registry entry "shampoo" sets the practical configuration used by the figures.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, beta: float = 1.0,
+                 eps: float = 1e-6, precondition_frequency: int = 1, start_preconditioning_step: int = 1,
+                 grafting: str = "none", graft_beta2: float = 0.999, graft_eps: float = 1e-8,
+                 weight_decay: float = 0.0, max_precond_dim: int = 4096):
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if not 0.0 < beta <= 1.0:
+            raise ValueError(f"beta must be in (0, 1], got {beta}")
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps}")
+        if int(precondition_frequency) != precondition_frequency or precondition_frequency < 1:
+            raise ValueError(f"precondition_frequency must be an integer >= 1, got {precondition_frequency}")
+        if int(start_preconditioning_step) != start_preconditioning_step or start_preconditioning_step < 1:
+            raise ValueError(f"start_preconditioning_step must be an integer >= 1, got {start_preconditioning_step}")
+        if grafting not in GRAFTING:
+            raise ValueError(f"grafting must be one of {GRAFTING}, got {grafting!r}")
+        if not 0.0 <= graft_beta2 < 1.0:
+            raise ValueError(f"graft_beta2 must be in [0, 1), got {graft_beta2}")
+        if not graft_eps > 0:
+            raise ValueError(f"graft_eps must be positive, got {graft_eps}")
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be non-negative, got {weight_decay}")
+        if int(max_precond_dim) != max_precond_dim or max_precond_dim < 1:
+            raise ValueError(f"max_precond_dim must be an integer >= 1, got {max_precond_dim}")
+        defaults = dict(lr=lr, momentum=momentum, beta=beta, eps=eps,
+                        precondition_frequency=int(precondition_frequency),
+                        start_preconditioning_step=int(start_preconditioning_step), grafting=grafting,
+                        graft_beta2=graft_beta2, graft_eps=graft_eps, weight_decay=weight_decay,
+                        max_precond_dim=int(max_precond_dim))
+        super().__init__(params, defaults)
+
+    def _init_state(self, p: torch.Tensor, group: dict) -> dict:
+        state = self.state[p]
+        if not state:
+            dt = compute_dtype(p.dtype)
+            shape = p.shape if p.dim() > 0 else (1,)
+            state["step"] = 0
+            state["factors"] = [None if d > group["max_precond_dim"] else
+                                torch.zeros(d, d, dtype=dt, device=p.device) for d in shape]
+            state["roots"] = [None] * len(shape)
+            if group["momentum"] > 0:
+                state["momentum_buffer"] = torch.zeros(shape, dtype=dt, device=p.device)
+            if group["grafting"] == "adam":
+                state["graft_sq"] = torch.zeros(shape, dtype=dt, device=p.device)
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # torch casts floating state to the parameter dtype on load; the matrix work is float32.
+        super().load_state_dict(state_dict)
+        for p, state in self.state.items():
+            dt = compute_dtype(p.dtype)
+            for key in ("factors", "roots"):
+                state[key] = [None if t is None else t.to(dt) for t in state[key]]
+            for key in ("momentum_buffer", "graft_sq"):
+                if key in state:
+                    state[key] = state[key].to(dt)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, mu, beta = group["lr"], group["momentum"], group["beta"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self._init_state(p, group)
+                state["step"] += 1
+                t = state["step"]
+                dt = compute_dtype(p.dtype)
+                G = p.grad.to(dt).reshape(p.shape if p.dim() > 0 else (1,))
+                if mu > 0:
+                    state["momentum_buffer"].lerp_(G, 1 - mu)
+                    M = state["momentum_buffer"] / (1 - mu ** t)
+                else:
+                    M = G
+                for j, H in enumerate(state["factors"]):
+                    if H is not None:
+                        H.mul_(beta).add_(mode_contraction(G, j), alpha=1.0 if beta == 1.0 else 1 - beta)
+                graft = M
+                if group["grafting"] == "adam":
+                    b2 = group["graft_beta2"]
+                    state["graft_sq"].mul_(b2).addcmul_(G, G, value=1 - b2)
+                    graft = M / ((state["graft_sq"] / (1 - b2 ** t)).sqrt_().add_(group["graft_eps"]))
+                start = group["start_preconditioning_step"]
+                if t < start:
+                    D = graft
+                else:
+                    if (t - start) % group["precondition_frequency"] == 0:
+                        correction = 1.0 if beta == 1.0 else 1 - beta ** t
+                        state["roots"] = shampoo_roots(state["factors"], len(state["factors"]),
+                                                       group["eps"], correction)
+                    D = shampoo_direction(M, state["roots"])
+                    if group["grafting"] != "none":
+                        D = D * (graft.norm() / D.norm().clamp_min(torch.finfo(dt).tiny))
+                if group["weight_decay"] > 0:
+                    p.mul_(1 - lr * group["weight_decay"])
+                p.add_(D.reshape(p.shape).to(p.dtype), alpha=-lr)
+        return loss

@@ -1,0 +1,206 @@
+"""TNT, Tensor Normal Training (Ren and Goldfarb, NeurIPS 2021).
+
+Each parameter's gradient is viewed as an order-k tensor (`tnt_view`): a linear weight as
+(out, in), a bias or norm vector as (d,) with one full d x d factor, a conv kernel
+(out, in, kh, kw) as (out, in, kh*kw). With G the true-label gradient and G_hat the gradient at
+labels sampled from the model (see experiments.optim.curvature), at step t = 1, 2, ...:
+
+    m <- momentum m + G                                          (every step)
+    H_j <- beta H_j + (1 - beta) G_hat_(j) G_hat_(j)^T           (steps with (t - 1) % T1 == 0)
+    c = (tr(H_1) / prod_l d_l)^(1/k),  U_j = H_j / (c^(k-1) prod_{l != j} d_l)
+    A_j = (U_j + eps I)^(-1)          (steps with (t - 1) % T2 == 0, and every T1 while t <= T2)
+    D = m x_1 A_1 x_2 A_2 ... x_k A_k
+    p <- p (1 - lr weight_decay) - lr D
+
+T1 = `curvature_frequency`, T2 = `inverse_frequency`. The normalisation gives every U_j the same
+average eigenvalue c; eps is added to each normalised factor.
+
+Fisher scale: G_hat is the gradient of the batch-MEAN loss (as in the official code), so the
+factors are about 1/batch of a per-example Fisher and eps and lr are in those units.
+Initialisation: `warm_start(grad_batches)` (called by experiments.train before the first step)
+sets H_j to the mean of the contractions of sampled-label gradients over one pass of the data at
+the initial weights, as the paper does. Without a warm start the first factor update sets H_j to its contraction
+(no (1 - beta) shrinkage towards zero). A step taken before any factor exists uses no
+preconditioning (D = m) and warns once: the training loop forgot curvature_step.
+
+Defaults are the official code's CNN setting (T1 = 10, T2 = 100, eps = 0.01; the paper trains
+with lr 1e-4 and decoupled weight_decay 10). Its autoencoder setting is T1 = 1, T2 = 20,
+eps = 0.1, no weight decay. Matrix work in float32 (float64 for float64 parameters).
+No library implements TNT; the tests check it against the explicit Kronecker form.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from experiments.optim.kronecker import compute_dtype, inverse_root, mode_contraction, precondition
+
+
+def tnt_view(shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
+    """Tensor shape TNT preconditions: (d,) for vectors, (out, in) matrices, (out, in, rest) above."""
+    shape = tuple(shape)
+    if len(shape) == 0:
+        return (1,)
+    if len(shape) <= 2:
+        return shape
+    return (shape[0], shape[1], math.prod(shape[2:]))
+
+
+def tnt_normalize(factors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """U_j = H_j / (c^(k-1) prod_{l != j} d_l) with c = (tr(H_1) / prod_l d_l)^(1/k); all-zero stays zero."""
+    k = len(factors)
+    dims = [H.shape[0] for H in factors]
+    n = math.prod(dims)
+    c = (factors[0].diagonal().sum() / n).clamp_min(0) ** (1.0 / k)
+    out = []
+    for H, d in zip(factors, dims):
+        denom = c ** (k - 1) * (n // d)
+        out.append(torch.where(denom > 0, H / denom.clamp_min(torch.finfo(H.dtype).tiny), torch.zeros_like(H)))
+    return out
+
+
+def tnt_inverses(factors: list[torch.Tensor], eps: float) -> list[torch.Tensor]:
+    """(U_j + eps I)^(-1) of the normalised factors."""
+    return [inverse_root(U, 1, eps) for U in tnt_normalize(factors)]
+
+
+def tnt_direction(m: torch.Tensor, inverses: list[torch.Tensor]) -> torch.Tensor:
+    """m x_1 A_1 ... x_k A_k; m already in the TNT view shape."""
+    return precondition(m, inverses)
+
+
+class TNT(torch.optim.Optimizer):
+    """Tensor Normal Training; a training loop must call curvature_step (or warm_start) for it."""
+
+    def __init__(self, params, lr: float = 1e-4, momentum: float = 0.9, beta: float = 0.9, eps: float = 0.01,
+                 curvature_frequency: int = 10, inverse_frequency: int = 100, weight_decay: float = 0.0):
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"beta must be in [0, 1), got {beta}")
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps}")
+        for name, val in (("curvature_frequency", curvature_frequency), ("inverse_frequency", inverse_frequency)):
+            if int(val) != val or val < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {val}")
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be non-negative, got {weight_decay}")
+        defaults = dict(lr=lr, momentum=momentum, beta=beta, eps=eps, curvature_frequency=int(curvature_frequency),
+                        inverse_frequency=int(inverse_frequency), weight_decay=weight_decay)
+        super().__init__(params, defaults)
+        self._warned = False
+
+    # -- state -------------------------------------------------------------------------------------
+    def _state(self, p: torch.Tensor) -> dict:
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["momentum_buffer"] = torch.zeros(tnt_view(p.shape), dtype=compute_dtype(p.dtype), device=p.device)
+            state["factors"] = None
+            state["inverses"] = None
+        return state
+
+    def _set_factors(self, p: torch.Tensor, contractions: list[torch.Tensor], beta: float) -> None:
+        state = self._state(p)
+        if state["factors"] is None:
+            state["factors"] = contractions
+        else:
+            for H, C in zip(state["factors"], contractions):
+                H.mul_(beta).add_(C, alpha=1 - beta)
+
+    @staticmethod
+    def _contractions(p: torch.Tensor, g: torch.Tensor) -> list[torch.Tensor]:
+        G = g.to(compute_dtype(p.dtype)).reshape(tnt_view(p.shape))
+        return [mode_contraction(G, j) for j in range(G.dim())]
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # torch casts floating state to the parameter dtype on load; the matrix work is float32.
+        super().load_state_dict(state_dict)
+        for p, state in self.state.items():
+            dt = compute_dtype(p.dtype)
+            state["momentum_buffer"] = state["momentum_buffer"].to(dt)
+            for key in ("factors", "inverses"):
+                if state[key] is not None:
+                    state[key] = [t.to(dt) for t in state[key]]
+
+    # -- the curvature protocol of experiments.optim.curvature --------------------------------------
+    def _next_is_curvature_step(self, group: dict) -> bool:
+        steps = [self.state[p]["step"] for p in group["params"] if p in self.state]
+        t = (max(steps) if steps else 0) + 1
+        return (t - 1) % group["curvature_frequency"] == 0
+
+    def wants_curvature(self) -> bool:
+        return any(self._next_is_curvature_step(g) for g in self.param_groups)
+
+    def curvature_params(self) -> list[torch.Tensor]:
+        return [p for g in self.param_groups if self._next_is_curvature_step(g)
+                for p in g["params"] if p.requires_grad]
+
+    @torch.no_grad()
+    def update_curvature(self, grads: dict[torch.Tensor, torch.Tensor | None]) -> None:
+        """H_j <- beta H_j + (1 - beta) G_hat_(j) G_hat_(j)^T for each parameter with a sampled gradient."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                g = grads.get(p)
+                if g is not None:
+                    self._set_factors(p, self._contractions(p, g), group["beta"])
+
+    def warm_start(self, grad_batches) -> None:
+        """Set every H_j to the mean contraction over `grad_batches`, an iterable of {param: G_hat}
+        dicts (sampled-label gradients of one pass over the data at the initial weights; see
+        experiments.train.sampled_gradient_pass)."""
+        # No torch.no_grad() here: iterating `grad_batches` runs the sampled backward passes.
+        sums: dict[torch.Tensor, list[torch.Tensor]] = {}
+        counts: dict[torch.Tensor, int] = {}
+        for grads in grad_batches:
+            for p, g in grads.items():
+                if g is None:
+                    continue
+                cs = self._contractions(p, g)
+                if p in sums:
+                    for s, c in zip(sums[p], cs):
+                        s.add_(c)
+                else:
+                    sums[p] = cs
+                counts[p] = counts.get(p, 0) + 1
+        if not sums:
+            raise ValueError("warm_start got no sampled-label gradients")
+        for p, cs in sums.items():
+            self._state(p)["factors"] = [c / counts[p] for c in cs]
+
+    # -- the step ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, t1, t2 = group["lr"], group["curvature_frequency"], group["inverse_frequency"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self._state(p)
+                state["step"] += 1
+                t = state["step"]
+                m = state["momentum_buffer"]
+                m.mul_(group["momentum"]).add_(p.grad.reshape(m.shape).to(m.dtype))
+                refresh = (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0) or state["inverses"] is None
+                if refresh and state["factors"] is not None:
+                    state["inverses"] = tnt_inverses(state["factors"], group["eps"])
+                if state["inverses"] is None:
+                    if not self._warned:
+                        warnings.warn("TNT stepped without curvature factors (no curvature_step or warm_start "
+                                      "yet): this step is plain SGD with momentum", RuntimeWarning, stacklevel=2)
+                        self._warned = True
+                    D = m
+                else:
+                    D = tnt_direction(m, state["inverses"])
+                if group["weight_decay"] > 0:
+                    p.mul_(1 - lr * group["weight_decay"])
+                p.add_(D.reshape(p.shape).to(p.dtype), alpha=-lr)
+        return loss

@@ -1,0 +1,565 @@
+"""Shampoo, TNT, KFAC: a peer (pytorch_optimizer.Shampoo), explicit Kronecker computations,
+per-example Fisher factors, reductions to Adam / SGD-momentum, state round trips, cache staleness."""
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from experiments.optim import kronecker
+from experiments.optim.curvature import curvature_step, sample_labels
+from experiments.optim.kfac import KFAC
+from experiments.optim.kronecker import CurvatureError, inverse_root, kron_apply, precondition
+from experiments.optim.registry import build_optimizer
+from experiments.optim.shampoo import Shampoo
+from experiments.optim.tnt import TNT, tnt_normalize, tnt_view
+
+F64 = torch.float64
+
+
+def grads_seq(shape, n, seed, dtype=F64):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g, dtype=dtype) for _ in range(n)]
+
+
+def run_steps(opt, p, grads):
+    for g in grads:
+        p.grad = g.clone()
+        opt.step()
+
+
+def spd(d, seed, dtype=F64):
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(d, d + 2, generator=g, dtype=dtype)
+    return A @ A.T / d
+
+
+# -- kernels ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("p", [1, 2, 4, 6])
+def test_inverse_root_on_known_spectrum(p):
+    g = torch.Generator().manual_seed(p)
+    Q, _ = torch.linalg.qr(torch.randn(5, 5, generator=g, dtype=F64))
+    w = torch.tensor([0.0, 1e-3, 0.5, 2.0, 30.0], dtype=F64)  # includes a zero eigenvalue
+    eps = 1e-2
+    H = Q @ torch.diag(w) @ Q.T
+    expect = Q @ torch.diag((w + eps) ** (-1.0 / p)) @ Q.T
+    got = inverse_root(H, p, eps)
+    assert torch.allclose(got, expect, rtol=1e-10, atol=1e-10)
+    # float32 path: same answer to float32 accuracy, and the p-th power of the result inverts H + eps I
+    got32 = inverse_root(H.float(), p, eps)
+    assert torch.allclose(got32.double(), expect, rtol=1e-3, atol=1e-3)
+    eye = torch.eye(5, dtype=F64)
+    assert torch.allclose(torch.linalg.matrix_power(got, p) @ (H + eps * eye), eye, atol=1e-9)
+
+
+def test_inverse_root_of_zero_and_rank_one_is_finite():
+    H = torch.zeros(4, 4)
+    assert torch.allclose(inverse_root(H, 4, 1e-8), torch.eye(4) * 1e-8 ** -0.25, rtol=1e-5)
+    v = torch.randn(50, generator=torch.Generator().manual_seed(0)) * 1e3
+    R = inverse_root(torch.outer(v, v), 4, 1e-12)  # float32 rounding gives slightly negative eigenvalues
+    assert torch.isfinite(R).all()
+
+
+def test_inverse_root_retries_eigh_in_float64(monkeypatch):
+    real = torch.linalg.eigh
+    calls = []
+
+    def flaky(A):
+        calls.append(A.dtype)
+        if A.dtype == torch.float32:
+            raise torch.linalg.LinAlgError("simulated float32 failure")
+        return real(A)
+
+    monkeypatch.setattr(torch.linalg, "eigh", flaky)
+    H = spd(4, 0).float()
+    got = inverse_root(H, 2, 1e-3)
+    assert calls == [torch.float32, torch.float64] and got.dtype == torch.float32
+    monkeypatch.setattr(torch.linalg, "eigh", real)
+    assert torch.allclose(got, inverse_root(H.double(), 2, 1e-3).float(), atol=1e-5)
+
+    def broken(A):
+        raise torch.linalg.LinAlgError("simulated failure")
+
+    monkeypatch.setattr(torch.linalg, "eigh", broken)
+    with pytest.raises(CurvatureError, match="float64"):
+        inverse_root(H, 2, 1e-3)
+
+
+def test_inverse_root_rejects_non_finite_and_bad_eps():
+    H = torch.eye(3)
+    H[0, 1] = float("nan")
+    with pytest.raises(CurvatureError, match="diverged"):
+        inverse_root(H, 2, 1e-3)
+    with pytest.raises(ValueError):
+        inverse_root(torch.eye(3), 2, 0.0)
+
+
+@pytest.mark.parametrize("shape", [(5,), (4, 3), (3, 2, 4)])
+def test_mode_products_equal_the_kronecker_form(shape):
+    g = torch.Generator().manual_seed(len(shape))
+    T = torch.randn(shape, generator=g, dtype=F64)
+    mats = [torch.randn(d, d, generator=g, dtype=F64) for d in shape]  # not symmetric: checks index order
+    assert torch.allclose(precondition(T, mats), kron_apply(T, mats), atol=1e-12)
+    # unfold/contraction: tr(T_(j) T_(j)^T) is ||T||^2 on every mode
+    for j in range(len(shape)):
+        assert kronecker.unfold(T, j).shape == (shape[j], math.prod(shape) // shape[j])
+        assert torch.isclose(kronecker.mode_contraction(T, j).trace(), (T ** 2).sum())
+
+
+# -- Shampoo ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(6,), (5, 3), (3, 4, 2)])
+def test_shampoo_original_matches_pytorch_optimizer(shape):
+    from pytorch_optimizer import Shampoo as PeerShampoo
+    p0 = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=F64)
+    p_peer, p_ours = p0.clone().requires_grad_(), p0.clone().requires_grad_()
+    # The peer: H_j starts at matrix_eps I, running sums, roots every step, no momentum or grafting.
+    peer = PeerShampoo([p_peer], lr=0.05, momentum=0.0, matrix_eps=1e-3, preconditioning_compute_steps=1)
+    ours = Shampoo([p_ours], lr=0.05, momentum=0.0, beta=1.0, eps=1e-3, precondition_frequency=1)
+    grads = grads_seq(shape, 6, seed=2)
+    run_steps(peer, p_peer, grads)
+    run_steps(ours, p_ours, grads)
+    assert (p_ours - p0).abs().max() > 1e-2  # the steps are not negligible
+    assert torch.allclose(p_ours, p_peer, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.9])
+@pytest.mark.parametrize("shape", [(6,), (4, 3), (3, 2, 2)])
+def test_shampoo_step_equals_explicit_kronecker_root(shape, beta):
+    """Step 3 direction = (kron_j (H_j / c + eps I))^(-1/(2k)) vec(G_3) with the whole Kronecker matrix."""
+    eps, lr, k = 1e-2, 0.1, len(shape)
+    p = torch.zeros(shape, dtype=F64, requires_grad=True)
+    opt = Shampoo([p], lr=lr, beta=beta, eps=eps)
+    grads = grads_seq(shape, 3, seed=3)
+    run_steps(opt, p, grads[:2])
+    before = p.detach().clone()
+    run_steps(opt, p, grads[2:])
+    H = [sum((beta if beta < 1 else 1.0) ** (2 - i) * (1 - beta if beta < 1 else 1.0)
+             * kronecker.mode_contraction(G, j) for i, G in enumerate(grads)) for j in range(k)]
+    c = 1 - beta ** 3 if beta < 1 else 1.0
+    K = np.array(1.0)
+    for Hj in H:
+        K = np.kron(K, Hj.numpy() / c + eps * np.eye(Hj.shape[0]))
+    w, Q = np.linalg.eigh(K)
+    direction = (Q * w ** (-1 / (2 * k))) @ Q.T @ grads[2].numpy().reshape(-1)
+    assert np.allclose((before - p.detach()).numpy().reshape(-1) / lr, direction, atol=1e-10)
+
+
+def test_shampoo_skips_sides_above_max_precond_dim():
+    eps = 1e-2
+    p = torch.zeros(3, 6, dtype=F64, requires_grad=True)
+    opt = Shampoo([p], lr=1.0, eps=eps, max_precond_dim=4)
+    (G,) = grads_seq((3, 6), 1, seed=4)
+    run_steps(opt, p, [G])
+    assert opt.state[p]["factors"][1] is None and opt.state[p]["roots"][1] is None
+    L = inverse_root(G @ G.T, 4, eps)  # exponent -1/(2k) with k = 2 kept for the preconditioned side
+    assert torch.allclose(-p.detach(), L @ G, atol=1e-12)
+
+
+def test_shampoo_without_preconditioning_and_adam_graft_is_torch_adam():
+    p0 = torch.randn(4, 3, generator=torch.Generator().manual_seed(5), dtype=F64)
+    p_ours, p_adam = p0.clone().requires_grad_(), p0.clone().requires_grad_()
+    ours = Shampoo([p_ours], lr=0.01, momentum=0.9, grafting="adam", graft_beta2=0.999, graft_eps=1e-8,
+                   start_preconditioning_step=10**9)
+    adam = torch.optim.Adam([p_adam], lr=0.01, betas=(0.9, 0.999), eps=1e-8)
+    grads = grads_seq((4, 3), 8, seed=6)
+    run_steps(ours, p_ours, grads)
+    run_steps(adam, p_adam, grads)
+    assert torch.allclose(p_ours, p_adam, rtol=0, atol=1e-13)
+
+
+def test_shampoo_graft_sets_the_step_norm():
+    p = torch.zeros(5, 4, dtype=F64, requires_grad=True)
+    opt = Shampoo([p], lr=1.0, grafting="sgd", eps=1e-3)
+    (G,) = grads_seq((5, 4), 1, seed=7)
+    run_steps(opt, p, [G])
+    assert torch.isclose(p.detach().norm(), G.norm())
+    assert not torch.allclose(-p.detach() / G.norm(), G / G.norm(), atol=1e-3)  # direction was preconditioned
+
+
+def test_shampoo_inverse_roots_are_cached_between_precondition_steps():
+    p = torch.zeros(4, 3, requires_grad=True)
+    opt = Shampoo([p], lr=0.1, precondition_frequency=5, start_preconditioning_step=2)
+    recomputed = []
+    prev = None
+    for t, G in enumerate(grads_seq((4, 3), 12, seed=8, dtype=torch.float32), start=1):
+        run_steps(opt, p, [G])
+        roots = opt.state[p]["roots"]
+        if roots[0] is not None and (prev is None or not torch.equal(roots[0], prev)):
+            recomputed.append(t)
+        prev = None if roots[0] is None else roots[0].clone()
+    assert recomputed == [2, 7, 12]  # statistics change every step, the roots only on schedule
+
+
+def test_shampoo_stale_roots_change_the_step():
+    """Cached roots are used as they are: a later step equals the root of the old statistics."""
+    eps = 1e-3
+    p = torch.zeros(3, 3, dtype=F64, requires_grad=True)
+    opt = Shampoo([p], lr=1.0, eps=eps, precondition_frequency=10)
+    G1, G2 = grads_seq((3, 3), 2, seed=9)
+    run_steps(opt, p, [G1])
+    before = p.detach().clone()
+    run_steps(opt, p, [G2])
+    stale = inverse_root(G1 @ G1.T, 4, eps) @ G2 @ inverse_root(G1.T @ G1, 4, eps)
+    assert torch.allclose(before - p.detach(), stale, atol=1e-10)
+
+
+# -- TNT -------------------------------------------------------------------------------------------
+
+def test_tnt_view_shapes():
+    assert tnt_view((7,)) == (7,)
+    assert tnt_view((5, 3)) == (5, 3)
+    assert tnt_view((8, 3, 3, 3)) == (8, 3, 9)
+    assert tnt_view(()) == (1,)
+
+
+def test_tnt_normalisation_gives_equal_average_eigenvalues():
+    G = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(10), dtype=F64)
+    H = [kronecker.mode_contraction(G, j) for j in range(3)]
+    U = tnt_normalize(H)
+    means = torch.stack([u.trace() / u.shape[0] for u in U])
+    assert torch.allclose(means, means[0].expand(3))
+    c = (H[0].trace() / 60) ** (1 / 3)
+    assert torch.isclose(means[0], c)
+    assert all(torch.equal(u, torch.zeros_like(u)) for u in tnt_normalize([torch.zeros(3, 3), torch.zeros(4, 4)]))
+
+
+@pytest.mark.parametrize("shape", [(6,), (4, 3), (3, 2, 2, 2)])
+def test_tnt_step_equals_explicit_kronecker_inverse(shape):
+    """Direction = (kron_j (U_j + eps I))^(-1) vec(m) with U_j normalised from sampled-gradient factors."""
+    eps, lr, beta, mu = 0.05, 0.1, 0.9, 0.9
+    p = torch.zeros(shape, dtype=F64, requires_grad=True)
+    opt = TNT([p], lr=lr, momentum=mu, beta=beta, eps=eps, curvature_frequency=1, inverse_frequency=1)
+    view = tnt_view(shape)
+    sampled = grads_seq(shape, 2, seed=11)
+    grads = grads_seq(shape, 2, seed=12)
+    for s, g in zip(sampled, grads):
+        opt.update_curvature({p: s})
+        before = p.detach().clone()
+        run_steps(opt, p, [g])
+    S = [s.reshape(view) for s in sampled]
+    H = [beta * kronecker.mode_contraction(S[0], j) + (1 - beta) * kronecker.mode_contraction(S[1], j)
+         for j in range(len(view))]
+    n = math.prod(view)
+    c = (H[0].trace() / n) ** (1 / len(view))
+    K = np.array(1.0)
+    for Hj, d in zip(H, view):
+        U = Hj / (c ** (len(view) - 1) * (n // d))
+        K = np.kron(K, U.numpy() + eps * np.eye(d))
+    m = (mu * grads[0] + grads[1]).numpy().reshape(-1)
+    direction = np.linalg.solve(K, m)
+    assert np.allclose((before - p.detach()).numpy().reshape(-1) / lr, direction, atol=1e-10)
+
+
+def test_tnt_factors_from_sampled_labels_match_direct_computation():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 5)).double()
+    opt = TNT(model.parameters(), lr=1e-3, beta=0.9, curvature_frequency=1)
+    X = torch.randn(8, 4, dtype=F64)
+    gen, ref_gen = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    expect = {}
+    for _ in range(2):
+        out = model(X)
+        assert curvature_step(opt, out, "ce", gen)
+        labels = sample_labels(out, "ce", ref_gen)
+        gs = torch.autograd.grad(F.cross_entropy(out, labels), list(model.parameters()))
+        for p, g in zip(model.parameters(), gs):
+            C = [kronecker.mode_contraction(g.reshape(tnt_view(p.shape)), j) for j in range(len(tnt_view(p.shape)))]
+            expect[p] = C if p not in expect else [0.9 * e + 0.1 * c for e, c in zip(expect[p], C)]
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+    for p in model.parameters():
+        assert p.grad is not None and torch.equal(p.grad, torch.zeros_like(p))  # the hook never writes p.grad
+        for got, want in zip(opt.state[p]["factors"], expect[p]):
+            assert torch.allclose(got, want, atol=1e-14)
+    assert opt.state[model[0].bias]["factors"][0].shape == (3, 3)  # a bias gets one full d x d factor
+
+
+def test_tnt_with_identity_factors_is_sgd_with_momentum():
+    d, eps, lr = 4, 0.01, 0.1
+    p0 = torch.randn(d, d, generator=torch.Generator().manual_seed(13), dtype=F64)
+    p_tnt, p_sgd = p0.clone().requires_grad_(), p0.clone().requires_grad_()
+    tnt = TNT([p_tnt], lr=lr, momentum=0.9, eps=eps, curvature_frequency=1000, inverse_frequency=1000)
+    # G_hat = sqrt(d) I gives H_1 = H_2 = d I, c = 1 and U_1 = U_2 = I: each mode divides by (1 + eps).
+    tnt.update_curvature({p_tnt: math.sqrt(d) * torch.eye(d, dtype=F64)})
+    sgd = torch.optim.SGD([p_sgd], lr=lr / (1 + eps) ** 2, momentum=0.9)
+    grads = grads_seq((d, d), 6, seed=14)
+    run_steps(tnt, p_tnt, grads)
+    run_steps(sgd, p_sgd, grads)
+    assert torch.allclose(p_tnt, p_sgd, rtol=0, atol=1e-13)
+
+
+def test_tnt_inverses_are_cached_between_refreshes():
+    p = torch.zeros(3, 2, requires_grad=True)
+    opt = TNT([p], lr=1e-3, curvature_frequency=2, inverse_frequency=4)
+    refreshed, prev = [], None
+    sampled = grads_seq((3, 2), 12, seed=15, dtype=torch.float32)
+    for t, (s, g) in enumerate(zip(sampled, grads_seq((3, 2), 12, seed=16, dtype=torch.float32)), start=1):
+        opt.update_curvature({p: s})  # factors change at every step
+        run_steps(opt, p, [g])
+        inv = opt.state[p]["inverses"][0]
+        if prev is None or not torch.equal(inv, prev):
+            refreshed.append(t)
+        prev = inv.clone()
+    assert refreshed == [1, 3, 5, 9]  # every T1 = 2 while t <= T2 = 4, then every T2
+
+
+def test_tnt_wants_curvature_every_t1_steps():
+    model = nn.Linear(3, 2)
+    opt = TNT(model.parameters(), curvature_frequency=3)
+    asked = []
+    for t in range(1, 8):
+        out = model(torch.randn(4, 3))
+        asked.append(curvature_step(opt, out, "ce", torch.Generator().manual_seed(t)))
+        out.sum().backward()
+        opt.step()
+    assert asked == [True, False, False, True, False, False, True]
+
+
+def test_tnt_warm_start_is_the_mean_contraction_and_step_without_factors_warns():
+    p = torch.zeros(3, 2, dtype=F64, requires_grad=True)
+    opt = TNT([p], lr=1e-2)
+    sampled = grads_seq((3, 2), 3, seed=17)
+    opt.warm_start({p: s} for s in sampled)
+    for j in range(2):
+        want = sum(kronecker.mode_contraction(s, j) for s in sampled) / 3
+        assert torch.allclose(opt.state[p]["factors"][j], want)
+    q = torch.zeros(2, requires_grad=True)
+    bare = TNT([q], lr=1.0)
+    q.grad = torch.ones(2)
+    with pytest.warns(RuntimeWarning, match="without curvature"):
+        bare.step()
+    assert torch.equal(q.detach(), -torch.ones(2))
+
+
+# -- KFAC ------------------------------------------------------------------------------------------
+
+class SmallConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1, stride=1)
+        self.act = nn.ReLU(inplace=True)  # in-place after the layer: the output-gradient hook must survive it
+        self.fc = nn.Linear(3 * 4 * 4, 4)
+        self.norm = nn.LayerNorm(4)  # not a supported layer: SGD-momentum fallback
+
+    def forward(self, x):
+        return self.norm(self.fc(self.act(self.conv(x)).flatten(1)))
+
+
+def test_kfac_factors_equal_per_example_computation():
+    torch.manual_seed(1)
+    model = SmallConvNet().double()
+    opt = KFAC(model, lr=0.1, curvature_frequency=1)
+    B = 5
+    X = torch.randn(B, 2, 4, 4, dtype=F64)
+    out = model(X)
+    curvature_step(opt, out, "ce", torch.Generator().manual_seed(2))
+    labels = sample_labels(out.detach(), "ce", torch.Generator().manual_seed(2))
+    A_conv, G_conv, A_fc, G_fc = 0, 0, 0, 0
+    for i in range(B):
+        xi = X[i:i + 1]
+        s_conv = model.conv(xi)
+        h = torch.relu(s_conv).flatten(1)
+        s_fc = model.fc(h)
+        loss = F.cross_entropy(model.norm(s_fc), labels[i:i + 1])
+        g_conv, g_fc = torch.autograd.grad(loss, [s_conv, s_fc])
+        # conv: explicit patches of the zero-padded input, channel-major like weight.reshape(out, -1)
+        xp = F.pad(xi, (1, 1, 1, 1))
+        patches = torch.stack([torch.cat([xp[0, :, r:r + 3, c:c + 3].reshape(-1), torch.ones(1, dtype=F64)])
+                               for r in range(4) for c in range(4)])
+        gs = g_conv[0].reshape(3, -1).T  # (positions, out)
+        A_conv = A_conv + patches.T @ patches / B
+        G_conv = G_conv + gs.T @ gs / (16 * B)
+        ht = torch.cat([h, torch.ones(1, 1, dtype=F64)], 1)
+        A_fc = A_fc + ht.T @ ht / B
+        G_fc = G_fc + g_fc.T @ g_fc / B
+    for layer, A, G in [(model.conv, A_conv, G_conv), (model.fc, A_fc, G_fc)]:
+        st = opt.state[layer.weight]
+        assert torch.allclose(st["A"], A, atol=1e-13) and torch.allclose(st["G"], G, atol=1e-13)
+
+
+def test_kfac_step_is_damped_kronecker_natural_gradient():
+    torch.manual_seed(2)
+    model = SmallConvNet().double()
+    damping, lr = 1e-2, 0.5
+    opt = KFAC(model, lr=lr, momentum=0.0, damping=damping, curvature_frequency=1, inverse_frequency=1)
+    X, y = torch.randn(6, 2, 4, 4, dtype=F64), torch.randint(0, 4, (6,))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    out = model(X)
+    curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
+    F.cross_entropy(out, y).backward()
+    opt.step()
+    for layer in (model.conv, model.fc):
+        st = opt.state[layer.weight]
+        gamma = math.sqrt(damping)
+        A, G = st["A"], st["G"]
+        grad = torch.cat([layer.weight.grad.reshape(layer.weight.shape[0], -1), layer.bias.grad[:, None]], 1)
+        # vec form: (G + gamma I) kron (A + gamma I) applied to the row-major vec of the step gives the gradient
+        K = torch.kron(G + gamma * torch.eye(G.shape[0], dtype=F64), A + gamma * torch.eye(A.shape[0], dtype=F64))
+        step = torch.cat([(before[n] - p.detach()).reshape(grad.shape[0], -1) / lr
+                          for n, p in model.named_parameters() if n.startswith(("conv" if layer is model.conv else "fc"))],
+                         1)
+        assert torch.allclose(K @ step.reshape(-1), grad.reshape(-1), atol=1e-10)
+    for n in ("norm.weight", "norm.bias"):  # fallback: plain SGD step (momentum buffer = gradient at step 1)
+        p = dict(model.named_parameters())[n]
+        assert torch.allclose(before[n] - p.detach(), lr * p.grad, atol=1e-14)
+
+
+def test_kfac_pi_damping_balances_factor_scales():
+    from experiments.optim.kfac import damping_split
+    A, G = 4.0 * torch.eye(3), 0.25 * torch.eye(2)
+    gA, gG = damping_split(A, G, 1e-2, pi_damping=True)
+    assert math.isclose(gA * gG, 1e-2) and math.isclose(gA / gG, 16.0)
+    assert damping_split(A, G, 1e-2, pi_damping=False) == pytest.approx((0.1, 0.1))
+
+
+def test_kfac_warm_start_through_the_training_harness_pass():
+    from experiments.train import TrainConfig, sampled_gradient_pass
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    X, Y = torch.randn(12, 3, dtype=F64), torch.randint(0, 2, (12,))
+    cfg = TrainConfig(optimizer="kfac", lr=0.1, steps=1, batch_size=4, eval_every=1)
+    opt = KFAC(model, lr=0.1)
+    opt.warm_start(sampled_gradient_pass(model, opt, X, Y, cfg, torch.Generator().manual_seed(0),
+                                         torch.Generator().manual_seed(1)))
+    # same three batches by hand: A is the mean of the per-batch input factors
+    perm = torch.randperm(12, generator=torch.Generator().manual_seed(0))
+    A = 0
+    for i in range(3):
+        a = torch.cat([X[perm[4 * i:4 * i + 4]], torch.ones(4, 1, dtype=F64)], 1)
+        A = A + a.T @ a / 4 / 3
+    assert torch.allclose(opt.state[model[0].weight]["A"], A, atol=1e-14)
+    assert opt.state[model[2].weight]["G"].shape == (2, 2)
+
+
+# -- the torch.optim contract, all three ------------------------------------------------------------
+
+def make(name, model, **kw):
+    return build_optimizer(name, model, 0.01, **kw)
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))
+
+
+def train_steps(model, opt, n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        x = torch.randn(4, 1, 3, 3, generator=gen)
+        y = torch.randint(0, 3, (4,), generator=gen)
+        out = model(x)
+        opt.zero_grad()
+        curvature_step(opt, out, "ce", gen)
+        F.cross_entropy(out, y).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("name", ["shampoo", "tnt", "kfac"])
+def test_state_dict_round_trip_is_exact(name):
+    kw = {"shampoo": dict(precondition_frequency=3, start_preconditioning_step=1),
+          "tnt": dict(curvature_frequency=2, inverse_frequency=3),
+          "kfac": dict(curvature_frequency=2, inverse_frequency=3)}[name]
+    model = tiny_model()
+    opt = make(name, model, **kw)
+    train_steps(model, opt, 4, seed=0)
+    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    keys = {"shampoo": ("factors", "roots"), "tnt": ("factors", "inverses"), "kfac": ("A", "G", "A_inv", "G_inv")}[name]
+    assert any(all(k in s for k in keys) for s in saved_opt["state"].values())
+    train_steps(model, opt, 3, seed=1)
+    clone = tiny_model()
+    clone.load_state_dict(saved_model)
+    opt2 = make(name, clone, **kw)
+    opt2.load_state_dict(saved_opt)
+    train_steps(clone, opt2, 3, seed=1)
+    for a, b in zip(model.parameters(), clone.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["shampoo", "tnt", "kfac"])
+def test_zero_gradients_none_gradients_and_grad_untouched(name):
+    model = tiny_model()
+    opt = make(name, model, weight_decay=0.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    out = model(torch.randn(4, 1, 3, 3))
+    curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    model[3].bias.grad = None
+    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    opt.step()
+    for p, b, g in zip(model.parameters(), before, grads):
+        assert torch.isfinite(p).all() and torch.equal(p.detach(), b)
+        assert (p.grad is None and g is None) or torch.equal(p.grad, g)
+    assert opt.state[model[3].bias].get("step", 0) == 0  # never stepped (TNT may hold its sampled factors)
+
+
+@pytest.mark.parametrize("name", ["shampoo", "tnt", "kfac"])
+def test_training_reduces_loss_and_closure_runs_with_grad(name):
+    lr = {"shampoo": 0.05, "tnt": 1e-3, "kfac": 0.05}[name]
+    model = tiny_model()
+    opt = build_optimizer(name, model, lr, curvature_frequency=1) if name != "shampoo" else \
+        build_optimizer(name, model, lr)
+    gen = torch.Generator().manual_seed(4)
+    x, y = torch.randn(16, 1, 3, 3, generator=gen), torch.randint(0, 3, (16,), generator=gen)
+    first = F.cross_entropy(model(x), y).item()
+    for _ in range(30):
+        def closure():
+            assert torch.is_grad_enabled()
+            opt.zero_grad()
+            out = model(x)
+            curvature_step(opt, out, "ce", gen)
+            loss = F.cross_entropy(out, y)
+            loss.backward()
+            return loss
+        opt.step(closure)
+    assert F.cross_entropy(model(x), y).item() < 0.7 * first
+
+
+@pytest.mark.parametrize("make_bad", [
+    lambda p: Shampoo(p, lr=-1), lambda p: Shampoo(p, beta=0.0), lambda p: Shampoo(p, eps=0.0),
+    lambda p: Shampoo(p, precondition_frequency=0), lambda p: Shampoo(p, grafting="rmsprop"),
+    lambda p: Shampoo(p, momentum=1.0), lambda p: Shampoo(p, max_precond_dim=0),
+    lambda p: TNT(p, lr=0), lambda p: TNT(p, eps=-1), lambda p: TNT(p, beta=1.0),
+    lambda p: TNT(p, curvature_frequency=0), lambda p: TNT(p, inverse_frequency=2.5),
+    lambda p: TNT(p, weight_decay=-1),
+])
+def test_bad_hyperparameters_raise(make_bad):
+    with pytest.raises(ValueError):
+        make_bad([torch.zeros(2, 2, requires_grad=True)])
+
+
+@pytest.mark.parametrize("kw", [dict(lr=0), dict(damping=0), dict(beta=1.0), dict(momentum=-0.1),
+                                dict(inverse_frequency=0)])
+def test_kfac_bad_hyperparameters_raise(kw):
+    with pytest.raises(ValueError):
+        KFAC(nn.Linear(2, 2), **kw)
+
+
+def test_shampoo_non_finite_statistics_raise_curvature_error():
+    p = torch.zeros(2, 2, requires_grad=True)
+    opt = Shampoo([p], lr=0.1)
+    p.grad = torch.full((2, 2), float("inf"))
+    with pytest.raises(FloatingPointError):
+        opt.step()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["shampoo", "tnt", "kfac"])
+def test_cuda_bfloat16_params(name):
+    model = tiny_model().cuda().to(torch.bfloat16)
+    opt = build_optimizer(name, model, 0.01)
+    out = model(torch.randn(4, 1, 3, 3, device="cuda", dtype=torch.bfloat16))
+    curvature_step(opt, out, "ce", torch.Generator(device="cuda").manual_seed(0))
+    F.cross_entropy(out.float(), torch.zeros(4, dtype=torch.long, device="cuda")).backward()
+    opt.step()
+    for p in model.parameters():
+        assert p.dtype == torch.bfloat16 and torch.isfinite(p).all()
+    states = [t for s in opt.state.values() for v in s.values() for t in (v if isinstance(v, list) else [v])
+              if isinstance(t, torch.Tensor) and t.dim() == 2]
+    assert states and all(t.dtype == torch.float32 and t.is_cuda for t in states)
