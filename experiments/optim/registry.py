@@ -13,12 +13,15 @@ from typing import Callable
 
 import torch
 
+from experiments.optim.kfac import KFAC
 from experiments.optim.muon import Muon
 from experiments.optim.nmd import NMD
 from experiments.optim.param_groups import matrix_param_groups
+from experiments.optim.shampoo import Shampoo
 from experiments.optim.signum import Signum
 from experiments.optim.specgd import SpecGD
 from experiments.optim.splus import SPlus
+from experiments.optim.tnt import TNT
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,18 @@ def _splus(model, lr, **hyper):
     return SPlus(model.parameters(), lr=lr, **hyper)
 
 
+def _shampoo(model, lr, **hyper):
+    return Shampoo(model.parameters(), lr=lr, **hyper)
+
+
+def _tnt(model, lr, **hyper):
+    return TNT(model.parameters(), lr=lr, **hyper)
+
+
+def _kfac(model, lr, **hyper):
+    return KFAC(model, lr=lr, **hyper)
+
+
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     "sgd": OptimizerEntry("SGD", _sgd, {"momentum": 0.9}, "torch SGD with heavy-ball momentum 0.9"),
     "adam": OptimizerEntry("Adam", _adam, {}, "torch Adam, betas (0.9, 0.999)"),
@@ -70,6 +85,19 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
     "splus": OptimizerEntry("SPlus", _splus, {},
                             "sign in cached Shampoo eigenbases, lr x 2/(m+n), EMA weights for eval(); "
                             "every parameter (non-matrices: sign(M) x 1e-3)"),
+    "shampoo": OptimizerEntry("Shampoo", _shampoo,
+                              {"momentum": 0.9, "beta": 0.999, "eps": 1e-12, "precondition_frequency": 10,
+                               "start_preconditioning_step": 10, "grafting": "adam"},
+                              "tensor Shampoo, EMA statistics, inverse roots every 10 steps, Adam grafting "
+                              "(Adam alone for steps < 10), sides > 4096 unpreconditioned; every parameter"),
+    "tnt": OptimizerEntry("TNT", _tnt, {"momentum": 0.9, "beta": 0.9, "eps": 0.01, "curvature_frequency": 10,
+                                        "inverse_frequency": 100},
+                          "Tensor Normal Training, official CNN setting (T1 10, T2 100, eps 0.01; "
+                          "autoencoder: T1 1, T2 20, eps 0.1); batch-mean sampled-label factors, warm start"),
+    "kfac": OptimizerEntry("KFAC", _kfac, {"momentum": 0.9, "damping": 1e-2, "beta": 0.95,
+                                           "curvature_frequency": 10, "inverse_frequency": 100},
+                           "KFAC/KFC on Linear and Conv2d (bias as ones column), per-example Fisher, "
+                           "damping split sqrt; other parameters SGD-momentum"),
 }
 
 
