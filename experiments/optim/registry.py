@@ -86,7 +86,7 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
                             "sign in cached Shampoo eigenbases, lr x 2/(m+n), EMA weights for eval(); "
                             "every parameter (non-matrices: sign(M) x 1e-3)"),
     "shampoo": OptimizerEntry("Shampoo", _shampoo,
-                              {"momentum": 0.9, "beta": 0.999, "eps": 1e-12, "precondition_frequency": 10,
+                              {"momentum": 0.9, "beta": 0.999, "eps": 1e-8, "precondition_frequency": 10,
                                "start_preconditioning_step": 10, "grafting": "adam"},
                               "tensor Shampoo, EMA statistics, inverse roots every 10 steps, Adam grafting "
                               "(Adam alone for steps < 10), sides > 4096 unpreconditioned; every parameter"),
