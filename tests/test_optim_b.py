@@ -20,6 +20,15 @@ from experiments.optim.tnt import TNT, tnt_normalize, tnt_view
 F64 = torch.float64
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add contention on the shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def grads_seq(shape, n, seed, dtype=F64):
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(shape, generator=g, dtype=dtype) for _ in range(n)]
