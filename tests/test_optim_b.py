@@ -410,13 +410,31 @@ def test_kfac_step_is_damped_kronecker_natural_gradient():
         grad = torch.cat([layer.weight.grad.reshape(layer.weight.shape[0], -1), layer.bias.grad[:, None]], 1)
         # vec form: (G + gamma I) kron (A + gamma I) applied to the row-major vec of the step gives the gradient
         K = torch.kron(G + gamma * torch.eye(G.shape[0], dtype=F64), A + gamma * torch.eye(A.shape[0], dtype=F64))
+        prefix = "conv" if layer is model.conv else "fc"
         step = torch.cat([(before[n] - p.detach()).reshape(grad.shape[0], -1) / lr
-                          for n, p in model.named_parameters() if n.startswith(("conv" if layer is model.conv else "fc"))],
-                         1)
+                          for n, p in model.named_parameters() if n.startswith(prefix)], 1)
         assert torch.allclose(K @ step.reshape(-1), grad.reshape(-1), atol=1e-10)
     for n in ("norm.weight", "norm.bias"):  # fallback: plain SGD step (momentum buffer = gradient at step 1)
         p = dict(model.named_parameters())[n]
         assert torch.allclose(before[n] - p.detach(), lr * p.grad, atol=1e-14)
+
+
+def test_kfac_layer_without_bias_has_no_ones_column():
+    torch.manual_seed(5)
+    model = nn.Linear(3, 2, bias=False).double()
+    damping, lr = 1e-2, 0.3
+    opt = KFAC(model, lr=lr, momentum=0.0, damping=damping, curvature_frequency=1)
+    X = torch.randn(7, 3, dtype=F64)
+    before = model.weight.detach().clone()
+    out = model(X)
+    curvature_step(opt, out, "mse", torch.Generator().manual_seed(0))
+    out.pow(2).sum(1).mean().backward()
+    opt.step()
+    A, G = opt.state[model.weight]["A"], opt.state[model.weight]["G"]
+    assert torch.allclose(A, X.T @ X / 7, atol=1e-14) and G.shape == (2, 2)
+    eye = torch.eye(3, dtype=F64)
+    want = torch.linalg.solve(G + 0.1 * torch.eye(2, dtype=F64), model.weight.grad) @ torch.linalg.inv(A + 0.1 * eye)
+    assert torch.allclose((before - model.weight.detach()) / lr, want, atol=1e-12)
 
 
 def test_kfac_pi_damping_balances_factor_scales():

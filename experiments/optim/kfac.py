@@ -1,7 +1,7 @@
 """KFAC (Martens and Grosse 2015; convolutions as KFC, Grosse and Martens 2016), for the TNT comparison.
 
 For a Linear or Conv2d layer with weight W (out, in[*kh*kw]) and optional bias b, the combined
-weight W~ = [W, b]: (out, in'+1) sees inputs a~ = [a, 1]. With a_i the layer input of example i
+weight W~ = [W, b]: (out, in'+1) sees inputs a~ = [a, 1] (without a bias W~ = W, a~ = a). With a_i the layer input of example i
 (conv: its im2col patches a_{i,s} at the L output positions s) and g_i the gradient of example i's
 loss (sampled labels) w.r.t. the layer output, over a batch of B examples:
 
@@ -14,9 +14,12 @@ loss (sampled labels) w.r.t. the layer output, over a batch of B examples:
                                                                   and every T1 while t <= T2)
     D = G_inv grad(W~) A_inv,   m <- momentum m + D,   p <- p (1 - lr weight_decay) - lr m
 
-This is the per-example Fisher convention of the KFAC paper (g_i is B times the gradient of the batch
--mean loss), so `damping` is in per-example units, unlike TNT's batch-mean factors. The first factor
-update sets A and G (no shrinkage towards zero). T1 = `curvature_frequency`, T2 = `inverse_frequency`.
+This is the per-example Fisher convention of the KFAC paper (g_i is B times the gradient of the
+batch-mean loss), so `damping` is in per-example units, unlike TNT's batch-mean factors. The first
+factor update sets A and G (no shrinkage towards zero); `warm_start(grad_batches)` (called by
+experiments.train) sets them to their means over one pass of the data at the initial weights.
+T1 = `curvature_frequency`, T2 = `inverse_frequency`. A Linear layer applied to (B, T, in) inputs
+counts every token as an example (the mean loss averages over them).
 
 Capture: forward pre-hooks on the layers keep the input of a training forward pass when the next
 step is a curvature step; forward hooks attach a gradient hook to the layer output that records
@@ -39,9 +42,11 @@ from torch import nn
 from experiments.optim.kronecker import compute_dtype, inverse_root
 
 
-def input_factor(a: torch.Tensor, batch: int) -> torch.Tensor:
-    """A = (1/batch) a~^T a~ with a~ = [a, 1]; a: (rows, in) of all examples (and positions)."""
-    a = torch.cat([a, a.new_ones(a.shape[0], 1)], dim=1)
+def input_factor(a: torch.Tensor, batch: int, bias: bool = True) -> torch.Tensor:
+    """A = (1/batch) a~^T a~ with a~ = [a, 1] (a~ = a for a layer without bias); a: (rows, in) of all
+    examples (and positions)."""
+    if bias:
+        a = torch.cat([a, a.new_ones(a.shape[0], 1)], dim=1)
     return a.T @ a / batch
 
 
@@ -184,7 +189,7 @@ class KFAC(torch.optim.Optimizer):
                 a = x.to(dt).reshape(-1, x.shape[-1])
                 g = gout.to(dt).reshape(-1, gout.shape[-1])
                 batch, positions = a.shape[0], 1
-            out[w] = (input_factor(a, batch), output_factor(g, batch, positions))
+            out[w] = (input_factor(a, batch, module.bias is not None), output_factor(g, batch, positions))
         self._inputs, self._out_grads = {}, {}
         return out
 
@@ -272,7 +277,7 @@ class KFAC(torch.optim.Optimizer):
                     continue
                 state = self._layer_state(p)
                 t = state["step"]
-                _, bias = self._layers[p]
+                module, bias = self._layers[p]
                 grad = p.grad.to(dt).reshape(p.shape[0], -1)
                 bgrad = bias.grad if bias is not None else None
                 if state["A"] is None:
@@ -285,9 +290,11 @@ class KFAC(torch.optim.Optimizer):
                     gA, gG = damping_split(state["A"], state["G"], group["damping"], group["pi_damping"])
                     state["A_inv"] = inverse_root(state["A"], 1, gA)
                     state["G_inv"] = inverse_root(state["G"], 1, gG)
-                col = bgrad.to(dt).reshape(-1, 1) if bgrad is not None else grad.new_zeros(grad.shape[0], 1)
-                D = kfac_direction(torch.cat([grad, col], dim=1), state["A_inv"], state["G_inv"])
-                self._momentum_step(p, D[:, :-1].reshape(p.shape), group)
+                if module.bias is not None:  # a bias this optimizer does not own counts as zero gradient
+                    col = bgrad.to(dt).reshape(-1, 1) if bgrad is not None else grad.new_zeros(grad.shape[0], 1)
+                    grad = torch.cat([grad, col], dim=1)
+                D = kfac_direction(grad, state["A_inv"], state["G_inv"])
+                self._momentum_step(p, D[:, :p[0].numel()].reshape(p.shape), group)
                 if bgrad is not None:
                     self._momentum_step(bias, D[:, -1], group)
                     self.state[bias]["step"] = t
