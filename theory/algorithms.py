@@ -37,9 +37,9 @@ def gd_direction(g: np.ndarray) -> np.ndarray:
 
 
 def ngd_direction(g: np.ndarray) -> np.ndarray:
-    """G / ||G||_F (zero at a stationary point)."""
-    n = np.linalg.norm(g)
-    return g / n if n > 0 else np.zeros_like(g)
+    """G / ||G||_F (zero at a stationary point); G: (..., k, d), one norm per matrix."""
+    n = np.sqrt(np.sum(g * g, axis=(-2, -1), keepdims=True))
+    return np.divide(g, n, out=np.zeros_like(g), where=n > 0)
 
 
 def sign_direction(g: np.ndarray) -> np.ndarray:
@@ -47,29 +47,27 @@ def sign_direction(g: np.ndarray) -> np.ndarray:
 
 
 def spectral_direction(g: np.ndarray, tol: float = SPEC_TOL) -> np.ndarray:
-    """U V^T over the singular values s_i > tol * s_max of G (all kept singular values -> 1)."""
+    """U V^T over the singular values s_i > tol * s_max of G (all kept singular values -> 1).
+
+    G: (..., k, d); a stack is handled matrix by matrix (G = 0 gives 0).
+    """
     u, s, vt = np.linalg.svd(g, full_matrices=False)
-    if s.size == 0 or s[0] == 0:
-        return np.zeros_like(g)
-    keep = s > tol * s[0]
-    return u[:, keep] @ vt[keep]
+    keep = s > tol * s[..., :1]
+    return (u * keep[..., None, :]) @ vt
 
 
 def newton_schulz(g: np.ndarray, steps: int = 5, coeffs=NS_COEFFS) -> np.ndarray:
     """Approximate polar factor: X <- a X + (b A + c A^2) X with A = X X^T, from X = G / ||G||_F.
 
-    Works on the wide orientation (rows <= cols) so A is the smaller Gram matrix.
+    Works on the wide orientation (rows <= cols) so A is the smaller Gram matrix; G: (..., k, d).
     """
     a, b, c = coeffs
-    n = np.linalg.norm(g)
-    if n == 0:
-        return np.zeros_like(g)
-    tall = g.shape[0] > g.shape[1]
-    x = (g.T if tall else g) / n
+    tall = g.shape[-2] > g.shape[-1]
+    x = ngd_direction(np.swapaxes(g, -2, -1) if tall else g)
     for _ in range(steps):
-        gram = x @ x.T
+        gram = x @ np.swapaxes(x, -2, -1)
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return x.T if tall else x
+    return np.swapaxes(x, -2, -1) if tall else x
 
 
 DIRECTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
