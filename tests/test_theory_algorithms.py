@@ -102,3 +102,15 @@ def test_theorem_ratios_on_an_admissible_case():
     bad = theorems.theorem_ratios(3.0, 1.0, [0.5, 0.3, 0.2])
     assert not bad.assumptions["all"]
     assert not bad.holds("thm1_minority") and not bad.holds("thm1_balanced")
+
+
+@pytest.mark.parametrize("direction", [algorithms.ngd_direction, algorithms.spectral_direction,
+                                       algorithms.newton_schulz])
+def test_directions_act_matrix_by_matrix_on_stacks(direction):
+    rng = np.random.default_rng(3)
+    stack = rng.standard_normal((4, 5, 9))
+    stack[2] = 0.0  # a zero gradient stays a zero step
+    out = direction(stack)
+    for i in range(4):
+        np.testing.assert_allclose(out[i], direction(stack[i]), atol=1e-12)
+    assert np.all(out[2] == 0)
