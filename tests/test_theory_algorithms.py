@@ -114,3 +114,12 @@ def test_directions_act_matrix_by_matrix_on_stacks(direction):
     for i in range(4):
         np.testing.assert_allclose(out[i], direction(stack[i]), atol=1e-12)
     assert np.all(out[2] == 0)
+
+
+def test_package_docstring_examples_run():
+    import doctest
+
+    import theory
+
+    failures, tried = doctest.testmod(theory, verbose=False)
+    assert tried > 0 and failures == 0
