@@ -1,0 +1,230 @@
+"""Spurious-correlation datasets with group labels, and the decoded worst-group accuracy.
+
+Both datasets are binary: a core label y (what the task is about) and a spurious attribute a
+that agrees with y on most TRAINING images (a = y) and is independent of y on test images.
+Groups are g = 2 y + a, so groups 0 (y=0,a=0) and 3 (y=1,a=1) are the majority groups and
+groups 1 (y=0,a=1) and 2 (y=1,a=0) the minority ("conflicting") groups.
+
+Colored digits (from the real MNIST-5k images, experiments.data "mnist5k"):
+    y = 1 if digit >= 5 else 0; a = colour, red (0) or green (1). An image is (2, 28, 28): the
+    digit's strokes in the red channel (a = 0) or the green channel (a = 1). In training exactly
+    round((1 - agreement) n_y) images of each label y carry the conflicting colour; in test
+    exactly half of each label's images are red, half green (colour at chance).
+    Per digit, test_per_digit images go to test, the rest to training (disjoint).
+
+Dominoes (MNIST-5k digits 0/1 over Fashion-MNIST, experiments.data "fashion"):
+    an image is (1, 56, 28): an MNIST digit (0 or 1: the easy, spurious half, a = digit) on top
+    of a Fashion-MNIST item of one of two classes (the core half: y = 0 for fashion_classes[0],
+    1 for fashion_classes[1]). Training: exactly round((1 - agreement) n / 2) images of each
+    label carry the conflicting digit. "decode" and test splits are group-balanced (n / 4 per
+    group); decode is for retraining the head on frozen features. Fashion items: training and
+    decode come from disjoint parts of Fashion-MNIST's train file, test from its t10k file.
+    MNIST digits: 20% of each digit's MNIST-5k images are kept for test, the rest pair with
+    training and decode items (drawn with replacement: MNIST-5k has only 500 of each digit).
+
+Decoded worst-group accuracy (`decoded_worst_group_accuracy`): freeze the network, take the
+head's input features, subsample the decode split to equal group sizes, fit an L2 logistic
+regression, and report the worst test-group accuracy of that retrained head. A high value means
+the core feature is linearly present in the representation even if the trained head ignores it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from experiments.data import load_raw
+from experiments.metrics import group_accuracy
+
+N_GROUPS = 4
+MINORITY_GROUPS = (1, 2)
+GROUP_NAMES = ("y=0,a=0", "y=0,a=1", "y=1,a=0", "y=1,a=1")
+
+
+def group_ids(y: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """g = 2 y + a for binary label y and attribute a; (n,) int64."""
+    return (2 * np.asarray(y) + np.asarray(a)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class GroupSplit:
+    """x: (n, c, h, w) float32 in [0, 1]; y, a, g: (n,) int64 label, attribute, group."""
+    x: torch.Tensor
+    y: torch.Tensor
+    a: torch.Tensor
+    g: torch.Tensor
+
+    @classmethod
+    def make(cls, x: np.ndarray, y: np.ndarray, a: np.ndarray) -> "GroupSplit":
+        y, a = np.asarray(y, dtype=np.int64), np.asarray(a, dtype=np.int64)
+        return cls(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y),
+                   torch.from_numpy(a), torch.from_numpy(group_ids(y, a)))
+
+    def group_counts(self) -> list[int]:
+        return np.bincount(self.g.numpy(), minlength=N_GROUPS).tolist()
+
+    def agreement(self) -> float:
+        return float((self.y == self.a).double().mean())
+
+
+def conflicting_attribute(y: np.ndarray, agreement: float, rng: np.random.Generator) -> np.ndarray:
+    """a with a = y except for exactly round((1 - agreement) * n_y) random images of each label y."""
+    if not 0.5 <= agreement <= 1.0:
+        raise ValueError(f"agreement must be in [0.5, 1], got {agreement}")
+    a = np.asarray(y, dtype=np.int64).copy()
+    for label in (0, 1):
+        idx = np.flatnonzero(y == label)
+        flip = rng.choice(idx, size=int(round((1 - agreement) * len(idx))), replace=False)
+        a[flip] = 1 - label
+    return a
+
+
+def chance_attribute(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """a independent of y: exactly half of each label's images (rounded down) get a = 1."""
+    a = np.zeros(len(y), dtype=np.int64)
+    for label in (0, 1):
+        idx = np.flatnonzero(y == label)
+        a[rng.choice(idx, size=len(idx) // 2, replace=False)] = 1
+    return a
+
+
+def colorize(images: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """(n, 1, h, w) grey images -> (n, 2, h, w): strokes in channel 0 (red) or 1 (green)."""
+    out = np.zeros((len(images), 2) + images.shape[2:], dtype=np.float32)
+    out[np.arange(len(images)), colour] = images[:, 0]
+    return out
+
+
+def avg_pool(images: np.ndarray, k: int) -> np.ndarray:
+    """(n, c, h, w) -> (n, c, h // k, w // k) means over k x k blocks (k = 1: unchanged)."""
+    n, c, h, w = images.shape
+    return images[:, :, : h - h % k, : w - w % k].reshape(n, c, h // k, k, w // k, k).mean(axis=(3, 5))
+
+
+def colored_digits(seed: int, agreement: float = 0.99, test_per_digit: int = 100, pool: int = 1,
+                   images: np.ndarray | None = None, digits: np.ndarray | None = None) -> tuple[GroupSplit, GroupSplit]:
+    """(train, test) colored-digit splits from MNIST-5k (or the given (n, 1, h, w) images, labels).
+
+    pool > 1 averages pool x pool pixel blocks first (pool = 2: 14 x 14 images, a 4x smaller input
+    layer, which is what makes the CPU quick mode affordable for Muon's Newton-Schulz).
+    """
+    if images is None:
+        raw = load_raw("mnist5k")
+        images, digits = raw.x, raw.y
+    images = avg_pool(images, pool)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 6]))
+    test_idx, train_idx = [], []
+    for d in np.unique(digits):
+        idx = rng.permutation(np.flatnonzero(digits == d))
+        test_idx.append(idx[:test_per_digit])
+        train_idx.append(idx[test_per_digit:])
+    train_idx, test_idx = np.concatenate(train_idx), np.concatenate(test_idx)
+    y_tr, y_te = (digits[train_idx] >= 5).astype(np.int64), (digits[test_idx] >= 5).astype(np.int64)
+    a_tr = conflicting_attribute(y_tr, agreement, rng)
+    a_te = chance_attribute(y_te, rng)
+    return (GroupSplit.make(colorize(images[train_idx], a_tr), y_tr, a_tr),
+            GroupSplit.make(colorize(images[test_idx], a_te), y_te, a_te))
+
+
+def _pair(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """(n, 1, 28, 28) top and bottom halves -> (n, 1, 56, 28) dominoes."""
+    return np.concatenate([top, bottom], axis=2)
+
+
+def dominoes(seed: int, n_train: int = 4000, n_decode: int = 800, n_test: int = 2000, agreement: float = 0.95,
+             fashion_classes: tuple[int, int] = (3, 4), mnist_test_frac: float = 0.2
+             ) -> tuple[GroupSplit, GroupSplit, GroupSplit]:
+    """(train, decode, test) dominoes; see the module docstring. n_decode, n_test: multiples of 4."""
+    if n_train % 2 or n_decode % 4 or n_test % 4:
+        raise ValueError(f"need n_train even and n_decode, n_test multiples of 4; got {n_train}, {n_decode}, {n_test}")
+    fashion = load_raw("fashion")  # raises naming `apt-get install dataset-fashion-mnist` when missing
+    mnist = load_raw("mnist5k")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 8]))
+    # MNIST halves: per digit, a disjoint test pool and a train/decode pool.
+    mnist_pools = {}
+    for d in (0, 1):
+        idx = rng.permutation(np.flatnonzero(mnist.y == d))
+        k = int(round(mnist_test_frac * len(idx)))
+        mnist_pools[d] = (idx[k:], idx[:k])
+    # Fashion halves: per core label, disjoint train and decode items from the train file.
+    fa_train, fa_decode, fa_test = [], [], []
+    for label, c in enumerate(fashion_classes):
+        pool = rng.permutation(np.flatnonzero(fashion.y == c))
+        need = n_train // 2 + n_decode // 2
+        if len(pool) < need:
+            raise ValueError(f"Fashion-MNIST class {c} has {len(pool)} training items, {need} needed")
+        fa_train.append(pool[: n_train // 2])
+        fa_decode.append(pool[n_train // 2: need])
+        test_pool = rng.permutation(np.flatnonzero(fashion.y_test == c))
+        if len(test_pool) < n_test // 2:
+            raise ValueError(f"Fashion-MNIST class {c} has {len(test_pool)} test items, {n_test // 2} needed")
+        fa_test.append(test_pool[: n_test // 2])
+
+    def build(items: list[np.ndarray], source_x: np.ndarray, a: np.ndarray, mnist_part: int) -> GroupSplit:
+        y = np.repeat([0, 1], [len(items[0]), len(items[1])])
+        bottom = source_x[np.concatenate(items)]
+        top_idx = np.empty(len(y), dtype=np.int64)
+        for d in (0, 1):
+            where = np.flatnonzero(a == d)
+            top_idx[where] = rng.choice(mnist_pools[d][mnist_part], size=len(where), replace=True)
+        return GroupSplit.make(_pair(mnist.x[top_idx], bottom), y, a)
+
+    y_train = np.repeat([0, 1], n_train // 2)
+    train = build(fa_train, fashion.x, conflicting_attribute(y_train, agreement, rng), 0)
+    y_dec = np.repeat([0, 1], n_decode // 2)
+    decode = build(fa_decode, fashion.x, chance_attribute(y_dec, rng), 0)
+    y_test = np.repeat([0, 1], n_test // 2)
+    test = build(fa_test, fashion.x_test, chance_attribute(y_test, rng), 1)
+    return train, decode, test
+
+
+def worst_group_accuracy(pred, y, g) -> float:
+    """min over the groups present of the accuracy within the group."""
+    return min(group_accuracy(pred, y, g).values())
+
+
+def minority_group_accuracy(pred, y, g) -> float:
+    """Accuracy over all images of the minority groups (attribute conflicts with the label)."""
+    g = torch.as_tensor(g)
+    m = (g == MINORITY_GROUPS[0]) | (g == MINORITY_GROUPS[1])
+    return float((torch.as_tensor(pred)[m] == torch.as_tensor(y)[m]).double().mean())
+
+
+@torch.no_grad()
+def head_inputs(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """The input of `model.head` for each row of x: (n, d_features) on the CPU, float64."""
+    captured = []
+    hook = model.head.register_forward_hook(lambda m, inp, out: captured.append(inp[0].detach().double().cpu()))
+    try:
+        device = next(model.parameters()).device
+        for i in range(0, len(x), batch_size):
+            model(x[i:i + batch_size].to(device))
+    finally:
+        hook.remove()
+    return torch.cat(captured)
+
+
+def decoded_worst_group_accuracy(f_fit, y_fit, g_fit, f_test, y_test, g_test, seed: int = 0,
+                                 C: float = 1.0) -> dict:
+    """Worst-group test accuracy of a logistic-regression head retrained on group-balanced features.
+
+    f_*: (n, d) frozen features; y_*, g_*: (n,) labels and group ids. Each group of the fit set is
+    subsampled (seeded) to the smallest group's size, features are standardised with the fit
+    set's mean and std, and sklearn's L2 LogisticRegression (strength 1/C) is fitted.
+    Returns {"worst": float, "per_group": {g: acc}, "n_per_group": int}.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    f_fit, f_test = np.asarray(f_fit, dtype=np.float64), np.asarray(f_test, dtype=np.float64)
+    y_fit, g_fit = np.asarray(y_fit), np.asarray(g_fit)
+    rng = np.random.default_rng(seed)
+    present = np.unique(g_fit)
+    m = min(int((g_fit == g).sum()) for g in present)
+    keep = np.concatenate([rng.choice(np.flatnonzero(g_fit == g), size=m, replace=False) for g in present])
+    mean, std = f_fit[keep].mean(0), f_fit[keep].std(0) + 1e-8
+    clf = LogisticRegression(C=C, max_iter=2000)
+    clf.fit((f_fit[keep] - mean) / std, y_fit[keep])
+    pred = clf.predict((f_test - mean) / std)
+    per = group_accuracy(pred, y_test, g_test)
+    return {"worst": min(per.values()), "per_group": per, "n_per_group": m}

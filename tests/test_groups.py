@@ -1,0 +1,96 @@
+"""Group datasets (colored digits, dominoes), group metrics and the decoded worst-group routine."""
+import numpy as np
+import pytest
+import torch
+
+from experiments.data import load_raw
+from experiments.groups import (colored_digits, conflicting_attribute, decoded_worst_group_accuracy, dominoes,
+                                group_ids, head_inputs, minority_group_accuracy, worst_group_accuracy)
+from experiments.models import MLP
+
+
+def test_group_ids_and_attribute_counts():
+    assert group_ids(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])).tolist() == [0, 1, 2, 3]
+    y = np.repeat([0, 1], [300, 500])
+    a = conflicting_attribute(y, 0.9, np.random.default_rng(0))
+    assert ((a != y) & (y == 0)).sum() == 30 and ((a != y) & (y == 1)).sum() == 50
+    with pytest.raises(ValueError):
+        conflicting_attribute(y, 0.3, np.random.default_rng(0))
+
+
+def test_colored_digits_counts_agreement_and_colours():
+    train, test = colored_digits(seed=0)
+    # 400 train / 100 test images per digit; labels 0-4 -> 0, 5-9 -> 1; exactly 1% conflicting.
+    assert train.group_counts() == [1980, 20, 20, 1980]
+    assert train.agreement() == pytest.approx(0.99, abs=0)
+    assert test.group_counts() == [250, 250, 250, 250]
+    assert test.agreement() == 0.5
+    # all ink is in the channel named by the colour attribute
+    ink = train.x.sum(dim=(2, 3))
+    assert torch.all(ink[torch.arange(len(ink)), 1 - train.a] == 0) and torch.all(ink[torch.arange(len(ink)), train.a] > 0)
+    # disjoint: no test image is a training image (compare grey images, colour removed)
+    grey_tr = {r.tobytes() for r in train.x.sum(1).numpy()}
+    assert not any(r.tobytes() in grey_tr for r in test.x.sum(1).numpy())
+    again, _ = colored_digits(seed=0)
+    other, _ = colored_digits(seed=1)
+    assert torch.equal(again.x, train.x) and torch.equal(again.a, train.a)
+    assert not torch.equal(other.a, train.a)
+    pooled, _ = colored_digits(seed=0, pool=2)
+    assert tuple(pooled.x.shape[1:]) == (2, 14, 14)
+    assert torch.allclose(pooled.x[:, :, 3, 5], train.x[:, :, 6:8, 10:12].mean(dim=(2, 3)))
+
+
+def test_dominoes_halves_labels_and_counts():
+    train, decode, test = dominoes(seed=0, n_train=400, n_decode=80, n_test=200, agreement=0.95)
+    assert train.group_counts() == [190, 10, 10, 190]
+    assert decode.group_counts() == [20, 20, 20, 20] and test.group_counts() == [50, 50, 50, 50]
+    assert tuple(train.x.shape[1:]) == (1, 56, 28)
+    mnist, fashion = load_raw("mnist5k"), load_raw("fashion")
+    digit_of = {m.astype(np.float32).tobytes(): int(d) for m, d in zip(mnist.x[:, 0], mnist.y) if d in (0, 1)}
+    for split in (train, decode, test):
+        tops = [digit_of[t.tobytes()] for t in split.x[:, 0, :28].numpy()]  # top half: an MNIST 0/1
+        assert tops == split.a.tolist()
+    # bottom half: Fashion-MNIST dress (y = 0) or coat (y = 1), test items from the t10k file
+    test_items = {b.astype(np.float32).tobytes(): int(c) for b, c in zip(fashion.x_test[:, 0], fashion.y_test)
+                  if c in (3, 4)}
+    assert [test_items[b.tobytes()] - 3 for b in test.x[:, 0, 28:].numpy()] == test.y.tolist()
+    # MNIST halves of test are disjoint from those of training
+    assert not {t.tobytes() for t in train.x[:, 0, :28].numpy()} & {t.tobytes() for t in test.x[:, 0, :28].numpy()}
+
+
+def test_group_metrics_explicit():
+    y = torch.tensor([0, 0, 1, 1, 1])
+    g = torch.tensor([0, 1, 2, 3, 3])
+    pred = torch.tensor([0, 1, 1, 1, 0])
+    assert worst_group_accuracy(pred, y, g) == 0.0          # group 1 missed
+    assert minority_group_accuracy(pred, y, g) == 0.5       # groups 1, 2: one of two right
+    assert worst_group_accuracy(torch.tensor([0, 0, 1, 1, 1]), y, g) == 1.0
+
+
+def _features(n_per_group, rng, with_core):
+    """Features [core, spurious] + small noise, groups g = 2 y + a with the given counts."""
+    y = np.repeat([0, 0, 1, 1], n_per_group)
+    a = np.repeat([0, 1, 0, 1], n_per_group)
+    core = (2 * y - 1) if with_core else np.zeros(len(y))
+    f = np.stack([core, 2 * a - 1.0], 1) + 0.1 * rng.standard_normal((len(y), 2))
+    return f, y, group_ids(y, a)
+
+
+def test_decoded_worst_group_known_answers():
+    rng = np.random.default_rng(0)
+    # fit set 95% spurious agreement: a plain head would lean on the spurious feature; the
+    # group-balanced refit must find the core coordinate and be perfect on every group.
+    f_fit, y_fit, g_fit = _features([190, 10, 10, 190], rng, with_core=True)
+    f_te, y_te, g_te = _features([100, 100, 100, 100], rng, with_core=True)
+    out = decoded_worst_group_accuracy(f_fit, y_fit, g_fit, f_te, y_te, g_te, seed=0)
+    assert out["worst"] == 1.0 and out["n_per_group"] == 10
+    # no core information in the features: a balanced head is at chance overall, so some group <= 0.5
+    f_fit, y_fit, g_fit = _features([100, 100, 100, 100], rng, with_core=False)
+    f_te, y_te, g_te = _features([100, 100, 100, 100], rng, with_core=False)
+    assert decoded_worst_group_accuracy(f_fit, y_fit, g_fit, f_te, y_te, g_te, seed=0)["worst"] <= 0.5
+
+
+def test_head_inputs_are_the_penultimate_features():
+    model = MLP(12, 2, width=8, depth=3, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(5, 12)
+    assert torch.allclose(head_inputs(model, x, batch_size=2).float(), model.features(x))
