@@ -65,6 +65,18 @@ def test_inverse_root_on_known_spectrum(p):
     assert torch.allclose(torch.linalg.matrix_power(got, p) @ (H + eps * eye), eye, atol=1e-9)
 
 
+def test_damped_inverse_is_the_inverse_and_falls_back_to_eigh(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    Q, _ = torch.linalg.qr(torch.randn(5, 5, generator=g, dtype=F64))
+    w = torch.tensor([0.0, 1e-3, 0.5, 2.0, 30.0], dtype=F64)
+    H, eps = Q @ torch.diag(w) @ Q.T, 1e-2
+    expect = Q @ torch.diag(1 / (w + eps)) @ Q.T
+    assert torch.allclose(kronecker.damped_inverse(H, eps), expect, atol=1e-10)
+    real = torch.linalg.cholesky_ex
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", lambda A: (real(A)[0], torch.tensor(1)))
+    assert torch.allclose(kronecker.damped_inverse(H, eps), expect, atol=1e-10)
+
+
 def test_inverse_root_of_zero_and_rank_one_is_finite():
     H = torch.zeros(4, 4)
     assert torch.allclose(inverse_root(H, 4, 1e-8), torch.eye(4) * 1e-8 ** -0.25, rtol=1e-5)

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.optim.kronecker import compute_dtype, inverse_root
+from experiments.optim.kronecker import compute_dtype, damped_inverse
 
 
 def input_factor(a: torch.Tensor, batch: int, bias: bool = True) -> torch.Tensor:
@@ -288,8 +288,8 @@ class KFAC(torch.optim.Optimizer):
                 refresh = (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0) or state["A_inv"] is None
                 if refresh:
                     gA, gG = damping_split(state["A"], state["G"], group["damping"], group["pi_damping"])
-                    state["A_inv"] = inverse_root(state["A"], 1, gA)
-                    state["G_inv"] = inverse_root(state["G"], 1, gG)
+                    state["A_inv"] = damped_inverse(state["A"], gA)
+                    state["G_inv"] = damped_inverse(state["G"], gG)
                 if module.bias is not None:  # a bias this optimizer does not own counts as zero gradient
                     col = bgrad.to(dt).reshape(-1, 1) if bgrad is not None else grad.new_zeros(grad.shape[0], 1)
                     grad = torch.cat([grad, col], dim=1)

@@ -19,8 +19,8 @@ Fisher scale: G_hat is the gradient of the batch-MEAN loss (as in the official c
 factors are about 1/batch of a per-example Fisher and eps and lr are in those units.
 Initialisation: `warm_start(grad_batches)` (called by experiments.train before the first step)
 sets H_j to the mean of the contractions of sampled-label gradients over one pass of the data at
-the initial weights, as the paper does. Without a warm start the first factor update sets H_j to its contraction
-(no (1 - beta) shrinkage towards zero). A step taken before any factor exists uses no
+the initial weights, as the paper does. Without a warm start the first factor update sets H_j
+to its contraction (no (1 - beta) shrinkage towards zero). A step taken before any factor exists uses no
 preconditioning (D = m) and warns once: the training loop forgot curvature_step.
 
 Defaults are the official code's CNN setting (T1 = 10, T2 = 100, eps = 0.01; the paper trains
@@ -35,7 +35,7 @@ import warnings
 
 import torch
 
-from experiments.optim.kronecker import compute_dtype, inverse_root, mode_contraction, precondition
+from experiments.optim.kronecker import compute_dtype, damped_inverse, mode_contraction, precondition
 
 
 def tnt_view(shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
@@ -63,7 +63,7 @@ def tnt_normalize(factors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 def tnt_inverses(factors: list[torch.Tensor], eps: float) -> list[torch.Tensor]:
     """(U_j + eps I)^(-1) of the normalised factors."""
-    return [inverse_root(U, 1, eps) for U in tnt_normalize(factors)]
+    return [damped_inverse(U, eps) for U in tnt_normalize(factors)]
 
 
 def tnt_direction(m: torch.Tensor, inverses: list[torch.Tensor]) -> torch.Tensor:
