@@ -42,7 +42,7 @@ FIGURES: dict[int, FigureSpec] = {
         FigureSpec(5, "Depth: deep linear SpecGD/GD saturation times and DeltaT(L)", PAPER_A,
                    "paperfigs.fig05_depth", 30),
         FigureSpec(6, "Colored digits: minority-group accuracy, Muon vs NMD vs Signum, depth 2 vs 4", PAPER_A, None, 150),
-        FigureSpec(7, "Step-imbalanced image classification with a small CNN", PAPER_A, None, 180),
+        FigureSpec(7, "Step-imbalanced image classification with a small CNN", PAPER_A, "paperfigs.fig07_imbalance_cnn", 180),
         FigureSpec(8, "Dominoes: worst-group and decoded worst-group accuracy", PAPER_A, None, 180),
         FigureSpec(9, "Next-token prediction: accuracy per token-frequency bucket", PAPER_A, None, 180),
         FigureSpec(10, "Finite samples and random init vs the population theory", PAPER_A,
