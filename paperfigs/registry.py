@@ -47,9 +47,9 @@ FIGURES: dict[int, FigureSpec] = {
         FigureSpec(9, "Next-token prediction: accuracy per token-frequency bucket", PAPER_A, None, 180),
         FigureSpec(10, "Finite samples and random init vs the population theory", PAPER_A,
                    "paperfigs.fig10_finite_samples", 30),
-        FigureSpec(11, "Deep autoencoder on real digits: TNT vs KFAC, Shampoo, Adam, SGD-m", PAPER_B, None, 180),
-        FigureSpec(12, "CNN classification: TNT vs KFAC, Shampoo, Adam, SGD-m; time and memory", PAPER_B, None, 180),
-        FigureSpec(13, "Stale inverses: lr x cache-interval grid, naive Shampoo vs SPlus", PAPER_C, None, 180),
+        FigureSpec(11, "Deep autoencoder on real digits: TNT vs KFAC, Shampoo, Adam, SGD-m", PAPER_B, "paperfigs.fig11_autoencoder", 180),
+        FigureSpec(12, "CNN classification: TNT vs KFAC, Shampoo, Adam, SGD-m; time and memory", PAPER_B, "paperfigs.fig12_cnn_cost", 180),
+        FigureSpec(13, "Stale inverses: lr x cache-interval grid, naive Shampoo vs SPlus", PAPER_C, "paperfigs.fig13_stale_inverses", 180),
         FigureSpec(14, "Steps to Adam's final validation loss: SPlus, Shampoo, Muon", PAPER_C, None, 180),
         FigureSpec(15, "Learning-rate transfer across width: SPlus (scaled, unscaled) vs Adam", PAPER_C, None, 180),
     ]
