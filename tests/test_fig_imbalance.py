@@ -1,0 +1,72 @@
+"""Figures 1 and 7 (smoke runs), their read-outs, and the lr sweep's selection and storage."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from experiments import lr_sweep
+from experiments.class_imbalance import early_mean, gap_close_step
+from paperfigs.runner import replot, run_figure, validate_result
+
+
+@pytest.mark.parametrize("number", [1, 7])
+def test_smoke_run_writes_a_valid_figure_with_evaluated_claims(number, tmp_path):
+    result = run_figure(number, mode="smoke", seed=0, device="cpu", out_dir=tmp_path)
+    validate_result(json.loads((tmp_path / f"fig{number}.json").read_text()))
+    assert result["claims"]
+    for c in result["claims"]:
+        assert isinstance(c["holds"], bool)
+        assert c["value"] is not None, c
+    assert (tmp_path / f"fig{number}.png").stat().st_size > 0
+    p = result["params"]
+    assert set(p["lr"]) | set(p["optimizers_missing"]) == set(p["optimizers"])
+    for label, s in result["series"].items():
+        assert label.endswith((" minority", " majority"))
+        assert all(lo <= y <= hi for lo, y, hi in zip(s["y_lo"], s["y"], s["y_hi"]))
+    replot(number, tmp_path)  # draws from the JSON alone
+
+
+def test_early_mean_and_gap_close_step():
+    steps = [0, 10, 20, 30, 40]
+    curve = np.array([9.0, 1.0, 3.0, 5.0, 7.0])
+    assert early_mean(curve, steps, 0.5) == pytest.approx(2.0)  # steps 10 and 20; step 0 excluded
+    with pytest.raises(ValueError):
+        early_mean(curve, steps, 0.1)
+    majority = np.array([0.1, 0.4, 0.9, 0.9, 0.95])
+    minority = np.array([0.1, 0.4, 0.5, 0.85, 0.9])
+    # step 0 and 10 have no gap but majority is below the floor: they do not count as closed
+    assert gap_close_step(majority, minority, steps, delta=0.1, floor=0.5) == 30
+    assert gap_close_step(majority, minority, steps, delta=0.01, floor=0.5) is None
+
+
+def test_log_grid_and_selection():
+    grid = lr_sweep.log_grid(0.01, points=5, decades=2.0)
+    np.testing.assert_allclose(grid, [1e-3, 10 ** -2.5, 1e-2, 10 ** -1.5, 1e-1])
+    assert lr_sweep.select({0.1: 0.5, 0.01: 0.7, 1.0: -math.inf}) == 0.01
+    assert lr_sweep.select({0.1: 0.7, 0.01: 0.7}) == 0.01  # ties go to the smaller lr
+    with pytest.raises(ValueError, match="diverged"):
+        lr_sweep.select({0.1: -math.inf})
+
+
+def test_sweep_record_is_stored_and_read_back(tmp_path):
+    store = tmp_path / "tuned.json"
+    seen = []
+
+    def score(name, lr):  # a known optimum at 0.01 for "a"; "b" diverges above 1e-3
+        seen.append((name, lr))
+        if name == "a":
+            return -abs(math.log10(lr) + 2)
+        return -math.inf if lr > 1.5e-3 else lr
+
+    problem = lr_sweep.SweepProblem(99, "quick", ("a", "b"), {"a": 0.01, "b": 1e-3}, score, "toy", points=3)
+    record = lr_sweep.sweep(problem, log=lambda s: None)
+    assert len(seen) == 6
+    assert record["lrs"] == {"a": pytest.approx(0.01), "b": pytest.approx(1e-3)}
+    assert record["at_grid_edge"] == []
+    lr_sweep.write_record(99, "quick", record, "python -m experiments.lr_sweep --figure 99 --quick", store)
+    lrs, source = lr_sweep.stored_lrs(99, "smoke", {"a": 5.0, "c": 7.0}, store)
+    assert lrs == {"a": pytest.approx(0.01), "c": 7.0}
+    assert source["a"].startswith("tuned (quick sweep") and source["c"] == "default (untuned)"
+    saved = json.loads(store.read_text())["fig99"]["quick"]
+    assert saved["command"].endswith("--figure 99 --quick") and saved["date"].endswith("UTC")
