@@ -154,7 +154,8 @@ def plot(result: dict):
                             marker="." if "NS" in label else None, ms=2,
                             label=f"{label}, n={n}" if c == 0 else None)
         ax.set_xlabel("iteration t")
-        ax.legend(frameon=False, fontsize=6, loc="upper left")
+        # Empty corners: upper left for SpecGD (slope lr), lower right once Muon has saturated.
+        ax.legend(frameon=False, fontsize=6, loc="upper left" if labels == ["SpecGD"] else "lower right")
     axes[0].set_ylabel(r"$\alpha_c(t)$")
     axes[0].set_title(f"SpecGD, init scale {p['init_scale']:g}")
     axes[1].set_title(f"Muon, beta={p['beta']:g}")
