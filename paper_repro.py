@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base random seed; same seed, same numbers (default 0)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where torch figures train: auto picks cuda when present (theory figures use NumPy)")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="folder with user-supplied datasets (MNIST IDX, CIFAR-10 python batches, Fashion-MNIST); "
+                        "sets PAPER_REPRO_DATA_ROOT for experiments.data")
     p.add_argument("--replot", action="store_true",
                    help="re-draw figN.png/pdf from an existing figN.json in --out without recomputing")
     return p
@@ -103,6 +106,8 @@ def _list() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.data_root:
+        os.environ["PAPER_REPRO_DATA_ROOT"] = args.data_root
     try:
         if args.list:
             _list()
