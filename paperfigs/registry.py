@@ -50,7 +50,7 @@ FIGURES: dict[int, FigureSpec] = {
         FigureSpec(11, "Deep autoencoder on real digits: TNT vs KFAC, Shampoo, Adam, SGD-m", PAPER_B, "paperfigs.fig11_autoencoder", 180),
         FigureSpec(12, "CNN classification: TNT vs KFAC, Shampoo, Adam, SGD-m; time and memory", PAPER_B, "paperfigs.fig12_cnn_cost", 180),
         FigureSpec(13, "Stale inverses: lr x cache-interval grid, naive Shampoo vs SPlus", PAPER_C, "paperfigs.fig13_stale_inverses", 180),
-        FigureSpec(14, "Steps to Adam's final validation loss: SPlus, Shampoo, Muon", PAPER_C, None, 180),
-        FigureSpec(15, "Learning-rate transfer across width: SPlus (scaled, unscaled) vs Adam", PAPER_C, None, 180),
+        FigureSpec(14, "Steps to Adam's final validation loss: SPlus, Shampoo, Muon", PAPER_C, "paperfigs.fig14_steps_to_adam", 180),
+        FigureSpec(15, "Learning-rate transfer across width: SPlus (scaled, unscaled) vs Adam", PAPER_C, "paperfigs.fig15_lr_transfer", 180),
     ]
 }
