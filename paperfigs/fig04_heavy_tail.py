@@ -42,7 +42,7 @@ class Config:
                       ("SpecGD", (3e-3, 1e-2, 3e-2)), ("Muon", (3e-3, 1e-2, 3e-2)))
 
 
-FULL = Config(n_train=4000, n_val=1000, n_test=20000, steps=400, seeds=5, eval_every=2,
+FULL = Config(n_train=4000, n_val=1000, n_test=10000, steps=400, seeds=5, eval_every=5,
               lr_grid=(("GD", (0.3, 1.0, 3.0, 10.0, 30.0)), ("NGD", (0.03, 0.1, 0.3, 1.0, 3.0)),
                        ("SignGD", (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)), ("SpecGD", (1e-3, 3e-3, 1e-2, 3e-2, 0.1)),
                        ("Muon", (1e-3, 3e-3, 1e-2, 3e-2, 0.1))))
