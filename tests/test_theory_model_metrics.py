@@ -65,6 +65,7 @@ def test_per_class_loss_diagonal_equals_general_and_samples():
     alpha = np.array([0.3, 0.2, 0.1])
     w = alpha[:, None] * dm.directions().T
     diag = metrics.per_class_loss(alpha, dm.mu, dm.sigma)
+    assert metrics.worst_class_loss(diag) == diag[dm.minority]  # alpha ordered like p
     np.testing.assert_allclose(metrics.per_class_loss_matrix(w, dm.mu * dm.directions().T, dm.sigma), diag, rtol=1e-12)
     x, y = dm.sample(100_000, np.random.default_rng(3))
     sq = 0.5 * np.sum((np.eye(dm.k)[y] - x @ w.T) ** 2, axis=1)

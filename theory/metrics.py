@@ -31,6 +31,11 @@ def balanced(per_class: np.ndarray) -> np.ndarray:
     return np.mean(per_class, axis=-1)
 
 
+def worst_class_loss(per_class_losses: np.ndarray) -> np.ndarray:
+    """Largest per-class loss (last axis); under the DM with alpha increasing in p it is L_m."""
+    return np.max(per_class_losses, axis=-1)
+
+
 def per_class_accuracy(alpha, snr: float) -> np.ndarray:
     """A_c by adaptive quadrature of the integral above; alpha: (k,) positive -> (k,)."""
     alpha = np.asarray(alpha, float)
