@@ -4,9 +4,11 @@
 
 For an MLP and a small ResNet-style CNN at two widths each, on synthetic 28x28 inputs:
 1. time of a full training iteration (zero_grad, forward, curvature_step, backward, step) and of
-   the step alone, relative to SGD with momentum; medians over interleaved rounds, so load on a
-   shared machine hits every method alike and the occasional refresh step (SPlus eigenbases,
-   Shampoo/TNT/KFAC inverses) is excluded: the numbers are the cached-step cost;
+   the step alone, relative to SGD with momentum. Each measurement is the mean over a block of
+   `block` = 10 consecutive iterations, so every-10-steps work (TNT/KFAC sampled backward and
+   factors, the registry Shampoo's inverse roots) is amortised in it; blocks of all methods are
+   interleaved and the best block is kept (timeit's convention: load on a shared machine only
+   ever adds time). SPlus's eigenbasis refresh every 100 steps is not in the blocks;
 2. optimizer memory (parameters + state) / parameter memory, measured from optimizer.state and
    against each method's formula (SPlus 3mn + 2(m^2 + n^2), Adam 3mn, ...);
 3. the arithmetic floor of each method's extra work, timed on the model's own shapes (Muon: 15
@@ -25,7 +27,6 @@ import argparse
 import copy
 import json
 import math
-import statistics
 import time
 from dataclasses import asdict, dataclass, replace
 
@@ -49,15 +50,17 @@ class BenchConfig:
     cnn_widths: tuple[int, ...] = (16, 32)
     batch: int = 128
     warmup: int = 3        # untimed steps per optimizer (step 1 builds state and eigenbases)
-    iters: int = 10
-    rounds: int = 3        # timed iterations per optimizer = rounds * iters, methods interleaved
+    block: int = 10        # iterations per timed block (a whole TNT/KFAC curvature period)
+    rounds: int = 5        # timed blocks per optimizer, methods interleaved block by block
     floor_repeats: int = 20
     lr: float = 1e-4       # small, so no method diverges during timing
     seed: int = 0
 
 
 FULL = BenchConfig()
-QUICK = replace(FULL, mlp_widths=(128, 256), cnn_widths=(8, 16), batch=64, iters=5, rounds=2, floor_repeats=10)
+QUICK = replace(FULL, mlp_widths=(128, 256), cnn_widths=(8, 16), batch=64, rounds=2, floor_repeats=10)
+SMOKE = replace(FULL, mlp_widths=(16,), mlp_depth=2, cnn_widths=(4,), batch=8, warmup=1, block=2, rounds=1,
+                floor_repeats=1)  # seconds; for the tests
 
 TARGET_FACTOR = 1.2
 
@@ -67,17 +70,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_time(fn, repeats: int, device: torch.device) -> float:
-    """Median wall time of fn() over `repeats` calls (after one untimed call)."""
+def clock(device: torch.device):
+    """The timer: this thread's CPU time on a CPU with one intra-op thread (all torch work then runs
+    on the calling thread, autograd's backward included, and other processes' load cannot inflate
+    it: on the shared 2-core machine wall time was 2x CPU time); wall time otherwise."""
+    if device.type == "cpu" and torch.get_num_threads() == 1:
+        return time.thread_time
+    return time.perf_counter
+
+
+def _best_time(fn, repeats: int, device: torch.device) -> float:
+    """Best wall time of fn() over `repeats` calls (after one untimed call)."""
     fn()
-    times = []
+    now, times = clock(device), []
     for _ in range(repeats):
         _sync(device)
-        t0 = time.perf_counter()
+        t0 = now()
         fn()
         _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        times.append(now() - t0)
+    return min(times)
 
 
 # ---- models and data ----------------------------------------------------------------------
@@ -102,24 +114,25 @@ def make_batch(cfg: BenchConfig, device: torch.device) -> tuple[torch.Tensor, to
 
 def _iteration(model, opt, X, y, generator, device) -> tuple[float, float]:
     """One training iteration; returns (iteration seconds, step seconds)."""
+    now = clock(device)
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = now()
     opt.zero_grad(set_to_none=True)
     out = model(X)
     loss = F.cross_entropy(out, y)
     curvature_step(opt, out, "ce", generator)
     loss.backward()
     _sync(device)
-    t1 = time.perf_counter()
+    t1 = now()
     opt.step()
     _sync(device)
-    t2 = time.perf_counter()
+    t2 = now()
     return t2 - t0, t2 - t1
 
 
 def time_methods(kind: str, width: int, names: list[str], cfg: BenchConfig, device: torch.device) -> dict:
-    """Interleaved timing of every method on its own copy of one model; returns per-method medians
-    and the optimizer objects (their state is measured afterwards)."""
+    """Interleaved block timing of every method on its own copy of one model; returns per-method
+    best-block means and the optimizer objects (their state is measured afterwards)."""
     base = make_model(kind, width, cfg, device)
     X, y = make_batch(cfg, device)
     runs = {}
@@ -130,14 +143,13 @@ def time_methods(kind: str, width: int, names: list[str], cfg: BenchConfig, devi
         for _ in range(cfg.warmup):
             _iteration(model, opt, X, y, g, device)
         runs[name] = {"model": model, "opt": opt, "gen": g, "iter": [], "step": []}
-    # Round robin, one iteration at a time: load drift on a shared machine hits every method alike.
-    for _ in range(cfg.rounds * cfg.iters):
+    for _ in range(cfg.rounds):
         for name in names:
             r = runs[name]
-            it, st = _iteration(r["model"], r["opt"], X, y, r["gen"], device)
-            r["iter"].append(it)
-            r["step"].append(st)
-    return {name: {"iter_s": statistics.median(r["iter"]), "step_s": statistics.median(r["step"]),
+            times = [_iteration(r["model"], r["opt"], X, y, r["gen"], device) for _ in range(cfg.block)]
+            r["iter"].append(sum(t[0] for t in times) / cfg.block)
+            r["step"].append(sum(t[1] for t in times) / cfg.block)
+    return {name: {"iter_s": min(r["iter"]), "step_s": min(r["step"]),
                    "opt": r["opt"], "model": r["model"]} for name, r in runs.items()}
 
 
@@ -153,8 +165,8 @@ def forward_backward_times(model: nn.Module, cfg: BenchConfig, device: torch.dev
         model.zero_grad(set_to_none=True)
         F.cross_entropy(model(X), y).backward()
 
-    t_f = _median_time(fwd, cfg.floor_repeats, device)
-    return t_f, max(_median_time(fwd_bwd, cfg.floor_repeats, device) - t_f, 0.0)
+    t_f = _best_time(fwd, cfg.floor_repeats, device)
+    return t_f, max(_best_time(fwd_bwd, cfg.floor_repeats, device) - t_f, 0.0)
 
 
 # ---- 2. memory ----------------------------------------------------------------------------
@@ -221,7 +233,7 @@ def formula_state_numel(name: str, model: nn.Module) -> int | None:
 # ---- 3. arithmetic floors -----------------------------------------------------------------
 
 def _products_time(shapes: list[tuple[int, int, int]], cfg: BenchConfig, device: torch.device) -> float:
-    """Median time of the products (a x b) @ (b x c) for all shapes, on random float32 inputs."""
+    """Best time of the products (a x b) @ (b x c) for all shapes, on random float32 inputs."""
     g = torch.Generator().manual_seed(cfg.seed)
     pairs = [(torch.randn(a, b, generator=g).to(device), torch.randn(b, c, generator=g).to(device))
              for a, b, c in shapes]
@@ -230,7 +242,7 @@ def _products_time(shapes: list[tuple[int, int, int]], cfg: BenchConfig, device:
         for A, B in pairs:
             A @ B
 
-    return _median_time(run, cfg.floor_repeats, device) if pairs else 0.0
+    return _best_time(run, cfg.floor_repeats, device) if pairs else 0.0
 
 
 def ns_products(rows: int, cols: int, steps: int = 5) -> list[tuple[int, int, int]]:
@@ -266,7 +278,7 @@ def method_floors(model: nn.Module, cfg: BenchConfig, device: torch.device, back
     floors["muon"] = _products_time([s for m, n in hidden_shapes for s in ns_products(m, n)], cfg, device)
     floors["splus"] = _products_time([s for m, n in matrices for s in splus_products(m, n)], cfg, device)
     svd_inputs = [torch.randn(m, n).to(device) for m, n in hidden_shapes]
-    floors["specgd"] = _median_time(lambda: [torch.linalg.svd(G, full_matrices=False) for G in svd_inputs],
+    floors["specgd"] = _best_time(lambda: [torch.linalg.svd(G, full_matrices=False) for G in svd_inputs],
                                     max(3, cfg.floor_repeats // 4), device)
     floors["shampoo"] = _products_time(
         [s for p in params for s in _mode_products(_shampoo_dims(p), p.numel(), True, True)], cfg, device)
@@ -288,7 +300,7 @@ def method_floors(model: nn.Module, cfg: BenchConfig, device: torch.device, back
 # ---- 4. ours vs peers, 5. Newton-Schulz vs its products -----------------------------------
 
 def _step_time(make_opt, model: nn.Module, params: list[str], cfg: BenchConfig, device: torch.device) -> float:
-    """Median optimizer.step() time with fixed gradients (same gradients for ours and the peer)."""
+    """Best optimizer.step() time with fixed gradients (same gradients for ours and the peer)."""
     model = copy.deepcopy(model)
     by_name = dict(model.named_parameters())
     ps = [by_name[n] for n in params]
@@ -298,7 +310,7 @@ def _step_time(make_opt, model: nn.Module, params: list[str], cfg: BenchConfig, 
     opt = make_opt(ps)
     for _ in range(cfg.warmup):
         opt.step()
-    return _median_time(opt.step, cfg.iters * cfg.rounds, device)
+    return _best_time(opt.step, cfg.block * cfg.rounds, device)
 
 
 def peer_comparisons(model: nn.Module, cfg: BenchConfig, device: torch.device) -> list[dict]:
@@ -330,18 +342,19 @@ def newton_schulz_vs_products(model: nn.Module, cfg: BenchConfig, device: torch.
     shapes = [matrix_view(p).shape for p in split_parameters(model)[0]]
     g = torch.Generator().manual_seed(cfg.seed)
     Ms = [torch.randn(m, n, generator=g).to(device) for m, n in shapes]
-    t_ns = _median_time(lambda: [newton_schulz(M) for M in Ms], cfg.floor_repeats, device)
+    t_ns = _best_time(lambda: [newton_schulz(M) for M in Ms], cfg.floor_repeats, device)
     t_products = _products_time([s for m, n in shapes for s in ns_products(m, n)], cfg, device)
     return {"shapes": [list(s) for s in shapes], "ns_s": t_ns, "products_s": t_products}
 
 
 # ---- driver -------------------------------------------------------------------------------
 
-def run(cfg: BenchConfig, device: torch.device) -> dict:
+def run(cfg: BenchConfig, device: torch.device, verbose: bool = True) -> dict:
     names = list(OPTIMIZERS)
     if "sgd" not in names:
         raise ValueError("the benchmark measures against registry entry 'sgd' (SGD with momentum)")
     results = {"config": asdict(cfg), "device": str(device), "threads": torch.get_num_threads(),
+               "clock": "thread CPU time" if clock(device) is time.thread_time else "wall time",
                "torch": torch.__version__, "models": []}
     for kind, widths in (("mlp", cfg.mlp_widths), ("cnn", cfg.cnn_widths)):
         for width in widths:
@@ -372,7 +385,8 @@ def run(cfg: BenchConfig, device: torch.device) -> dict:
                 entry["newton_schulz"] = newton_schulz_vs_products(model, cfg, device)
             entry["seconds"] = time.perf_counter() - t0
             results["models"].append(entry)
-            print_entry(entry)
+            if verbose:
+                print_entry(entry)
     return results
 
 
@@ -415,7 +429,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     results = run(cfg, device)
     results["total_s"] = time.perf_counter() - t0
-    print(f"\ntotal {results['total_s']:.0f} s on {device}, {results['threads']} threads")
+    print(f"\ntotal {results['total_s']:.0f} s on {device}, {results['threads']} threads, timed by {results['clock']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

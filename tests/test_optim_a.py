@@ -299,3 +299,22 @@ def test_cuda_bfloat16_params(cls):
         W.grad = torch.randn_like(W)
         opt.step()
     assert W.dtype == torch.bfloat16 and W.device.type == "cuda" and torch.isfinite(W).all()
+
+
+# ---- benchmark ----------------------------------------------------------------------------
+
+def test_bench_smoke_memory_matches_formulas():
+    """The benchmark runs end to end, and the optimizer state it measures equals each method's
+    formula for the methods defined here and torch's (a stray buffer or a missing state would show)."""
+    from experiments import bench
+    res = bench.run(bench.SMOKE, torch.device("cpu"), verbose=False)
+    assert [(e["model"], e["width"]) for e in res["models"]] == [("mlp", 16), ("cnn", 4)]
+    for entry in res["models"]:
+        for name in ("sgd", "adam", "adamw", "specgd", "muon", "nmd", "signum", "splus"):
+            m = entry["methods"][name]
+            assert m["iter_s"] > 0 and m["floor_s"] is not None
+            # torch keeps Adam's step count as a 0-d float tensor per parameter: a few bytes over.
+            assert m["memory_vs_params"] == pytest.approx(m["formula_memory_vs_params"], rel=2e-3), name
+    mlp = res["models"][0]
+    assert {row["peer"] for row in mlp["peers"]} >= {"torch.optim.Muon (NS bfloat16)", "pytorch_optimizer.SPlus"}
+    assert mlp["newton_schulz"]["ns_s"] > 0
