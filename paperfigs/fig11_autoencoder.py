@@ -29,13 +29,13 @@ import torch.nn.functional as F
 
 from experiments.autoencoder import DeepAutoencoder
 from experiments.data import load_raw
-from experiments.lr_grid import log_grid, select_lr
+from experiments.lr_select import select_lr
+from experiments.lr_sweep import log_grid
 from experiments.optim.curvature import mean_loss
 from experiments.train import TrainConfig, train
 from paperfigs.claims import at_most
 from paperfigs.style import color
 
-HALF_DECADE = 10 ** 0.5
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def compute(mode: str, seed: int, device: str) -> dict:
     series, grids, tuned, notes, finals = {}, {}, {}, [], {}
     for label, key, centre, kwargs in cfg.methods:
         runs, scores = {}, {}
-        for lr in log_grid(centre, cfg.lr_points, HALF_DECADE):
+        for lr in log_grid(centre, cfg.lr_points, 0.5 * (cfg.lr_points - 1)):
             torch.manual_seed(seed)  # same initial weights for every method and lr
             model = DeepAutoencoder(cfg.encoder_sizes)
             tc = TrainConfig(optimizer=key, lr=lr, steps=steps, batch_size=cfg.batch_size,

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from experiments.data import load_image_split
-from experiments.lr_grid import log_grid, select_lr
+from experiments.lr_select import select_lr
+from experiments.lr_sweep import log_grid
 from experiments.metrics import classification_evaluator
 from experiments.models import ResNetCNN
 from experiments.step_cost import measure_step_costs
@@ -35,7 +36,6 @@ from experiments.train import TrainConfig, train
 from paperfigs.claims import at_most
 from paperfigs.style import color
 
-HALF_DECADE = 10 ** 0.5
 TNT_KW = (("curvature_frequency", 10), ("inverse_frequency", 100), ("eps", 0.01))
 
 
@@ -98,7 +98,7 @@ def compute(mode: str, seed: int, device: str) -> dict:
     series, grids, tuned, notes, final_test = {}, {}, {}, [], {}
     for label, key, centre, kwargs in cfg.methods:
         runs, scores = {}, {}
-        for lr in log_grid(centre, cfg.lr_points, HALF_DECADE):
+        for lr in log_grid(centre, cfg.lr_points, 0.5 * (cfg.lr_points - 1)):
             tc = TrainConfig(optimizer=key, lr=lr, steps=steps, batch_size=cfg.batch_size,
                              eval_every=steps_per_epoch, seed=seed, device=device, loss="ce",
                              optimizer_kwargs=kwargs)
@@ -176,11 +176,14 @@ def plot(result: dict):
     cells = [[f"{1000 * cost[r]['s_per_iter']:.1f}", f"{cost[r]['time_rel_sgdm']:.2f}x",
               f"{cost[r]['state_mb']:.3f}", f"{cost[r]['memory_rel_sgdm']:.2f}x"] for r in rows]
     tab.axis("off")
-    t = tab.table(cellText=cells, rowLabels=rows, colLabels=["ms / iter", "time vs SGD-m", "state MB", "memory vs SGD-m"],
+    t = tab.table(cellText=cells, rowLabels=rows, colLabels=["ms/iter", "time\nvs SGD-m", "state\nMB", "memory\nvs SGD-m"],
                   loc="center", cellLoc="center")
     t.auto_set_font_size(False)
     t.set_fontsize(7)
-    t.scale(1.0, 1.3)
+    t.scale(1.0, 1.4)
+    for (row, _), cell in t.get_celld().items():
+        if row == 0:
+            cell.set_height(cell.get_height() * 1.8)
     tab.set_title("cost per iteration, measured side by side")
     fig.tight_layout()
     return fig

@@ -28,14 +28,14 @@ import torch.nn.functional as F
 
 from experiments.data import load_image_split
 from experiments.lm_task import LMTaskConfig, make_lm_task
-from experiments.lr_grid import log_grid, select_lr
+from experiments.lr_select import select_lr
+from experiments.lr_sweep import log_grid
 from experiments.models import MLP
 from experiments.steps_to_target import first_reach, fraction_of_reference
 from experiments.train import TrainConfig, train
 from paperfigs.claims import verdict
 from paperfigs.style import color
 
-HALF_DECADE = 10 ** 0.5
 METHODS = ("Adam", "SPlus", "Shampoo", "Muon")
 KEYS = {"Adam": "adam", "SPlus": "splus", "Shampoo": "shampoo", "Muon": "muon"}
 TASKS = ("lm", "image")
@@ -95,7 +95,7 @@ def _tuned_runs(X, Y, evaluate, model, steps, batch, centres, cfg, seed, device)
     out = {}
     for method in METHODS:
         runs, scores = {}, {}
-        for lr in log_grid(centres[method], cfg.lr_points, HALF_DECADE):
+        for lr in log_grid(centres[method], cfg.lr_points, 0.5 * (cfg.lr_points - 1)):
             tc = TrainConfig(optimizer=KEYS[method], lr=lr, steps=steps, batch_size=batch,
                              eval_every=max(1, steps // cfg.n_evals), seed=seed, device=device, loss="ce",
                              optimizer_kwargs=_kwargs(method, steps))

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from experiments.data import load_image_split
-from experiments.lr_grid import select_lr
+from experiments.lr_select import select_lr
 from experiments.models import MLP
 from experiments.train import TrainConfig, train
 from paperfigs.claims import verdict

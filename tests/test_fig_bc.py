@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from experiments.autoencoder import DeepAutoencoder
-from experiments.lr_grid import log_grid, select_lr
+from experiments.lr_select import select_lr
 from experiments.optim.registry import build_optimizer
 from experiments.step_cost import measure_step_costs, state_bytes
 from experiments.steps_to_target import first_reach, fraction_of_reference
@@ -49,14 +49,10 @@ def test_autoencoder_shape_mirror_and_linear_code():
         DeepAutoencoder((784,))
 
 
-def test_lr_grid_and_selection():
-    g = log_grid(1e-3, 3, 10.0)
-    assert g == pytest.approx([1e-4, 1e-3, 1e-2])
+def test_lr_selection_lowest_finite_score_and_edge_flag():
     assert select_lr({1e-4: 2.0, 1e-3: 1.0, 1e-2: None}) == (1e-3, False)
     assert select_lr({1e-4: 2.0, 1e-3: 3.0, 1e-2: math.inf}) == (1e-4, True)
     assert select_lr({1e-4: None, 1e-3: math.nan}) == (None, False)
-    with pytest.raises(ValueError):
-        log_grid(1e-3, 3, 1.0)
 
 
 def test_first_reach_and_fraction():
