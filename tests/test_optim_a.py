@@ -46,7 +46,10 @@ def _run(opt_factory, W0, grads):
 def test_muon_matches_torch_muon(shape, adjust):
     """torch.optim.Muon always runs Newton-Schulz in bfloat16. With ns_dtype=bfloat16 and the same
     hyperparameters ours agrees to 1e-6 of the total movement (in practice bit for bit); with the
-    float32 default the difference is bf16 rounding, a few percent of the movement at most."""
+    float32 default the difference is bf16 rounding, a few percent of the movement at most.
+    Momentum convention: torch's docstring says B <- mu B + g, its code lerps B <- mu B + (1 - mu) g
+    as ours does. The two differ only by the factor (1 - mu) on B and on the Nesterov mix, which the
+    Frobenius normalisation inside Newton-Schulz removes, so Muon's step is the same either way."""
     g = _gen(1)
     W0 = torch.randn(*shape, generator=g)
     grads = [torch.randn(*shape, generator=g) for _ in range(4)]
@@ -58,6 +61,15 @@ def test_muon_matches_torch_muon(shape, adjust):
     assert moved > 0.1
     assert (ours16 - ref).norm() / moved < 1e-6
     assert (ours32 - ref).norm() / moved < 3e-2
+
+
+def test_muon_without_momentum_and_with_svd_is_specgd():
+    g = _gen(11)
+    W0 = torch.randn(10, 6, generator=g)
+    grads = [torch.randn(10, 6, generator=g) for _ in range(3)]
+    muon, _ = _run(lambda ps: Muon(ps, lr=0.1, momentum=0.0, orthogonalize="svd", adjust_lr="none"), W0, grads)
+    spec, _ = _run(lambda ps: SpecGD(ps, lr=0.1), W0, grads)
+    torch.testing.assert_close(muon, spec, atol=0, rtol=0)
 
 
 def test_muon_rank_one_gradient_is_normalised_step():
