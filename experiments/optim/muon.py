@@ -18,7 +18,8 @@ paper reproduction uses 0 unless a figure says otherwise.
 Differences from torch.optim.Muon: Newton-Schulz runs in `ns_dtype` (float32 by default;
 torch always uses bfloat16, which this CPU emulates slowly), an exact-SVD option, conv kernels
 and an AdamW fallback group (matrix=False) instead of rejecting non-2-D parameters.
-torch's docstring writes B <- mu B + g, its code (and this class) lerps: B <- mu B + (1 - mu) G.
+torch's docstring writes B <- mu B + g, its code (and this class) lerps: B <- mu B + (1 - mu) G;
+the two differ by a factor (1 - mu) that the normalisation inside Newton-Schulz removes.
 Reference: Jordan et al. 2024, "Muon: an optimizer for hidden layers in neural networks".
 """
 from __future__ import annotations
