@@ -330,3 +330,11 @@ def test_bench_smoke_memory_matches_formulas():
     mlp = res["models"][0]
     assert {row["peer"] for row in mlp["peers"]} >= {"torch.optim.Muon (NS bfloat16)", "pytorch_optimizer.SPlus"}
     assert mlp["newton_schulz"]["ns_s"] > 0
+
+
+@pytest.mark.parametrize("cls", [Muon, SPlus])
+def test_rejected_param_group_is_not_kept(cls):
+    opt = cls([nn.Parameter(torch.zeros(3, 3))])
+    with pytest.raises(ValueError):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, 2))], "lr": -1.0})
+    assert len(opt.param_groups) == 1

@@ -52,7 +52,13 @@ class MatrixOptimizer(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
+        try:
+            self._validate(self.param_groups[-1])
+        except ValueError:
+            self.param_groups.pop()  # a rejected group must not stay behind
+            raise
+
+    def _validate(self, group: dict) -> None:
         if not group["lr"] >= 0:
             raise ValueError(f"lr must be >= 0, got {group['lr']}")
         if not group["weight_decay"] >= 0:

@@ -72,7 +72,14 @@ class SPlus(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
-        g = self.param_groups[-1]
+        try:
+            self._validate(self.param_groups[-1])
+        except ValueError:
+            self.param_groups.pop()  # a rejected group must not stay behind
+            raise
+
+    @staticmethod
+    def _validate(g: dict) -> None:
         if not g["lr"] >= 0:
             raise ValueError(f"lr must be >= 0, got {g['lr']}")
         check_unit_interval("betas[0]", g["betas"][0])
