@@ -19,9 +19,10 @@ def test_group_ids_and_attribute_counts():
 
 
 def test_colored_digits_counts_agreement_and_colours():
-    train, test = colored_digits(seed=0)
-    # 400 train / 100 test images per digit; labels 0-4 -> 0, 5-9 -> 1; exactly 1% conflicting.
-    assert train.group_counts() == [1980, 20, 20, 1980]
+    train, val, test = colored_digits(seed=0)
+    # 360 train / 40 val / 100 test images per digit; labels 0-4 -> 0, 5-9 -> 1; exactly 1% conflicting.
+    assert train.group_counts() == [1782, 18, 18, 1782]
+    assert val.group_counts() == [100, 100, 100, 100]
     assert train.agreement() == pytest.approx(0.99, abs=0)
     assert test.group_counts() == [250, 250, 250, 250]
     assert test.agreement() == 0.5
@@ -30,12 +31,14 @@ def test_colored_digits_counts_agreement_and_colours():
     assert torch.all(ink[torch.arange(len(ink)), 1 - train.a] == 0) and torch.all(ink[torch.arange(len(ink)), train.a] > 0)
     # disjoint: no test image is a training image (compare grey images, colour removed)
     grey_tr = {r.tobytes() for r in train.x.sum(1).numpy()}
-    assert not any(r.tobytes() in grey_tr for r in test.x.sum(1).numpy())
-    again, _ = colored_digits(seed=0)
-    other, _ = colored_digits(seed=1)
+    grey_va = {r.tobytes() for r in val.x.sum(1).numpy()}
+    assert not any(r.tobytes() in grey_tr | grey_va for r in test.x.sum(1).numpy())
+    assert not grey_tr & grey_va
+    again, _, _ = colored_digits(seed=0)
+    other, _, _ = colored_digits(seed=1)
     assert torch.equal(again.x, train.x) and torch.equal(again.a, train.a)
     assert not torch.equal(other.a, train.a)
-    pooled, _ = colored_digits(seed=0, pool=2)
+    pooled, _, _ = colored_digits(seed=0, pool=2)
     assert tuple(pooled.x.shape[1:]) == (2, 14, 14)
     assert torch.allclose(pooled.x[:, :, 3, 5], train.x[:, :, 6:8, 10:12].mean(dim=(2, 3)))
 
