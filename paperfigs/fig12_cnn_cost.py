@@ -52,11 +52,11 @@ class Fig12Config:
     lr_points: int = 5
     # label -> (registry key, grid centre, optimizer kwargs)
     methods: tuple = (
-        ("TNT", "tnt", 1e-3, TNT_KW),
-        ("KFAC", "kfac", 3e-2, (("curvature_frequency", 10), ("inverse_frequency", 100))),
-        ("Shampoo", "shampoo", 3e-3, ()),
-        ("Adam", "adam", 1e-3, ()),
-        ("SGD-m", "sgd", 3e-2, ()),
+        ("TNT", "tnt", 3e-4, TNT_KW),
+        ("KFAC", "kfac", 1e-1, (("curvature_frequency", 10), ("inverse_frequency", 100))),
+        ("Shampoo", "shampoo", 1e-2, ()),
+        ("Adam", "adam", 3e-3, ()),
+        ("SGD-m", "sgd", 1e-1, ()),
     )
     # extra rows of the cost table only (not trained for the accuracy panel)
     cost_only: tuple = (("SPlus", "splus", 0.1, ()),)

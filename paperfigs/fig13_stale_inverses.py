@@ -121,7 +121,7 @@ def plot(result: dict):
     import matplotlib.pyplot as plt
 
     intervals = result["params"]["intervals"]
-    fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.9))
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.0), gridspec_kw={"wspace": 0.35})
     finite = [r["final_val_loss"] for m in METHODS for row in result["tables"]["grid"][m].values() for r in row
               if not r["diverged"] and r["final_val_loss"] is not None]
     vmin, vmax = (min(finite), max(finite)) if finite else (0.0, 1.0)
@@ -133,14 +133,17 @@ def plot(result: dict):
         for i, lr in enumerate(lrs):
             for j, r in enumerate(cells[lr]):
                 txt = "div" if r["diverged"] else f"{r['final_val_loss']:.2f}"
+                # dark text on the light (low-loss) end of viridis_r, white on the dark end
+                light = not r["diverged"] and r["final_val_loss"] < (vmin + vmax) / 2
                 ax.text(j, i, txt, ha="center", va="center", fontsize=7,
-                        color="#C44E52" if r["diverged"] else "white", fontweight="bold" if r["diverged"] else None)
+                        color="#C44E52" if r["diverged"] else ("black" if light else "white"),
+                        fontweight="bold" if r["diverged"] else None)
         ax.set_xticks(range(len(intervals)), [str(k) for k in intervals])
         ax.set_yticks(range(len(lrs)), lrs)
-        ax.set_xlabel("inverse / eigenbasis cache interval (steps)")
+        ax.set_xlabel("cache interval (steps)")
         ax.set_ylabel("learning rate")
-        ax.set_title(f"{'naive Shampoo' if method == 'Shampoo' else 'SPlus'}: final val loss (nats/token)",
+        ax.set_title("naive Shampoo (inverse roots)" if method == "Shampoo" else "SPlus (eigenbases)",
                      color=color(method))
         ax.grid(False)
-    fig.colorbar(im, ax=axes, shrink=0.85, label="validation loss (nats/token)")
+    fig.colorbar(im, ax=axes, shrink=0.85, label="final validation loss (nats/token)\n(div: diverged)")
     return fig
