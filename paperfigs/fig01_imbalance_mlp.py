@@ -31,8 +31,8 @@ FULL = common.ImbalanceConfig(
     n_test_per_class=1000, model="mlp", width=512, depth=3, blocks=(), steps=4000, batch_size=128,
     eval_every=100, seeds=5, early_frac=0.2, optimizers=("sgd", "adam", "muon", "shampoo"),
     default_lrs=tuple(CENTERS.items()))
-QUICK = replace(FULL, dataset="mnist5k", n_max=None, n_val_per_class=50, n_test_per_class=100, width=256,
-                steps=400, eval_every=20, seeds=3)
+QUICK = replace(FULL, dataset="mnist5k", n_max=None, n_val_per_class=50, n_test_per_class=100, width=128,
+                steps=300, eval_every=15, seeds=3)
 SMOKE = replace(QUICK, dataset="digits", n_max=40, n_val_per_class=10, n_test_per_class=20, width=32, steps=12,
                 batch_size=32, eval_every=3, seeds=2, early_frac=0.5)
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
