@@ -539,6 +539,22 @@ def test_zero_gradients_none_gradients_and_grad_untouched(name):
 
 
 @pytest.mark.parametrize("name", ["shampoo", "tnt", "kfac"])
+def test_weight_decay_is_decoupled(name):
+    """With zero gradients the step is the decay alone: p <- p (1 - lr weight_decay), on every parameter."""
+    model = tiny_model()
+    lr, wd = 0.01, 0.5
+    opt = build_optimizer(name, model, lr, weight_decay=wd)
+    before = [p.detach().clone() for p in model.parameters()]
+    out = model(torch.randn(4, 1, 3, 3))
+    curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for p, b in zip(model.parameters(), before):
+        assert torch.allclose(p.detach(), b * (1 - lr * wd), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("name", ["shampoo", "tnt", "kfac"])
 def test_training_reduces_loss_and_closure_runs_with_grad(name):
     lr = {"shampoo": 0.05, "tnt": 1e-3, "kfac": 0.05}[name]
     model = tiny_model()
