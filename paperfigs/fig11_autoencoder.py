@@ -50,7 +50,7 @@ class Fig11Config:
     methods: tuple = (
         ("TNT", "tnt", 3e-4, (("curvature_frequency", 1), ("inverse_frequency", 20), ("eps", 0.1))),
         # damping 1 (per-example Fisher units): 1e-2 and 1e-1 gave loss spikes on this task
-        ("KFAC", "kfac", 1e-1, (("curvature_frequency", 1), ("inverse_frequency", 20), ("damping", 1.0))),
+        ("KFAC", "kfac", 3e-2, (("curvature_frequency", 1), ("inverse_frequency", 20), ("damping", 1.0))),
         ("Shampoo", "shampoo", 1e-2, ()),
         ("Adam", "adam", 1e-2, ()),
         ("SGD-m", "sgd", 3e-2, ()),
