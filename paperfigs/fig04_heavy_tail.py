@@ -38,14 +38,15 @@ class Config:
     seeds: int = 2
     beta: float = 0.9
     eval_every: int = 5     # after step 20; every step before, where SpecGD peaks early
-    lr_grid: tuple = (("GD", (1.0, 3.0, 10.0)), ("NGD", (0.1, 0.3, 1.0)), ("SignGD", (1e-3, 3e-3, 1e-2)),
+    lr_grid: tuple = (("GD", (1.0, 3.0, 10.0)), ("NGD", (0.1, 0.3, 1.0)), ("SignGD", (1e-2, 3e-2, 1e-1)),
                       ("SpecGD", (3e-3, 1e-2, 3e-2)), ("Muon", (3e-3, 1e-2, 3e-2)))
 
 
 FULL = Config(n_train=4000, n_val=1000, n_test=10000, steps=400, seeds=5, eval_every=5,
-              lr_grid=(("GD", (0.3, 1.0, 3.0, 10.0, 30.0)), ("NGD", (0.03, 0.1, 0.3, 1.0, 3.0)),
-                       ("SignGD", (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)), ("SpecGD", (1e-3, 3e-3, 1e-2, 3e-2, 0.1)),
-                       ("Muon", (1e-3, 3e-3, 1e-2, 3e-2, 0.1))))
+              lr_grid=(("GD", (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)), ("NGD", (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)),
+                       ("SignGD", (1e-3, 3e-3, 1e-2, 3e-2, 0.1)),
+                       ("SpecGD", (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)),
+                       ("Muon", (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1))))
 QUICK = Config()
 SMOKE = dataclasses.replace(QUICK, n_train=200, n_val=100, n_test=400, steps=12, seeds=1, eval_every=4,
                             lr_grid=tuple((m, g[1:2]) for m, g in QUICK.lr_grid))
