@@ -55,7 +55,7 @@ class Fig14Config:
     lr_points: int = 3
     # task -> method -> grid centre
     centres: tuple = (
-        ("lm", (("Adam", 5e-3), ("SPlus", 0.1), ("Shampoo", 1e-2), ("Muon", 1e-2))),
+        ("lm", (("Adam", 3e-3), ("SPlus", 0.3), ("Shampoo", 3e-3), ("Muon", 1e-2))),
         ("image", (("Adam", 3e-3), ("SPlus", 0.1), ("Shampoo", 3e-4), ("Muon", 1e-2))),
     )
 
