@@ -8,7 +8,8 @@ same steps and batch at every width. SPlus is evaluated at
 its EMA weights (EMA horizon a tenth of the run, ema_rate = 1 - 10 / steps); "SPlus (no
 scaling)" is the same optimizer with shape_scaling=False, so a matrix steps by lr itself.
 For each method and width the best lr is the grid lr with the lowest final validation loss; its
-spread across widths is max - min of log10(best lr) (grid resolution: the grid's factor).
+spread across widths is max - min of log10(best lr), counted in whole grid steps (resolution:
+log10 of the grid's factor, a quarter decade in full mode, half a decade in quick).
 
 Claim (fixed before running): SPlus's best lr moves least across widths: its spread is strictly
 smaller than both the unscaled SPlus's and Adam's.
@@ -94,16 +95,17 @@ def compute(mode: str, seed: int, device: str) -> dict:
             results[label][str(w)] = list(scores.values())
             series[f"{label}|{w}"] = {"x": list(scores), "y": list(scores.values())}
 
-    def spread(label):
-        lrs = [v for v in best[label].values() if v is not None]
-        if len(lrs) < len(cfg.widths):
-            return None
-        logs = np.log10(lrs)
-        return float(logs.max() - logs.min())
+    def steps_spread(label):
+        """Spread of the best lr across widths in grid steps (exact integers: no float ties)."""
+        idx = [grids[label].index(v) for v in best[label].values() if v is not None]
+        return max(idx) - min(idx) if len(idx) == len(cfg.widths) else None
 
-    spreads = {label: spread(label) for label in METHODS}
+    step_spreads = {label: steps_spread(label) for label in METHODS}
+    decades_per_step = math.log10(cfg.grid_factor)
+    spreads = {label: None if k is None else k * decades_per_step for label, k in step_spreads.items()}
+    others = [step_spreads["SPlus (no scaling)"], step_spreads["Adam"]]
+    ok = step_spreads["SPlus"] is not None and all(o is not None and step_spreads["SPlus"] < o for o in others)
     others = [spreads["SPlus (no scaling)"], spreads["Adam"]]
-    ok = spreads["SPlus"] is not None and all(o is not None and spreads["SPlus"] < o for o in others)
     claims = [verdict("splus_best_lr_moves_least",
                       "spread of log10(best lr) across widths: SPlus (2/(m+n) scaling) strictly below both "
                       "SPlus without scaling and Adam (threshold: the smaller of those two)",
@@ -112,7 +114,7 @@ def compute(mode: str, seed: int, device: str) -> dict:
         "dataset": "mnist5k", "image_size": 28 // cfg.pool, "widths": list(cfg.widths), "depth": cfg.depth, "steps": cfg.steps,
         "batch_size": cfg.batch_size, "lr_grids": grids, "grid_factor": cfg.grid_factor,
         "selection": "best lr = lowest final validation loss (SPlus at EMA weights, ema_rate 1 - 10/steps)",
-        "best_lr": best, "log10_best_lr_spread": spreads,
+        "best_lr": best, "log10_best_lr_spread": spreads, "best_lr_spread_grid_steps": step_spreads,
     }
     return {"params": params, "series": series, "claims": claims, "tables": {"val_loss": results}, "notes": notes}
 
