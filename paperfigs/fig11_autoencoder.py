@@ -59,7 +59,8 @@ class Fig11Config:
 
 FULL = Fig11Config()
 QUICK = dataclasses.replace(FULL, pool=2, encoder_sizes=(196, 128, 64, 16), batch_size=500, epochs=30, lr_points=3)
-SMOKE = dataclasses.replace(FULL, pool=4, encoder_sizes=(49, 16, 4), n_images=400, batch_size=100, epochs=2, lr_points=1)
+SMOKE = dataclasses.replace(FULL, pool=4, encoder_sizes=(49, 16, 4), n_images=400, batch_size=100, epochs=2,
+                            lr_points=1)
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
 COMPARABLE_FACTOR = 1.10
@@ -142,7 +143,8 @@ def compute(mode: str, seed: int, device: str) -> dict:
     params = {
         "dataset": "mnist5k", "n_images": cfg.n_images, "image_size": 28 // cfg.pool,
         "encoder_sizes": list(cfg.encoder_sizes),
-        "activation": "ReLU hidden, linear code, logit output", "loss": "per-pixel BCE summed over pixels, mean over images",
+        "activation": "ReLU hidden, linear code, logit output",
+        "loss": "per-pixel BCE summed over pixels, mean over images",
         "batch_size": cfg.batch_size, "epochs": cfg.epochs, "steps": steps,
         "lr_grid_rule": f"{cfg.lr_points} lrs per method, factor 10^0.5 apart around its centre; "
                         "tuned lr = lowest final full-training-set loss",

@@ -145,7 +145,8 @@ def compute(mode: str, seed: int, device: str) -> dict:
     ]
     params = {
         "dataset": "fashion", "split": split.info | {"normalisation": "train mean/std"},
-        "image_size": int(Xtr.shape[-1]), "pool": cfg.pool, "model": f"ResNetCNN(width={cfg.width}, blocks={list(cfg.blocks)})",
+        "image_size": int(Xtr.shape[-1]), "pool": cfg.pool,
+        "model": f"ResNetCNN(width={cfg.width}, blocks={list(cfg.blocks)})",
         "n_params": sum(p.numel() for p in _model(cfg, seed).parameters()),
         "batch_size": cfg.batch_size, "epochs": cfg.epochs, "steps": steps, "weight_decay": 0.0,
         "lr_grid_rule": f"{cfg.lr_points} lr(s) per method, factor 10^0.5 apart around its centre; "
@@ -176,8 +177,8 @@ def plot(result: dict):
     cells = [[f"{1000 * cost[r]['s_per_iter']:.1f}", f"{cost[r]['time_rel_sgdm']:.2f}x",
               f"{cost[r]['state_mb']:.3f}", f"{cost[r]['memory_rel_sgdm']:.2f}x"] for r in rows]
     tab.axis("off")
-    t = tab.table(cellText=cells, rowLabels=rows, colLabels=["ms/iter", "time\nvs SGD-m", "state\nMB", "memory\nvs SGD-m"],
-                  loc="center", cellLoc="center")
+    t = tab.table(cellText=cells, rowLabels=rows, loc="center", cellLoc="center",
+                  colLabels=["ms/iter", "time\nvs SGD-m", "state\nMB", "memory\nvs SGD-m"])
     t.auto_set_font_size(False)
     t.set_fontsize(7)
     t.scale(1.0, 1.4)

@@ -111,7 +111,8 @@ def compute(mode: str, seed: int, device: str) -> dict:
                       "SPlus without scaling and Adam (threshold: the smaller of those two)",
                       ok, spreads["SPlus"], min((o for o in others if o is not None), default=None))]
     params = {
-        "dataset": "mnist5k", "image_size": 28 // cfg.pool, "widths": list(cfg.widths), "depth": cfg.depth, "steps": cfg.steps,
+        "dataset": "mnist5k", "image_size": 28 // cfg.pool, "widths": list(cfg.widths), "depth": cfg.depth,
+        "steps": cfg.steps,
         "batch_size": cfg.batch_size, "lr_grids": grids, "grid_factor": cfg.grid_factor,
         "selection": "best lr = lowest final validation loss (SPlus at EMA weights, ema_rate 1 - 10/steps)",
         "best_lr": best, "log10_best_lr_spread": spreads, "best_lr_spread_grid_steps": step_spreads,
