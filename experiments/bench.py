@@ -310,7 +310,7 @@ def _step_time(make_opt, model: nn.Module, params: list[str], cfg: BenchConfig, 
     opt = make_opt(ps)
     for _ in range(cfg.warmup):
         opt.step()
-    return _best_time(opt.step, cfg.block * cfg.rounds, device)
+    return _best_time(opt.step, cfg.floor_repeats, device)
 
 
 def peer_comparisons(model: nn.Module, cfg: BenchConfig, device: torch.device) -> list[dict]:
