@@ -279,7 +279,7 @@ def method_floors(model: nn.Module, cfg: BenchConfig, device: torch.device, back
     floors["splus"] = _products_time([s for m, n in matrices for s in splus_products(m, n)], cfg, device)
     svd_inputs = [torch.randn(m, n).to(device) for m, n in hidden_shapes]
     floors["specgd"] = _best_time(lambda: [torch.linalg.svd(G, full_matrices=False) for G in svd_inputs],
-                                    max(3, cfg.floor_repeats // 4), device)
+                                  max(3, cfg.floor_repeats // 4), device)
     floors["shampoo"] = _products_time(
         [s for p in params for s in _mode_products(_shampoo_dims(p), p.numel(), True, True)], cfg, device)
     t1_tnt = OPTIMIZERS["tnt"].defaults.get("curvature_frequency", 10) if "tnt" in OPTIMIZERS else 10
@@ -290,6 +290,8 @@ def method_floors(model: nn.Module, cfg: BenchConfig, device: torch.device, back
     floors["tnt"] = (backward_s + tnt_stats) / t1_tnt + tnt_pre
     t1_kfac = OPTIMIZERS["kfac"].defaults.get("curvature_frequency", 10) if "kfac" in OPTIMIZERS else 10
     layers = list(_linear_like(model))
+    # A conv layer's statistics have batch x positions rows; counting batch rows only makes the
+    # KFAC floor a lower bound on CNNs (exact on MLPs).
     kfac_stats = _products_time([(a, cfg.batch, a) for _, a, _ in layers] + [(g, cfg.batch, g) for _, _, g in layers],
                                 cfg, device)
     kfac_pre = _products_time([(g, g, a) for _, a, g in layers] + [(g, a, a) for _, a, g in layers], cfg, device)
