@@ -40,18 +40,30 @@ class StudyRun:
     wall_s: list[float]  # total training time per seed
 
 
-def available(optimizers: list[str]) -> tuple[list[str], list[str]]:
+# A "variant" label names a registry optimizer with fixed extra arguments, e.g.
+# {"muon_head": ("muon", (("head_fallback", False),))}; any other label is a registry key as is.
+Variants = dict[str, tuple[str, tuple]]
+
+
+def resolve(label: str, variants: Variants | None = None) -> tuple[str, tuple]:
+    """(registry key, optimizer_kwargs) of an optimizer label."""
+    return (variants or {}).get(label, (label, ()))
+
+
+def available(optimizers: list[str], variants: Variants | None = None) -> tuple[list[str], list[str]]:
     """(in the optimizer registry, not yet there): figures name optimizers before they land."""
-    return [o for o in optimizers if o in OPTIMIZERS], [o for o in optimizers if o not in OPTIMIZERS]
+    present = [o for o in optimizers if resolve(o, variants)[0] in OPTIMIZERS]
+    return present, [o for o in optimizers if o not in present]
 
 
 def run_study(make_split: Callable[[int], ImageSplit], make_model: Callable[[ImageSplit, int], torch.nn.Module],
               optimizers: list[str], lrs: dict[str, float], base: TrainConfig, seeds: list[int],
-              eval_split: str = "test") -> dict[str, StudyRun]:
+              eval_split: str = "test", variants: Variants | None = None) -> dict[str, StudyRun]:
     """Train every optimizer on every seed's split; evaluate per-class accuracy on `eval_split`.
 
     make_split(seed) -> ImageSplit; make_model(split, seed) -> fresh model (same seed, same init).
-    base gives steps, batch size, eval interval, device and loss; its optimizer/lr/seed are replaced.
+    base gives steps, batch size, eval interval, device and loss; its optimizer/lr/seed (and, for a
+    variant label, optimizer_kwargs) are replaced.
     A run stopped by a non-finite loss keeps its evaluations and is padded with its last values
     (its status records the stop).
     """
@@ -67,7 +79,9 @@ def run_study(make_split: Callable[[int], ImageSplit], make_model: Callable[[Ima
         for name in optimizers:
             model = make_model(split, seed)
             model.load_state_dict(init)
-            cfg = dataclasses.replace(base, optimizer=name, lr=lrs[name], seed=seed)
+            key, kwargs = resolve(name, variants)
+            cfg = dataclasses.replace(base, optimizer=key, lr=lrs[name], seed=seed,
+                                      optimizer_kwargs=kwargs or base.optimizer_kwargs)
             h = train(model, split.x_train, split.y_train, cfg, evaluate, progress=False)
             steps_ref = _expected_steps(cfg)
             curves[name].append(_pad(np.asarray(h["metrics"]["eval/per_class"], float), len(steps_ref)))

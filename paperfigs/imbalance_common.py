@@ -41,6 +41,8 @@ class ImbalanceConfig:
     early_frac: float  # the "early in training" window is (0, early_frac * steps]
     optimizers: tuple[str, ...]
     default_lrs: tuple[tuple[str, float], ...]  # used only where no tuned lr is stored
+    # label -> (registry key, optimizer_kwargs) for optimizers run with non-default arguments
+    variants: tuple[tuple[str, tuple[str, tuple]], ...] = ()
 
 
 def make_split(cfg: ImbalanceConfig, seed: int) -> ImageSplit:
@@ -64,10 +66,11 @@ def base_train_config(cfg: ImbalanceConfig, device: str) -> TrainConfig:
 
 def run(cfg: ImbalanceConfig, figure: int, mode: str, seed: int, device: str) -> tuple[dict[str, StudyRun], dict]:
     """Train every registered optimizer of cfg on seeds seed..seed+cfg.seeds-1; return runs and params."""
-    present, missing = available(list(cfg.optimizers))
+    present, missing = available(list(cfg.optimizers), dict(cfg.variants))
     lrs, source = stored_lrs(figure, "quick" if mode == "smoke" else mode, dict(cfg.default_lrs))
     runs = run_study(lambda s: make_split(cfg, s), lambda sp, s: make_model(cfg, sp, s), present,
-                     lrs, base_train_config(cfg, device), list(range(seed, seed + cfg.seeds)))
+                     lrs, base_train_config(cfg, device), list(range(seed, seed + cfg.seeds)),
+                     variants=dict(cfg.variants))
     split = make_split(cfg, seed)
     n_train = int(split.train_counts.sum())
     params = {
@@ -97,12 +100,12 @@ def tables(runs: dict[str, StudyRun], minority: list[int], early_step: int) -> d
 
 def sweep_problem_for(cfg: ImbalanceConfig, figure: int, mode: str, device: str, centers: dict) -> SweepProblem:
     """Each trial: one run on the SWEEP_SEED split; score = final balanced VALIDATION accuracy."""
-    present, missing = available(list(cfg.optimizers))
+    present, missing = available(list(cfg.optimizers), dict(cfg.variants))
     base = base_train_config(cfg, device)
 
     def score(name: str, lr: float) -> float:
         r = run_study(lambda s: make_split(cfg, s), lambda sp, s: make_model(cfg, sp, s), [name], {name: lr},
-                      base, [SWEEP_SEED], eval_split="val")[name]
+                      base, [SWEEP_SEED], eval_split="val", variants=dict(cfg.variants))[name]
         if any(s != "ok" for s in r.statuses):
             return -math.inf
         return float(np.nanmean(r.per_class[0, -1]))
