@@ -67,7 +67,7 @@ class Fig12Config:
 
 FULL = Fig12Config()
 QUICK = dataclasses.replace(FULL, n_train_per_class=200, n_val_per_class=30, n_test_per_class=100, pool=2,
-                            width=8, blocks=(1, 1), batch_size=64, epochs=4, lr_points=2)
+                            width=8, blocks=(1, 1), batch_size=64, epochs=4, lr_points=3)
 SMOKE = dataclasses.replace(QUICK, n_train_per_class=16, n_val_per_class=4, n_test_per_class=4, pool=4,
                             width=4, batch_size=32, epochs=1, lr_points=1,
                             cost_warmup=2, cost_block=2, cost_rounds=1)
