@@ -195,14 +195,19 @@ def frequency_buckets(vocab: Vocab, edges: tuple[int, ...] = (64, 256)) -> np.nd
 
 
 def bucket_accuracy(logits: torch.Tensor, targets: torch.Tensor, buckets: torch.Tensor,
-                    n_buckets: int, k: int = 5) -> dict[str, torch.Tensor]:
+                    n_buckets: int, k: int = 5, never_predict: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
     """Per-bucket counts of top-1 and top-k hits of next-token predictions.
 
     logits: (..., V); targets: (...) ids; buckets: (V,) bucket per id (-1 ignored).
+    never_predict: ids removed from the ranking (e.g. <unk>: with a small vocabulary it is the most
+    frequent target and would otherwise fill the top-1 slot without counting in any bucket).
     Returns {"n": (n_buckets,), "top1": (n_buckets,), "topk": (n_buckets,)} summed hit counts,
     so batches can be accumulated before dividing.
     """
     logits = logits.reshape(-1, logits.shape[-1])
+    if never_predict:
+        logits = logits.clone()
+        logits[:, list(never_predict)] = -torch.inf
     targets = targets.reshape(-1)
     b = buckets.to(targets.device)[targets]
     top = logits.topk(k, dim=-1).indices

@@ -44,7 +44,7 @@ FIGURES: dict[int, FigureSpec] = {
         FigureSpec(6, "Colored digits: minority-group accuracy, Muon vs NMD vs Signum, depth 2 vs 4", PAPER_A, "paperfigs.fig06_colored_digits", 150),
         FigureSpec(7, "Step-imbalanced image classification with a small CNN", PAPER_A, "paperfigs.fig07_imbalance_cnn", 180),
         FigureSpec(8, "Dominoes: worst-group and decoded worst-group accuracy", PAPER_A, "paperfigs.fig08_dominoes", 180),
-        FigureSpec(9, "Next-token prediction: accuracy per token-frequency bucket", PAPER_A, None, 180),
+        FigureSpec(9, "Next-token prediction: accuracy per token-frequency bucket", PAPER_A, "paperfigs.fig09_token_frequency", 180),
         FigureSpec(10, "Finite samples and random init vs the population theory", PAPER_A,
                    "paperfigs.fig10_finite_samples", 30),
         FigureSpec(11, "Deep autoencoder on real digits: TNT vs KFAC, Shampoo, Adam, SGD-m", PAPER_B, "paperfigs.fig11_autoencoder", 180),

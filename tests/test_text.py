@@ -81,6 +81,9 @@ def test_bucket_accuracy_counts():
                            [9., 5, 4, 3, 2]])  # target 0: special, ignored
     out = bucket_accuracy(logits, torch.tensor([1, 3, 4, 0]), buckets, n_buckets=2, k=3)
     assert out["n"].tolist() == [1, 2] and out["top1"].tolist() == [1, 0] and out["topk"].tolist() == [1, 1]
+    # with id 1 never predicted, id 2 moves to the top and id 4 into the top 3
+    out = bucket_accuracy(logits, torch.tensor([2, 3, 4, 0]), buckets, n_buckets=2, k=3, never_predict=(1,))
+    assert out["top1"].tolist() == [1, 0] and out["topk"].tolist() == [1, 2]
 
 
 def test_tiny_transformer_is_causal_and_exposes_roles():
