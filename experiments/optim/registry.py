@@ -4,7 +4,11 @@
 
 `name` is a registry key (lower case, e.g. "sgd", "adam", "muon"); `hyper` overrides the
 entry's defaults. Methods that only apply to hidden matrices hand the other parameters to a
-documented fallback inside the same optimizer (see each entry).
+documented fallback inside the same optimizer (see each entry). For specgd, muon, nmd and signum
+that fallback is AdamW and `hyper` may also hold fallback_lr (default 1e-3),
+fallback_weight_decay (0) and head_fallback (True); which parameters fall back is decided in one
+place, experiments.optim.param_groups (ndim < 2, embeddings, `model.head` unless it is the only
+matrix).
 """
 from __future__ import annotations
 
