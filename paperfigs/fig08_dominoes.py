@@ -127,7 +127,7 @@ def compute(mode: str, seed: int, device: str) -> dict:
 
 
 def sweep_problem(mode: str, device: str) -> SweepProblem:
-    """3 lrs over one decade per optimizer; score = final worst-group accuracy on the decode split."""
+    """5 lrs over two decades per optimizer; score = final worst-group accuracy on the decode split."""
     cfg = CONFIGS[mode]
     present = tuple(o for o in cfg.optimizers if o in OPTIMIZERS)
 
@@ -137,7 +137,7 @@ def sweep_problem(mode: str, device: str) -> SweepProblem:
 
     return SweepProblem(NUMBER, mode, present, {o: CENTERS[o] for o in present}, score,
                         "final worst-group accuracy of the trained network on the group-balanced decode split "
-                        f"(one run, split/init seed {SWEEP_SEED}); a diverged run scores -inf", points=3, decades=1.0)
+                        f"(one run, split/init seed {SWEEP_SEED}); a diverged run scores -inf", points=5, decades=2.0)
 
 
 def plot(result: dict):
