@@ -123,6 +123,12 @@ def compute(mode: str, seed: int, device: str) -> dict:
               "band": "min..max over seeds"}
     notes = [f"{display(o)} not in the optimizer registry: not run" for o in missing]
     notes += [f"{display(o)} stopped: {v}" for o, v in statuses.items() if any(s != "ok" for s in v)]
+    # The step-0 evaluation decodes the features of the untrained network: the floor that training
+    # has to beat for "the core feature was learned" to mean anything.
+    at_init = [s["y"][0] for k, s in series.items() if k.endswith(" decoded worst-group")]
+    if at_init:
+        notes.append(f"decoded worst-group accuracy of the untrained (random-feature) network: "
+                     f"{float(np.mean(at_init)):.3f} (mean over optimizers' step-0 evaluations)")
     return {"params": params, "series": series, "claims": claims, "tables": {"final": final}, "notes": notes}
 
 
