@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from experiments.autoencoder import DeepAutoencoder
+from experiments.cpu_threads import torch_threads
 from experiments.lr_select import select_lr
 from experiments.optim.registry import build_optimizer
 from experiments.step_cost import measure_step_costs, state_bytes
@@ -99,3 +100,15 @@ def test_splus_shape_scaling_switch_scales_the_matrix_step_by_half_m_plus_n():
         opt.step()
         steps[scaling] = m.weight.detach() - w0
     torch.testing.assert_close(steps[False], steps[True] * (6 + 10) / 2)
+
+
+def test_torch_threads_sets_and_restores_the_count_even_on_error():
+    before = torch.get_num_threads()  # 1, set by the fixture
+    with pytest.raises(RuntimeError):
+        with torch_threads(before + 1):
+            assert torch.get_num_threads() == before + 1
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError):
+        with torch_threads(0):
+            pass
