@@ -9,9 +9,10 @@ then averaged over seeds (with the min and max over seeds as a band).
 
 Two read-outs of "earlier" used by the claims:
     early_mean(curve, steps, frac):  mean of the curve over evaluations with 0 < step <= frac * T
-    gap_close_step(majority, minority, steps, delta, floor): first evaluation step at which
-        majority - minority <= delta while majority >= floor (the floor rules out the trivial
-        "both at chance" state at initialisation); None when that never happens in the run.
+    gap_close_step(majority, minority, steps, rel_gap, floor): first evaluation step at which the
+        relative gap (majority - minority) / majority <= rel_gap while majority >= floor (the floor
+        rules out the trivial "both near chance" state at initialisation; the relative form keeps a
+        method from "closing" the gap by learning the majority classes slowly); None if never.
 """
 from __future__ import annotations
 
@@ -118,11 +119,11 @@ def early_mean(curve: np.ndarray, steps: list[int], frac: float) -> float:
     return float(np.mean(curve[window]))
 
 
-def gap_close_step(majority: np.ndarray, minority: np.ndarray, steps: list[int], delta: float,
+def gap_close_step(majority: np.ndarray, minority: np.ndarray, steps: list[int], rel_gap: float,
                    floor: float) -> int | None:
-    """First step with majority - minority <= delta and majority >= floor; None if never."""
+    """First step with majority >= floor and (majority - minority) <= rel_gap * majority; None if never."""
     for s, a, b in zip(steps, majority, minority):
-        if a >= floor and a - b <= delta:
+        if a >= floor and a - b <= rel_gap * a:
             return int(s)
     return None
 

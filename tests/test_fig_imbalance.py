@@ -36,8 +36,9 @@ def test_early_mean_and_gap_close_step():
     majority = np.array([0.1, 0.4, 0.9, 0.9, 0.95])
     minority = np.array([0.1, 0.4, 0.5, 0.85, 0.9])
     # step 0 and 10 have no gap but majority is below the floor: they do not count as closed
-    assert gap_close_step(majority, minority, steps, delta=0.1, floor=0.5) == 30
-    assert gap_close_step(majority, minority, steps, delta=0.01, floor=0.5) is None
+    assert gap_close_step(majority, minority, steps, rel_gap=0.1, floor=0.5) == 30
+    assert gap_close_step(majority, minority, steps, rel_gap=0.5, floor=0.5) == 20  # 0.4 <= 0.45
+    assert gap_close_step(majority, minority, steps, rel_gap=0.01, floor=0.5) is None
 
 
 def test_log_grid_and_selection():
