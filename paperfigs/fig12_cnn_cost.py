@@ -56,8 +56,8 @@ class Fig12Config:
         ("TNT", "tnt", 3e-4, TNT_KW),
         ("KFAC", "kfac", 1e-1, (("curvature_frequency", 10), ("inverse_frequency", 100))),
         ("Shampoo", "shampoo", 1e-2, ()),
-        ("Adam", "adam", 3e-3, ()),
-        ("SGD-m", "sgd", 1e-1, ()),
+        ("Adam", "adam", 1e-2, ()),
+        ("SGD-m", "sgd", 3e-2, ()),
     )
     # extra rows of the cost table only (not trained for the accuracy panel)
     cost_only: tuple = (("SPlus", "splus", 0.1, ()),)
