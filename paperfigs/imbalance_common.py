@@ -20,6 +20,16 @@ from experiments.train import TrainConfig
 from paperfigs.style import color, display
 
 SWEEP_SEED = 1000  # the sweep's split and init: not one of the figure's seeds
+# Muon as the project registers it hands the output head (and biases) to AdamW; paper A's
+# mechanism is the spectral update of the classifier matrix itself (theory.md: the linear model W),
+# so figures 1 and 7 also run Muon on every matrix including the head, and claim both.
+MUON_HEAD = ("muon_head", ("muon", (("head_fallback", False),)))
+# Legend names of variants; the "(...)" keeps the base method's colour and is drawn dashed.
+VARIANT_LABELS = {"muon_head": "Muon (incl. head)"}
+
+
+def label(name: str) -> str:
+    return VARIANT_LABELS.get(name, display(name))
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ def series(runs: dict[str, StudyRun], minority: list[int], epochs_per_step: floa
     out = {}
     for name, r in runs.items():
         for group, curves in group_curves(r, minority).items():
-            out[f"{display(name)} {group}"] = {
+            out[f"{label(name)} {group}"] = {
                 "x": [s * epochs_per_step for s in r.steps], "y": curves.mean(0).tolist(),
                 "y_lo": curves.min(0).tolist(), "y_hi": curves.max(0).tolist()}
     return out
@@ -127,7 +137,7 @@ def plot(result: dict, suptitle: str):
             if not label.endswith(f" {group}"):
                 continue
             method = label.rsplit(" ", 1)[0]
-            ax.plot(s["x"], s["y"], color=color(method), label=method)
+            ax.plot(s["x"], s["y"], color=color(method), label=method, linestyle="--" if "(" in method else "-")
             if s.get("y_lo") is not None:
                 lo = [math.nan if v is None else v for v in s["y_lo"]]
                 hi = [math.nan if v is None else v for v in s["y_hi"]]
