@@ -38,7 +38,7 @@ BASELINE = "sgd"
 CLAIMED = ("muon", "shampoo", "tnt", "splus", "muon_head")
 # Grid centres of the lr sweep (and untuned fallbacks), each moved until the chosen lr was inside
 # its grid (the sweep records a choice on a grid edge; see experiments/tuned_lrs.json).
-CENTERS = {"sgd": 0.05, "adam": 1e-3, "muon": 0.2, "shampoo": 0.01, "tnt": 1e-4, "splus": 3.0, "muon_head": 0.2}
+CENTERS = {"sgd": 0.05, "adam": 1e-3, "muon": 0.2, "shampoo": 0.01, "tnt": 1e-4, "splus": 3.0, "muon_head": 2.0}
 # SPlus evaluates an EMA of its weights; its default rate 0.999 (a ~1000-step horizon, set for runs
 # of ~1e5 steps) averages the untrained weights into a run of a few hundred steps, and with
 # BatchNorm the running statistics then no longer match the averaged weights (validation accuracy
