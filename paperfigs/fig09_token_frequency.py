@@ -16,8 +16,11 @@ on the rare bucket). So the figure measures two things per bucket, top-1 and top
   - fit: accuracy on a fixed sample of TRAINING windows (how fast an optimizer learns the tail,
     the question of the paper; learnable by construction), and
   - held-out: the same on validation windows (reported; near the bigram reference for rare words).
-V = 1024 with edges (64, 256), and in quick mode a 150k-token training subset (several epochs
-in the budget), so the rare bucket (ranks 256-1021) is seen often enough to be fitted.
+V = 512 with edges (32, 128), and in quick mode a 150k-token training subset (about 1.5 epochs
+of 64 x 32-token batches in 500 steps), so the rare bucket (ranks 128-509, each word 29-124 times
+in the seed-0 subset; 30% of its targets are <unk>) is seen often enough to be fitted: in a trial run (800 steps,
+d_model 64, seed 0, 128 windows) rare-bucket top-1 / top-5 on training windows reached 0.047 /
+0.124 with Adam, 0.037 / 0.110 with Muon and 0.003 / 0.012 with SGD.
 
 Claims (paper): Muon's rare-bucket accuracy above SGD's at equal steps, measured as the mean
 over evaluations (after step 0) of Muon's minus SGD's rare-bucket top-1 accuracy on the training
@@ -43,7 +46,8 @@ from paperfigs.style import color, display
 NUMBER = 9
 SWEEP_SEED = 1000
 BASELINE, CLAIMED = "sgd", "muon"
-CENTERS = {"sgd": 0.3, "adam": 3e-3, "muon": 0.02, "shampoo": 3e-3}
+# A first sweep around SGD 0.3 / Adam 3e-3 chose the bottom of both grids: moved down one step.
+CENTERS = {"sgd": 0.03, "adam": 3e-4, "muon": 0.03, "shampoo": 3e-3}
 TOP_K = 5
 SPLITS = ("train", "val")  # fit on a fixed training sample, and held-out validation windows
 
@@ -52,14 +56,14 @@ SPLITS = ("train", "val")  # fit on a fixed training sample, and held-out valida
 class Config:
     optimizers: tuple[str, ...] = ("sgd", "adam", "muon", "shampoo")
     corpus: str = "both"
-    vocab: int = 1024
-    edges: tuple[int, int] = (64, 256)
+    vocab: int = 512
+    edges: tuple[int, int] = (32, 128)
     max_train_tokens: int | None = None
     T: int = 64
     d_model: int = 128
     n_layers: int = 2
     n_heads: int = 4
-    batch_size: int = 32
+    batch_size: int = 64
     steps: int = 3000
     eval_every: int = 150
     eval_windows: int = 128   # windows per evaluation sample (train sample and val sample)
@@ -67,7 +71,7 @@ class Config:
 
 
 FULL = Config()
-QUICK = replace(FULL, max_train_tokens=150_000, steps=400, eval_every=50, eval_windows=64, seeds=2)
+QUICK = replace(FULL, max_train_tokens=150_000, T=32, d_model=64, steps=500, eval_every=50, seeds=2)
 SMOKE = replace(QUICK, vocab=128, edges=(8, 32), max_train_tokens=5_000, T=16, d_model=16, n_layers=1, n_heads=2,
                 batch_size=8, steps=4, eval_every=2, eval_windows=8, seeds=1)
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
@@ -235,7 +239,7 @@ def plot(result: dict):
                 for metric, style in (("top1", ":"), (f"top{TOP_K}", "-.")):
                     ax.axhline(ref[metric][col], color="k", linestyle=style, linewidth=0.8)
             edges = p["buckets"][bname]
-            ax.set_title(f"{bname} (ranks {edges[0]}-{edges[1]}), {'train fit' if split == 'train' else 'held out'}",
+            ax.set_title(f"{bname} (ranks {edges[0]}-{edges[1] - 1}), {'train fit' if split == 'train' else 'held out'}",
                          fontsize=8)
             if row == 1:
                 ax.set_xlabel("training step")
