@@ -149,7 +149,7 @@ def plot(result: dict, suptitle: str):
         ax.set_xlabel("epochs over the imbalanced training set")
         ax.set_ylim(0, 1)
     axes[0].set_ylabel("mean per-class test accuracy")
-    axes[0].legend(loc="lower right")
+    axes[1].legend(loc="lower right", ncol=2)  # the majority panel is empty below its curves
     fig.suptitle(f"{suptitle}: {p['dataset']}, step imbalance rho = {p['rho']:g}, "
                  f"{p['seeds']} seeds (band: min-max; shaded: early window)", fontsize=8.5)
     fig.tight_layout()
