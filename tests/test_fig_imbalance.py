@@ -71,3 +71,19 @@ def test_sweep_record_is_stored_and_read_back(tmp_path):
     assert source["a"].startswith("tuned (quick sweep") and source["c"] == "default (untuned)"
     saved = json.loads(store.read_text())["fig99"]["quick"]
     assert saved["command"].endswith("--figure 99 --quick") and saved["date"].endswith("UTC")
+
+
+def test_variant_labels_pass_their_arguments_and_missing_optimizers_are_listed():
+    from experiments.class_imbalance import available, run_study
+    from paperfigs import fig01_imbalance_mlp as fig1
+    from paperfigs import imbalance_common as common
+
+    cfg = fig1.SMOKE
+    variants = {"sgd_plain": ("sgd", (("momentum", 0.0),))}
+    assert available(["sgd", "sgd_plain", "not_there"], variants) == (["sgd", "sgd_plain"], ["not_there"])
+    runs = run_study(lambda s: common.make_split(cfg, s), lambda sp, s: common.make_model(cfg, sp, s),
+                     ["sgd", "sgd_plain"], {"sgd": 0.05, "sgd_plain": 0.05}, common.base_train_config(cfg, "cpu"),
+                     [0], variants=variants)
+    # same data, init and lr: only the momentum differs, so the curves must differ after step 0
+    assert np.array_equal(runs["sgd"].per_class[:, 0], runs["sgd_plain"].per_class[:, 0])
+    assert not np.array_equal(runs["sgd"].per_class, runs["sgd_plain"].per_class)
