@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import fcntl
 import importlib
 import json
 import math
@@ -89,12 +90,17 @@ def load_store(path: Path = STORE) -> dict:
 
 
 def write_record(figure: int, mode: str, record: dict, command: str, path: Path = STORE) -> None:
-    store = load_store(path)
+    """Add/replace store[figN][mode]; an exclusive lock keeps concurrent sweeps of different
+    figures from losing each other's records in the read-modify-write."""
+    path = Path(path)
     record = {**record, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": command}
-    store.setdefault(f"fig{figure}", {})[mode] = record
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    tmp.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        store = load_store(path)
+        store.setdefault(f"fig{figure}", {})[mode] = record
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
+        tmp.replace(path)
 
 
 def stored_lrs(figure: int, mode: str, defaults: dict[str, float], path: Path = STORE) -> tuple[dict, dict]:
