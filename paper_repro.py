@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", metavar="DIR",
                    help="folder with user-supplied datasets (MNIST IDX, CIFAR-10 python batches, Fashion-MNIST); "
                         "sets PAPER_REPRO_DATA_ROOT for experiments.data")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch intra-op CPU threads (default 1: the figures train many small models, where "
+                        "more threads mostly add overhead, and a fixed count keeps numbers host-independent)")
     p.add_argument("--replot", action="store_true",
                    help="re-draw figN.png/pdf from an existing figN.json in --out without recomputing")
     return p
@@ -119,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"not implemented yet, skipped: {', '.join(map(str, skipped))}")
         else:
             numbers = _figure_numbers(args.figure)
+        if args.threads < 1:
+            raise CliError(f"--threads must be >= 1, got {args.threads}")
         out = _output_dir(args.out)
         device = "cpu" if args.replot else _resolve_device(args.device)
     except CliError as e:
@@ -138,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"figure {n}: re-drawn from {out / f'fig{n}.json'}")
                 continue
             print(f"== figure {n} ({mode}, device {device}): {FIGURES[n].title}", flush=True)
-            result = run_figure(n, mode=mode, seed=args.seed, device=device, out_dir=out)
+            result = run_figure(n, mode=mode, seed=args.seed, device=device, out_dir=out,
+                                threads=args.threads)
             print(claims_table(result))
             print(f"   wrote {out}/fig{n}.png, .pdf, .json", flush=True)
         except KeyboardInterrupt:

@@ -31,6 +31,8 @@ from typing import Callable
 
 import numpy as np
 
+from experiments.cpu_threads import torch_threads
+
 STORE = Path(__file__).resolve().with_name("tuned_lrs.json")
 
 
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--optimizers", nargs="+", help="only these optimizers (others keep their stored lrs)")
     p.add_argument("--store", default=str(STORE), help=f"tuned-lr file (default {STORE})")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op CPU threads (default 1, as paper_repro.py: see experiments/cpu_threads.py)")
     args = p.parse_args(argv)
     from paperfigs.registry import FIGURES
 
@@ -146,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         problem = dataclasses.replace(problem, optimizers=tuple(args.optimizers))
     print(f"figure {args.figure} ({mode}): {len(problem.optimizers)} optimizers x {problem.points} lrs; "
           f"criterion: {problem.criterion}")
-    record = sweep(problem)
+    with torch_threads(args.threads):
+        record = sweep(problem)
     old = load_store(Path(args.store)).get(f"fig{args.figure}", {}).get(mode, {})
     if args.optimizers and old:  # a partial sweep keeps the other optimizers' stored results
         for key in ("lrs", "grids", "scores"):

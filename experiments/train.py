@@ -23,7 +23,9 @@ Model buffers (BatchNorm running statistics) are restored afterwards. Warm-start
 in wall_s (it is part of the method's cost) and reported separately as history["warm_start_s"].
 
 A non-finite training loss stops the run cleanly: the history so far is kept and
-history["status"] says "stopped: non-finite loss at step k" (k counts from 1).
+history["status"] says "stopped: non-finite loss at step k" (k counts from 1); a FloatingPointError
+from the optimizer (experiments.optim.kronecker.CurvatureError when a diverged curvature factor
+cannot be decomposed) stops the run the same way.
 """
 from __future__ import annotations
 
@@ -180,9 +182,13 @@ def train(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, cfg: TrainCo
                 history["status"] = f"stopped: non-finite loss at step {step}"
                 break
             optimizer.zero_grad(set_to_none=True)
-            curvature_step(optimizer, outputs, cfg.loss, label_gen)
-            loss.backward()
-            optimizer.step()
+            try:
+                curvature_step(optimizer, outputs, cfg.loss, label_gen)
+                loss.backward()
+                optimizer.step()
+            except FloatingPointError as e:  # e.g. a curvature factor that no longer decomposes
+                history["status"] = f"stopped: {type(e).__name__} at step {step}: {e}"
+                break
             _sync(device)
             wall += time.perf_counter() - t0
             loss_sum, loss_count = loss_sum + value, loss_count + 1

@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 
 from experiments.autoencoder import DeepAutoencoder
-from experiments.cpu_threads import torch_threads
 from experiments.data import load_raw
 from experiments.lr_select import select_lr
 from experiments.lr_sweep import log_grid
@@ -95,13 +94,6 @@ def _final(history: dict) -> float | None:
 
 
 def compute(mode: str, seed: int, device: str) -> dict:
-    """The figure's result dict (see paperfigs/__init__.py), computed with one intra-op CPU thread:
-    faster for these small models on a shared CPU and independent of the host's core count."""
-    with torch_threads(1):
-        return _compute(mode, seed, device)
-
-
-def _compute(mode: str, seed: int, device: str) -> dict:
     cfg = CONFIGS[mode]
     X = _images(cfg.n_images, cfg.pool, seed)
     steps_per_epoch = cfg.n_images // cfg.batch_size

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from experiments.cpu_threads import torch_threads
 from experiments.data import load_image_split
 from experiments.lr_select import select_lr
 from experiments.lr_sweep import log_grid
@@ -87,13 +86,6 @@ def _model(cfg: Fig12Config, seed: int) -> ResNetCNN:
 
 
 def compute(mode: str, seed: int, device: str) -> dict:
-    """The figure's result dict (see paperfigs/__init__.py), computed with one intra-op CPU thread:
-    faster for these small models on a shared CPU and independent of the host's core count."""
-    with torch_threads(1):
-        return _compute(mode, seed, device)
-
-
-def _compute(mode: str, seed: int, device: str) -> dict:
     cfg = CONFIGS[mode]
     split = load_image_split("fashion", profile="none", n_max=cfg.n_train_per_class,
                              n_val_per_class=cfg.n_val_per_class, n_test_per_class=cfg.n_test_per_class, seed=seed)

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from experiments.cpu_threads import torch_threads
 from experiments.lm_task import LMTaskConfig, make_lm_task
 from experiments.train import TrainConfig, train
 from paperfigs.claims import at_least, at_most
@@ -77,13 +76,6 @@ def _run(task, cfg: Fig13Config, method: str, lr: float, interval: int, seed: in
 
 
 def compute(mode: str, seed: int, device: str) -> dict:
-    """The figure's result dict (see paperfigs/__init__.py), computed with one intra-op CPU thread:
-    faster for these small models on a shared CPU and independent of the host's core count."""
-    with torch_threads(1):
-        return _compute(mode, seed, device)
-
-
-def _compute(mode: str, seed: int, device: str) -> dict:
     cfg = CONFIGS[mode]
     task = make_lm_task(cfg.task, seed)
     grid = {}

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from experiments.cpu_threads import torch_threads
 from experiments.data import load_image_split
 from experiments.lm_task import LMTaskConfig, make_lm_task
 from experiments.lr_select import select_lr
@@ -114,13 +113,6 @@ def _tuned_runs(X, Y, evaluate, model, steps, batch, centres, cfg, seed, device)
 
 
 def compute(mode: str, seed: int, device: str) -> dict:
-    """The figure's result dict (see paperfigs/__init__.py), computed with one intra-op CPU thread:
-    faster for these small models on a shared CPU and independent of the host's core count."""
-    with torch_threads(1):
-        return _compute(mode, seed, device)
-
-
-def _compute(mode: str, seed: int, device: str) -> dict:
     cfg = CONFIGS[mode]
     centres = {task: dict(c) for task, c in cfg.centres}
     lm = make_lm_task(cfg.lm, seed)

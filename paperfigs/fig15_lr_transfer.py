@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from experiments.cpu_threads import torch_threads
 from experiments.data import load_image_split
 from experiments.lr_select import select_lr
 from experiments.models import MLP
@@ -70,13 +69,6 @@ def _pool(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def compute(mode: str, seed: int, device: str) -> dict:
-    """The figure's result dict (see paperfigs/__init__.py), computed with one intra-op CPU thread:
-    faster for these small models on a shared CPU and independent of the host's core count."""
-    with torch_threads(1):
-        return _compute(mode, seed, device)
-
-
-def _compute(mode: str, seed: int, device: str) -> dict:
     cfg = CONFIGS[mode]
     split = load_image_split("mnist5k", profile="none", n_val_per_class=50, n_test_per_class=50, seed=seed)
     Xtr, Xv, yv = _pool(split.x_train, cfg.pool), _pool(split.x_val, cfg.pool), split.y_val

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from experiments.class_imbalance import StudyRun, available, checkpoint_table, group_curves, run_study
-from experiments.cpu_threads import torch_threads
 from experiments.data import ImageSplit, load_image_split
 from experiments.lr_sweep import SweepProblem, stored_lrs
 from experiments.train import TrainConfig
@@ -79,12 +78,9 @@ def run(cfg: ImbalanceConfig, figure: int, mode: str, seed: int, device: str) ->
     """Train every registered optimizer of cfg on seeds seed..seed+cfg.seeds-1; return runs and params."""
     present, missing = available(list(cfg.optimizers), dict(cfg.variants))
     lrs, source = stored_lrs(figure, "quick" if mode == "smoke" else mode, dict(cfg.default_lrs))
-    # One intra-op thread: faster for these small models on a shared CPU, and the numbers do not
-    # depend on the host's core count (the tuned lrs were chosen this way too).
-    with torch_threads(1):
-        runs = run_study(lambda s: make_split(cfg, s), lambda sp, s: make_model(cfg, sp, s), present,
-                         lrs, base_train_config(cfg, device), list(range(seed, seed + cfg.seeds)),
-                         variants=dict(cfg.variants))
+    runs = run_study(lambda s: make_split(cfg, s), lambda sp, s: make_model(cfg, sp, s), present,
+                     lrs, base_train_config(cfg, device), list(range(seed, seed + cfg.seeds)),
+                     variants=dict(cfg.variants))
     split = make_split(cfg, seed)
     n_train = int(split.train_counts.sum())
     params = {
@@ -118,9 +114,8 @@ def sweep_problem_for(cfg: ImbalanceConfig, figure: int, mode: str, device: str,
     base = base_train_config(cfg, device)
 
     def score(name: str, lr: float) -> float:
-        with torch_threads(1):
-            r = run_study(lambda s: make_split(cfg, s), lambda sp, s: make_model(cfg, sp, s), [name], {name: lr},
-                          base, [SWEEP_SEED], eval_split="val", variants=dict(cfg.variants))[name]
+        r = run_study(lambda s: make_split(cfg, s), lambda sp, s: make_model(cfg, sp, s), [name], {name: lr},
+                      base, [SWEEP_SEED], eval_split="val", variants=dict(cfg.variants))[name]
         if any(s != "ok" for s in r.statuses):
             return -math.inf
         return float(np.nanmean(r.per_class[0, -1]))

@@ -41,14 +41,21 @@ def validate_result(result: dict) -> None:
             raise ValueError(f"malformed claim: {c}")
 
 
-def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path) -> dict:
-    """Compute figure `number`, write figN.{json,png,pdf} into out_dir and refresh CLAIMS.md."""
+def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path, threads: int = 1) -> dict:
+    """Compute figure `number`, write figN.{json,png,pdf} into out_dir and refresh CLAIMS.md.
+
+    torch runs with `threads` intra-op CPU threads (default 1; see experiments/cpu_threads.py):
+    the figures train many small models, where extra threads mostly add overhead, and a fixed
+    count keeps the numbers independent of the host's core count."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    from experiments.cpu_threads import torch_threads
+
     spec = FIGURES[number]
     module = spec.load()
     t0 = time.perf_counter()
-    computed = module.compute(mode=mode, seed=seed, device=device)
+    with torch_threads(threads):
+        computed = module.compute(mode=mode, seed=seed, device=device)
     runtime = time.perf_counter() - t0
     claims = [c.to_json() if isinstance(c, Claim) else c for c in computed["claims"]]
     result = {
@@ -61,6 +68,7 @@ def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path) ->
         "series": computed["series"],
         "claims": claims,
         "runtime_s": runtime,
+        "threads": threads,
         "versions": versions(),
     }
     for extra in ("tables", "notes"):

@@ -172,3 +172,29 @@ def test_bad_config_raises():
     with pytest.raises(ValueError, match="unknown optimizer"):
         X, y = _blobs(n=16)
         train(MLP(6, 3, 4, 1), X, y, TrainConfig("nope", 0.1, 1, 8, 1), lambda m, s: {}, progress=False)
+
+
+class _FailingCurvatureSGD(torch.optim.SGD):
+    """SGD whose step raises the error a diverged curvature factor raises, from the 3rd step on."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, lr=lr)
+        self.steps = 0
+
+    def step(self, closure=None):
+        self.steps += 1
+        if self.steps >= 3:
+            from experiments.optim.kronecker import CurvatureError
+
+            raise CurvatureError("factor is not positive definite")
+        return super().step(closure)
+
+
+def test_optimizer_floating_point_error_stops_cleanly(monkeypatch):
+    entry = registry.OptimizerEntry("failing", lambda model, lr: _FailingCurvatureSGD(model.parameters(), lr))
+    monkeypatch.setitem(registry.OPTIMIZERS, "failing", entry)
+    X, y = _blobs()
+    h = train(MLP(6, 3, 8, 2), X, y, TrainConfig("failing", 0.1, 10, 16, 1),
+              classification_evaluator({"tr": (X, y)}, 3), progress=False)
+    assert h["status"].startswith("stopped: CurvatureError at step 3")
+    assert h["step"] == [0, 1, 2]
