@@ -618,3 +618,10 @@ def test_cuda_bfloat16_params(name):
     states = [t for s in opt.state.values() for v in s.values() for t in (v if isinstance(v, list) else [v])
               if isinstance(t, torch.Tensor) and t.dim() == 2]
     assert states and all(t.dtype == torch.float32 and t.is_cuda for t in states)
+
+
+def test_sampling_from_non_finite_outputs_is_a_clear_floating_point_error():
+    outputs = torch.tensor([[0.0, float("nan")], [1.0, 2.0]])
+    for kind in ("ce", "bce", "mse"):
+        with pytest.raises(FloatingPointError, match="non-finite model outputs"):
+            sample_labels(outputs, kind)

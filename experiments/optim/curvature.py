@@ -36,6 +36,8 @@ def sample_labels(outputs: torch.Tensor, loss_kind: str, generator: torch.Genera
     mse: outputs (...) means -> outputs + N(0, 1)
     """
     out = outputs.detach()
+    if not bool(torch.isfinite(out).all()):
+        raise FloatingPointError("non-finite model outputs: cannot sample labels (has the run diverged?)")
     if loss_kind == "ce":
         probs = torch.softmax(out.reshape(-1, out.shape[-1]).float(), dim=-1)
         return torch.multinomial(probs, 1, generator=generator).reshape(out.shape[:-1])
