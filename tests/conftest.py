@@ -10,3 +10,29 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def _fashion_available() -> bool:
+    from experiments.data import load_raw
+
+    try:
+        load_raw("fashion")
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_fashion: needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked needs_fashion skip, with the install command as the reason, when the Debian
+    package is missing (.ci/run installs it; the skip keeps a machine without apt usable)."""
+    marked = [item for item in items if item.get_closest_marker("needs_fashion")]
+    if marked and not _fashion_available():
+        import pytest
+
+        skip = pytest.mark.skip(reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+        for item in marked:
+            item.add_marker(skip)

@@ -61,6 +61,7 @@ def test_same_seed_same_split_other_seed_differs():
     assert a.x_train.shape[1:] == (1, 8, 8)
 
 
+@pytest.mark.needs_fashion
 def test_fashion_uses_its_own_test_split():
     s = load_image_split("fashion", profile="exp", rho=10, n_max=200, n_val_per_class=10, n_test_per_class=20, seed=0)
     assert s.info["test_from"] == "source test split"

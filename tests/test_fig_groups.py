@@ -7,7 +7,7 @@ from paperfigs.registry import FIGURES
 from paperfigs.runner import replot, run_figure, validate_result
 
 
-@pytest.mark.parametrize("number", [6, 8, 9])
+@pytest.mark.parametrize("number", [6, pytest.param(8, marks=pytest.mark.needs_fashion), 9])
 def test_smoke_figure(number, tmp_path):
     result = run_figure(number, "smoke", seed=0, device="cpu", out_dir=tmp_path)
     validate_result(result)

@@ -43,6 +43,7 @@ def test_colored_digits_counts_agreement_and_colours():
     assert torch.allclose(pooled.x[:, :, 3, 5], train.x[:, :, 6:8, 10:12].mean(dim=(2, 3)))
 
 
+@pytest.mark.needs_fashion
 def test_dominoes_halves_labels_and_counts():
     train, decode, test = dominoes(seed=0, n_train=400, n_decode=80, n_test=200, agreement=0.95)
     assert train.group_counts() == [190, 10, 10, 190]
