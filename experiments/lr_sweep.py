@@ -144,9 +144,26 @@ def main(argv: list[str] | None = None) -> int:
     if module is None or not hasattr(module, "sweep_problem"):
         print(f"lr_sweep: figure {args.figure} has no sweep_problem", file=sys.stderr)
         return 2
+    if args.threads < 1:
+        print(f"lr_sweep: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    try:
+        import torch
+
+        if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+            print(f"lr_sweep: --device {args.device} asked for, but torch sees no CUDA device", file=sys.stderr)
+            return 2
+    except RuntimeError:
+        print(f"lr_sweep: unknown --device {args.device!r} (cpu, cuda)", file=sys.stderr)
+        return 2
     mode = "quick" if args.quick else "full"
     problem = module.sweep_problem(mode, args.device)
     if args.optimizers:
+        unknown = [o for o in args.optimizers if o not in problem.centers]
+        if unknown:
+            print(f"lr_sweep: figure {args.figure} does not sweep {', '.join(unknown)}; "
+                  f"it sweeps {', '.join(problem.optimizers)}", file=sys.stderr)
+            return 2
         problem = dataclasses.replace(problem, optimizers=tuple(args.optimizers))
     print(f"figure {args.figure} ({mode}): {len(problem.optimizers)} optimizers x {problem.points} lrs; "
           f"criterion: {problem.criterion}")

@@ -87,3 +87,19 @@ def test_variant_labels_pass_their_arguments_and_missing_optimizers_are_listed()
     # same data, init and lr: only the momentum differs, so the curves must differ after step 0
     assert np.array_equal(runs["sgd"].per_class[:, 0], runs["sgd_plain"].per_class[:, 0])
     assert not np.array_equal(runs["sgd"].per_class, runs["sgd_plain"].per_class)
+
+
+def test_lr_sweep_cli_bad_flags_give_one_line_errors(tmp_path, capsys):
+    """Unknown --optimizers, an unavailable/unknown --device and --threads 0 are exit 2 with one line,
+    before any training (was a KeyError / AssertionError traceback)."""
+    import torch
+
+    store = str(tmp_path / "s.json")
+    bad = [["--optimizers", "bogus"], ["--device", "nonsense"], ["--threads", "0"]]
+    if not torch.cuda.is_available():
+        bad.append(["--device", "cuda"])
+    for flags in bad:
+        assert lr_sweep.main(["--figure", "1", "--quick", "--store", store, *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("lr_sweep:") and "\n" not in err, (flags, err)
+    assert not (tmp_path / "s.json").exists()
