@@ -29,6 +29,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -424,8 +425,17 @@ def main(argv=None) -> None:
                     help="torch intra-op threads (default 1: on a shared machine extra threads mostly contend)")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args(argv)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    try:
+        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                              ("cpu" if args.device == "auto" else args.device))
+    except RuntimeError:
+        ap.error(f"unknown --device {args.device!r} (cpu, cuda or auto)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device} asked for, but torch sees no CUDA device")
+    if args.threads < 1:
+        ap.error(f"--threads must be >= 1, got {args.threads}")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        ap.error(f"--json {args.json}: folder {Path(args.json).resolve().parent} does not exist")
     torch.set_num_threads(args.threads)
     cfg = QUICK if args.quick else FULL
     t0 = time.perf_counter()

@@ -338,3 +338,17 @@ def test_rejected_param_group_is_not_kept(cls):
     with pytest.raises(ValueError):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, 2))], "lr": -1.0})
     assert len(opt.param_groups) == 1
+
+
+def test_bench_cli_bad_flags_exit_2_before_running(tmp_path, capsys):
+    """Bad --device / --threads / --json folder are argparse errors (exit 2, one message line),
+    checked before the minutes-long run (was a RuntimeError traceback, or a crash at the end)."""
+    from experiments import bench
+    bad = [["--device", "nonsense"], ["--threads", "0"], ["--json", str(tmp_path / "no" / "such" / "b.json")]]
+    if not torch.cuda.is_available():
+        bad.append(["--device", "cuda"])
+    for flags in bad:
+        with pytest.raises(SystemExit) as e:
+            bench.main(["--quick", *flags])
+        assert e.value.code == 2, flags
+        assert "error:" in capsys.readouterr().err
