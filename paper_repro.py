@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             numbers = _figure_numbers(args.figure)
         if args.threads < 1:
             raise CliError(f"--threads must be >= 1, got {args.threads}")
+        if args.seed < 0:  # numpy's SeedSequence (data splits, theory figures) rejects negative seeds
+            raise CliError(f"--seed must be >= 0, got {args.seed}")
         out = _output_dir(args.out)
         device = "cpu" if args.replot else _resolve_device(args.device)
     except CliError as e:

@@ -70,6 +70,7 @@ def test_list_names_all_fifteen_figures():
     (["--figure", "two"], "must be an integer"),
     (["--figure", "2", "--device", "tpu"], "invalid choice"),
     (["--figure", "2", "--seed", "x"], "invalid int"),
+    (["--figure", "1", "--seed", "-1", "--quick"], "--seed must be >= 0"),
     ([], "required"),
 ])
 def test_bad_input_is_one_line_error(args, needle):
