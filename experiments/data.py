@@ -266,6 +266,9 @@ def load_image_split(name: str, *, profile: str = "step", rho: float = 20.0, min
     """
     if profile != "none" and not rho >= 1:
         raise ValueError(f"imbalance ratio rho must be >= 1 (n_max / n_min), got {rho}")
+    if n_val_per_class < 0 or n_test_per_class < 0:
+        raise ValueError(f"n_val_per_class and n_test_per_class must be >= 0, got {n_val_per_class}, "
+                         f"{n_test_per_class}")
     raw = load_raw(name, data_root)
     k = raw.num_classes
     rng = np.random.default_rng(np.random.SeedSequence(seed))
@@ -284,6 +287,10 @@ def load_image_split(name: str, *, profile: str = "step", rho: float = 20.0, min
     val_idx = [p[:n_val_per_class] for p in remaining]
     train_pools = [p[n_val_per_class:] for p in remaining]
     smallest = min(len(p) for p in train_pools)
+    if smallest < 1:  # validation took the whole pool (and came out short of n_val_per_class)
+        empty = [c for c, p in enumerate(train_pools) if len(p) == 0]
+        raise ValueError(f"{name}: classes {empty} have no training images left after n_test_per_class="
+                         f"{n_test_per_class} and n_val_per_class={n_val_per_class}; ask for fewer")
     if n_max is None:
         n_max = smallest
     if n_max > smallest or n_max < 1:

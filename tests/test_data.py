@@ -128,3 +128,15 @@ def test_models_shapes_heads_and_seeded_init():
     assert cnn(x).shape == (5, 10) and cnn.head.in_features == 16
     with pytest.raises(ValueError):
         MLP(784, 10, depth=0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_val_per_class=120, n_test_per_class=100), "no training images left"),
+    (dict(n_test_per_class=-5), "must be >= 0"),
+    (dict(n_val_per_class=-1), "must be >= 0"),
+])
+def test_split_sizes_that_do_not_fit_say_so(kwargs, match):
+    """digits has ~180 images per class: asking for more val+test than that, or a negative size,
+    names the cause (was 'n_max=0 but the smallest per-class training pool holds 0')."""
+    with pytest.raises(ValueError, match=match):
+        load_image_split("digits", **kwargs)
