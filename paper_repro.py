@@ -109,9 +109,11 @@ def _list() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.data_root:
-        os.environ["PAPER_REPRO_DATA_ROOT"] = args.data_root
     try:
+        if args.data_root:
+            if not Path(args.data_root).is_dir():  # a typo would otherwise fall back to other sources silently
+                raise CliError(f"--data-root {args.data_root} is not a folder")
+            os.environ["PAPER_REPRO_DATA_ROOT"] = args.data_root
         if args.list:
             _list()
             return 0

@@ -71,6 +71,7 @@ def test_list_names_all_fifteen_figures():
     (["--figure", "2", "--device", "tpu"], "invalid choice"),
     (["--figure", "2", "--seed", "x"], "invalid int"),
     (["--figure", "1", "--seed", "-1", "--quick"], "--seed must be >= 0"),
+    (["--figure", "2", "--quick", "--data-root", "/nonexistent/data"], "is not a folder"),
     ([], "required"),
 ])
 def test_bad_input_is_one_line_error(args, needle):
