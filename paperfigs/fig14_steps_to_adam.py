@@ -121,7 +121,9 @@ def compute(mode: str, seed: int, device: str) -> dict:
         "lm": (lm.X, lm.Y, lm.evaluate, lm.model, cfg.lm_steps, cfg.lm_batch),
         "image": (Xi, Yi, eval_i, model_i, cfg.image_steps, cfg.image_batch),
     }
-    series, fractions, grids, tuned, notes = {}, {}, {}, {}, []
+    series, fractions, grids, tuned = {}, {}, {}, {}
+    notes = ["Adam's reference is the first evaluated step at which Adam itself reaches its final validation "
+             "loss (at most its run length); every fraction is relative to that step and wall-clock."]
     steps_run = {task: setup[4] for task, setup in setups.items()}
     for task, (X, Y, evaluate, model, steps, batch) in setups.items():
         res = _tuned_runs(X, Y, evaluate, model, steps, batch, centres[task], cfg, seed, device)

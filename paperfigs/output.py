@@ -74,13 +74,12 @@ def claims_table(result: dict) -> str:
 def write_claims_md(out_dir: Path) -> Path:
     """Summarise every figN.json in out_dir into CLAIMS.md (re-read from disk each time)."""
     out_dir = Path(out_dir)
-    results = []
-    for p in out_dir.glob("fig*.json"):
+    results, unreadable = [], []
+    for p in sorted(out_dir.glob("fig*.json")):
         try:
-            r = json.loads(p.read_text())
-            results.append(r)
+            results.append(json.loads(p.read_text()))
         except (OSError, json.JSONDecodeError):
-            continue
+            unreadable.append(p.name)
     results.sort(key=lambda r: r.get("figure", 0))
     n_claims = sum(len(r.get("claims", [])) for r in results)
     n_hold = sum(bool(c.get("holds")) for r in results for c in r.get("claims", []))
@@ -90,6 +89,7 @@ def write_claims_md(out_dir: Path) -> Path:
         f"{n_hold} of {n_claims} claims hold across {len(results)} figure(s). A claim that fails is a",
         "finding about the reproduction, reported as measured.",
         "",
+        *([f"Unreadable result files (not counted): {', '.join(unreadable)}.", ""] if unreadable else []),
         "| fig | mode | claim | value | threshold | holds | statement |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -138,4 +138,5 @@ def test_claim_helpers_never_hold_on_missing_values():
 
 def test_claims_md_survives_a_corrupt_json(tmp_path):
     (tmp_path / "fig1.json").write_text("{not json")
-    assert "0 of 0 claims" in write_claims_md(tmp_path).read_text()
+    text = write_claims_md(tmp_path).read_text()
+    assert "0 of 0 claims" in text and "Unreadable result files (not counted): fig1.json" in text
