@@ -11,6 +11,7 @@ figure reports in its notes rather than hides.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 
 def select_lr(scores: dict[float, float | None]) -> tuple[float | None, bool]:
@@ -21,3 +22,20 @@ def select_lr(scores: dict[float, float | None]) -> tuple[float | None, bool]:
     best = min(finite, key=lambda lr: (finite[lr], lr))
     lrs = sorted(scores)
     return best, len(lrs) > 1 and best in (lrs[0], lrs[-1])
+
+
+def tune_over_grid(lrs, run: Callable[[float], dict], score: Callable[[dict], float | None], label: str,
+                   notes: list[str]) -> tuple[float, dict, dict[float, float | None]]:
+    """Train `run(lr)` for every lr of the grid, score each history (lower is better, None when it
+    diverged), and pick with `select_lr`. An lr at the grid's edge, or a grid that diverged
+    everywhere (then the smallest lr is kept, so the figure still has a curve), is recorded in
+    `notes` under `label`. Returns (tuned lr, its history, {lr: score})."""
+    runs = {lr: run(lr) for lr in lrs}
+    scores = {lr: score(h) for lr, h in runs.items()}
+    best, at_edge = select_lr(scores)
+    if at_edge:
+        notes.append(f"{label}: tuned lr {best:.3g} is at the edge of its grid")
+    if best is None:
+        notes.append(f"{label}: every lr of its grid diverged")
+        best = min(scores)
+    return best, runs[best], scores

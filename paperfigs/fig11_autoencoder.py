@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from experiments.autoencoder import DeepAutoencoder
 from experiments.data import load_raw
-from experiments.lr_select import select_lr
+from experiments.lr_select import tune_over_grid
 from experiments.lr_sweep import log_grid
 from experiments.optim.curvature import mean_loss
 from experiments.train import TrainConfig, train
@@ -101,24 +101,18 @@ def compute(mode: str, seed: int, device: str) -> dict:
     evaluate = _loss_evaluator(X)
     series, grids, tuned, notes, finals = {}, {}, {}, [], {}
     for label, key, centre, kwargs in cfg.methods:
-        runs, scores = {}, {}
-        for lr in log_grid(centre, cfg.lr_points, 0.5 * (cfg.lr_points - 1)):
+        def run(lr, key=key, kwargs=kwargs):
             torch.manual_seed(seed)  # same initial weights for every method and lr
             model = DeepAutoencoder(cfg.encoder_sizes)
             tc = TrainConfig(optimizer=key, lr=lr, steps=steps, batch_size=cfg.batch_size,
                              eval_every=steps_per_epoch, seed=seed, device=device, loss="bce",
                              optimizer_kwargs=kwargs)
-            runs[lr] = train(model, X, X, tc, evaluate, progress=False)
-            scores[lr] = _final(runs[lr])
-        best, at_edge = select_lr(scores)
+            return train(model, X, X, tc, evaluate, progress=False)
+
+        grid = log_grid(centre, cfg.lr_points, 0.5 * (cfg.lr_points - 1))
+        best, h, scores = tune_over_grid(grid, run, _final, label, notes)
         grids[label] = {"lrs": list(scores), "final_loss": list(scores.values())}
-        if at_edge:
-            notes.append(f"{label}: tuned lr {best:.3g} is at the edge of its grid")
-        if best is None:
-            notes.append(f"{label}: every lr of its grid diverged")
-            best = min(scores)
         tuned[label] = best
-        h = runs[best]
         finals[label] = _final(h)
         epochs = [s / steps_per_epoch for s in h["step"]]
         loss = h["metrics"]["train_loss_full"]

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from experiments.data import load_image_split
-from experiments.lr_select import select_lr
+from experiments.lr_select import tune_over_grid
 from experiments.lr_sweep import log_grid
 from experiments.metrics import classification_evaluator
 from experiments.models import ResNetCNN
@@ -85,6 +85,10 @@ def _model(cfg: Fig12Config, seed: int) -> ResNetCNN:
     return ResNetCNN(1, 10, width=cfg.width, blocks=cfg.blocks, generator=torch.Generator().manual_seed(seed))
 
 
+def _val_error(history: dict) -> float | None:
+    return 1.0 - history["metrics"]["val/acc"][-1] if history["status"] == "ok" else None
+
+
 def compute(mode: str, seed: int, device: str) -> dict:
     cfg = CONFIGS[mode]
     split = load_image_split("fashion", profile="none", n_max=cfg.n_train_per_class,
@@ -97,24 +101,17 @@ def compute(mode: str, seed: int, device: str) -> dict:
 
     series, grids, tuned, notes, final_test = {}, {}, {}, [], {}
     for label, key, centre, kwargs in cfg.methods:
-        runs, scores = {}, {}
-        for lr in log_grid(centre, cfg.lr_points, 0.5 * (cfg.lr_points - 1)):
+        def run(lr, key=key, kwargs=kwargs):
             tc = TrainConfig(optimizer=key, lr=lr, steps=steps, batch_size=cfg.batch_size,
                              eval_every=steps_per_epoch, seed=seed, device=device, loss="ce",
                              optimizer_kwargs=kwargs)
-            runs[lr] = train(_model(cfg, seed), Xtr, split.y_train, tc, evaluate, progress=False)
-            h = runs[lr]
-            # Validation error as the score: lower is better, a stopped (diverged) run has none.
-            scores[lr] = 1.0 - h["metrics"]["val/acc"][-1] if h["status"] == "ok" else None
-        best, at_edge = select_lr(scores)
+            return train(_model(cfg, seed), Xtr, split.y_train, tc, evaluate, progress=False)
+
+        grid = log_grid(centre, cfg.lr_points, 0.5 * (cfg.lr_points - 1))
+        # Validation error as the score: lower is better, a stopped (diverged) run has none.
+        best, h, scores = tune_over_grid(grid, run, _val_error, label, notes)
         grids[label] = {"lrs": list(scores), "val_error": list(scores.values())}
-        if at_edge:
-            notes.append(f"{label}: tuned lr {best:.3g} is at the edge of its grid")
-        if best is None:
-            notes.append(f"{label}: every lr of its grid diverged")
-            best = min(scores)
         tuned[label] = best
-        h = runs[best]
         final_test[label] = h["metrics"]["test/acc"][-1]
         series[label] = {"x": [s / steps_per_epoch for s in h["step"]], "y": h["metrics"]["test/acc"]}
 
