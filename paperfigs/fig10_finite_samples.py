@@ -76,7 +76,7 @@ def compute(mode: str, seed: int, device: str) -> dict:
             x, y = dm.sample(n, rng, counts="exact")
             syx, sxx = empirical_moments(x, y, dm.k)
             run = _runner(sxx, syx, v, cfg.lr, cfg.steps, cfg.beta)
-            w0 = cfg.init * rng.standard_normal((dm.k, dm.d))
+            w0 = models.random_init([(dm.k, dm.d)], cfg.init, rng)[0]
             for label, m, how in METHODS:
                 traj = run(w0, m, how)
                 err = np.abs(traj - pop[label])
