@@ -32,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from experiments.cpu_threads import torch_threads
+from experiments.lr_select import select_lr
 
 STORE = Path(__file__).resolve().with_name("tuned_lrs.json")
 
@@ -58,13 +59,14 @@ def log_grid(center: float, points: int = 5, decades: float = 2.0) -> list[float
     return [float(center * 10 ** e) for e in np.linspace(-decades / 2, decades / 2, points)]
 
 
-def select(scores: dict[float, float]) -> float:
-    """The lr with the highest finite score (ties: the smaller lr); ValueError if every run diverged."""
-    finite = {lr: s for lr, s in scores.items() if math.isfinite(s)}
-    if not finite:
+def select(scores: dict[float, float]) -> tuple[float, bool]:
+    """(lr with the highest finite score, whether it is at the grid's edge); ties go to the smaller
+    lr. The rule is experiments.lr_select.select_lr on negated scores (one selection rule for the
+    whole project). ValueError if every run diverged."""
+    best, at_edge = select_lr({lr: -s for lr, s in scores.items()})
+    if best is None:
         raise ValueError("every learning rate in the grid diverged: move the grid down")
-    best = max(finite.values())
-    return min(lr for lr, s in finite.items() if s == best)
+    return best, at_edge
 
 
 def sweep(problem: SweepProblem, log: Callable[[str], None] = print) -> dict:
@@ -78,11 +80,11 @@ def sweep(problem: SweepProblem, log: Callable[[str], None] = print) -> dict:
             t0 = time.perf_counter()
             scores[lr] = float(problem.score(name, lr))
             log(f"  {name:8s} lr={lr:.3g}  score={scores[lr]:.4f}  ({time.perf_counter() - t0:.1f} s)")
-        best = select(scores)
+        best, at_edge = select(scores)
         record["lrs"][name] = best
         record["grids"][name] = grid
         record["scores"][name] = [s if math.isfinite(s) else None for s in scores.values()]
-        if best in (grid[0], grid[-1]):
+        if at_edge:
             record["at_grid_edge"].append(name)
     return record
 

@@ -44,8 +44,8 @@ def test_early_mean_and_gap_close_step():
 def test_log_grid_and_selection():
     grid = lr_sweep.log_grid(0.01, points=5, decades=2.0)
     np.testing.assert_allclose(grid, [1e-3, 10 ** -2.5, 1e-2, 10 ** -1.5, 1e-1])
-    assert lr_sweep.select({0.1: 0.5, 0.01: 0.7, 1.0: -math.inf}) == 0.01
-    assert lr_sweep.select({0.1: 0.7, 0.01: 0.7}) == 0.01  # ties go to the smaller lr
+    assert lr_sweep.select({0.1: 0.5, 0.01: 0.7, 1.0: -math.inf}) == (0.01, True)
+    assert lr_sweep.select({0.1: 0.7, 0.01: 0.7, 0.001: 0.1}) == (0.01, False)  # ties go to the smaller lr
     with pytest.raises(ValueError, match="diverged"):
         lr_sweep.select({0.1: -math.inf})
 
