@@ -38,6 +38,7 @@ from torch import nn
 import pytorch_optimizer
 from experiments.models import MLP, ResNetCNN
 from experiments.optim.curvature import curvature_step
+from experiments.train import sync_device
 from experiments.optim.muon import Muon, newton_schulz
 from experiments.optim.param_groups import matrix_view, split_parameters
 from experiments.optim.registry import OPTIMIZERS, build_optimizer
@@ -66,11 +67,6 @@ SMOKE = replace(FULL, mlp_widths=(16,), mlp_depth=2, cnn_widths=(4,), batch=8, w
 TARGET_FACTOR = 1.2
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def clock(device: torch.device):
     """The timer: this thread's CPU time on a CPU with one intra-op thread (all torch work then runs
     on the calling thread, autograd's backward included, and other processes' load cannot inflate
@@ -85,10 +81,10 @@ def _best_time(fn, repeats: int, device: torch.device) -> float:
     fn()
     now, times = clock(device), []
     for _ in range(repeats):
-        _sync(device)
+        sync_device(device)
         t0 = now()
         fn()
-        _sync(device)
+        sync_device(device)
         times.append(now() - t0)
     return min(times)
 
@@ -116,17 +112,17 @@ def make_batch(cfg: BenchConfig, device: torch.device) -> tuple[torch.Tensor, to
 def _iteration(model, opt, X, y, generator, device) -> tuple[float, float]:
     """One training iteration; returns (iteration seconds, step seconds)."""
     now = clock(device)
-    _sync(device)
+    sync_device(device)
     t0 = now()
     opt.zero_grad(set_to_none=True)
     out = model(X)
     loss = F.cross_entropy(out, y)
     curvature_step(opt, out, "ce", generator)
     loss.backward()
-    _sync(device)
+    sync_device(device)
     t1 = now()
     opt.step()
-    _sync(device)
+    sync_device(device)
     t2 = now()
     return t2 - t0, t2 - t1
 

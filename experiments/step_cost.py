@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from experiments.optim.curvature import curvature_step, mean_loss
+from experiments.train import sync_device
 from experiments.optim.registry import build_optimizer
 
 
@@ -54,11 +55,6 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return total
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure_step_costs(model: torch.nn.Module, methods: dict[str, tuple[str, float, dict]],
                        batches: list[tuple[torch.Tensor, torch.Tensor]], loss_kind: str,
                        block: int, rounds: int, seed: int, warmup: int = 0) -> dict[str, StepCost]:
@@ -78,7 +74,7 @@ def measure_step_costs(model: torch.nn.Module, methods: dict[str, tuple[str, flo
         runs[label] = {"model": m, "opt": build_optimizer(name, m, lr, **dict(kwargs)), "gen": gen, "i": 0}
 
     def run_block(r: dict, n: int) -> float:
-        _sync(device)
+        sync_device(device)
         t0 = time.perf_counter()
         for _ in range(n):
             x, y = batches[r["i"] % len(batches)]
@@ -89,7 +85,7 @@ def measure_step_costs(model: torch.nn.Module, methods: dict[str, tuple[str, flo
             curvature_step(r["opt"], out, loss_kind, r["gen"])
             loss.backward()
             r["opt"].step()
-        _sync(device)
+        sync_device(device)
         return time.perf_counter() - t0
 
     if warmup:

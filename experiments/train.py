@@ -42,6 +42,7 @@ import torch
 
 from experiments.optim.curvature import LOSS_KINDS, curvature_step, mean_loss, sample_labels
 from experiments.optim.registry import build_optimizer
+from paperfigs.output import atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ def evaluation_mode(model: torch.nn.Module, optimizer):
         model.train(was_training)
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
+    """Wait for queued CUDA work, so a wall-clock reading covers it (no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -153,11 +155,11 @@ def train(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, cfg: TrainCo
     model.train()
     wall = 0.0
     if hasattr(optimizer, "warm_start"):
-        _sync(device)
+        sync_device(device)
         t0 = time.perf_counter()
         optimizer.warm_start(sampled_gradient_pass(model, optimizer, X, Y, cfg,
                                                    torch.Generator().manual_seed(cfg.seed + 7), label_gen))
-        _sync(device)
+        sync_device(device)
         history["warm_start_s"] = wall = time.perf_counter() - t0
 
     stream = batch_indices(len(X), cfg.batch_size, data_gen)
@@ -172,7 +174,7 @@ def train(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, cfg: TrainCo
     loss_sum, loss_count = 0.0, 0
     try:
         for step in range(1, cfg.steps + 1):
-            _sync(device)
+            sync_device(device)
             t0 = time.perf_counter()
             idx = next(stream).to(device)
             outputs = model(X[idx])
@@ -189,7 +191,7 @@ def train(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, cfg: TrainCo
             except FloatingPointError as e:  # e.g. a curvature factor that no longer decomposes
                 history["status"] = f"stopped: {type(e).__name__} at step {step}: {e}"
                 break
-            _sync(device)
+            sync_device(device)
             wall += time.perf_counter() - t0
             loss_sum, loss_count = loss_sum + value, loss_count + 1
             if bar is not None:
@@ -214,27 +216,12 @@ def _progress_bar(cfg: TrainConfig, progress: bool):
 
 # ----------------------------------------------------------------------------- history I/O
 
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:  # numpy / torch scalars
-        return _json_safe(obj.item())
-    if hasattr(obj, "tolist"):
-        return _json_safe(obj.tolist())
-    return obj
-
-
 def save_history(path: str | Path, history: dict) -> None:
-    """Write a history (with its config) as JSON; NaN/inf become null."""
+    """Write a history (with its config) as JSON, atomically; NaN/inf become null. Uses the same
+    JSON conversion and write-then-rename as the figure outputs (paperfigs.output)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_json_safe(history), indent=1, allow_nan=False) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, history)
 
 
 def load_history(path: str | Path) -> dict:
