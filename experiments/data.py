@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 DATASETS = ("digits", "mnist5k", "fashion", "mnist", "cifar10")
 PROFILES = ("none", "step", "exp", "inv")  # inv: n_c proportional to 1/(c+1)
@@ -318,3 +319,11 @@ def load_image_split(name: str, *, profile: str = "step", rho: float = 20.0, min
 
 def _labels(y: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(y)).long()
+
+
+def pool_images(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Average k x k pixel blocks of images x: (n, C, H, W) (k = 2 turns 28 x 28 into 14 x 14, the
+    quick figures' smaller input); k = 1 returns x unchanged."""
+    if k < 1:
+        raise ValueError(f"pool size must be >= 1, got {k}")
+    return x if k == 1 else F.avg_pool2d(x, k)

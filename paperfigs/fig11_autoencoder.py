@@ -25,10 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from experiments.autoencoder import DeepAutoencoder
-from experiments.data import load_raw
+from experiments.data import load_raw, pool_images
 from experiments.lr_select import tune_over_grid
 from experiments.lr_sweep import log_grid
 from experiments.optim.curvature import mean_loss
@@ -71,10 +70,7 @@ def _images(n: int, pool: int, seed: int) -> torch.Tensor:
     a seeded subset when n < 5000."""
     raw = load_raw("mnist5k")
     idx = np.sort(np.random.default_rng(seed).permutation(len(raw.x))[:n])
-    x = torch.from_numpy(raw.x[idx].astype(np.float32))
-    if pool > 1:
-        x = F.avg_pool2d(x, pool)
-    return x.flatten(1)
+    return pool_images(torch.from_numpy(raw.x[idx].astype(np.float32)), pool).flatten(1)
 
 
 def _loss_evaluator(X: torch.Tensor, chunk: int = 1000):

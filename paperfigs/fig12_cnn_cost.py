@@ -24,9 +24,8 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from experiments.data import load_image_split
+from experiments.data import load_image_split, pool_images
 from experiments.lr_select import tune_over_grid
 from experiments.lr_sweep import log_grid
 from experiments.metrics import classification_evaluator
@@ -77,10 +76,6 @@ TIME_FACTOR = 2.0
 MEMORY_FACTOR = 3.0
 
 
-def _pool(x: torch.Tensor, k: int) -> torch.Tensor:
-    return x if k == 1 else F.avg_pool2d(x, k)
-
-
 def _model(cfg: Fig12Config, seed: int) -> ResNetCNN:
     return ResNetCNN(1, 10, width=cfg.width, blocks=cfg.blocks, generator=torch.Generator().manual_seed(seed))
 
@@ -93,7 +88,7 @@ def compute(mode: str, seed: int, device: str) -> dict:
     cfg = CONFIGS[mode]
     split = load_image_split("fashion", profile="none", n_max=cfg.n_train_per_class,
                              n_val_per_class=cfg.n_val_per_class, n_test_per_class=cfg.n_test_per_class, seed=seed)
-    Xtr, Xva, Xte = (_pool(x, cfg.pool) for x in (split.x_train, split.x_val, split.x_test))
+    Xtr, Xva, Xte = (pool_images(x, cfg.pool) for x in (split.x_train, split.x_val, split.x_test))
     n = len(Xtr)
     steps_per_epoch = n // cfg.batch_size
     steps = cfg.epochs * steps_per_epoch

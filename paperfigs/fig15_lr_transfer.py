@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from experiments.data import load_image_split
+from experiments.data import load_image_split, pool_images
 from experiments.lr_select import select_lr
 from experiments.models import MLP
 from experiments.train import TrainConfig, train
@@ -64,14 +64,10 @@ SMOKE = dataclasses.replace(QUICK, widths=(4, 16), depth=2, steps=5, batch_size=
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
 
-def _pool(x: torch.Tensor, k: int) -> torch.Tensor:
-    return x if k == 1 else F.avg_pool2d(x, k)
-
-
 def compute(mode: str, seed: int, device: str) -> dict:
     cfg = CONFIGS[mode]
     split = load_image_split("mnist5k", profile="none", n_val_per_class=50, n_test_per_class=50, seed=seed)
-    Xtr, Xv, yv = _pool(split.x_train, cfg.pool), _pool(split.x_val, cfg.pool), split.y_val
+    Xtr, Xv, yv = pool_images(split.x_train, cfg.pool), pool_images(split.x_val, cfg.pool), split.y_val
     d_in = Xtr[0].numel()
 
     def evaluate(model, step):

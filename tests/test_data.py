@@ -140,3 +140,13 @@ def test_split_sizes_that_do_not_fit_say_so(kwargs, match):
     names the cause (was 'n_max=0 but the smallest per-class training pool holds 0')."""
     with pytest.raises(ValueError, match=match):
         load_image_split("digits", **kwargs)
+
+
+def test_pool_images_averages_blocks_and_rejects_bad_sizes():
+    from experiments.data import pool_images
+
+    x = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)
+    assert torch.equal(pool_images(x, 1), x)
+    assert torch.equal(pool_images(x, 2), torch.tensor([[[[2.5, 4.5], [10.5, 12.5]]]]))
+    with pytest.raises(ValueError, match="pool size"):
+        pool_images(x, 0)
