@@ -4,12 +4,24 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread for the whole suite, as paper_repro.py's default: the tensors here are
+    tiny, and extra threads only add contention (60 SGD steps of a test MLP: 11 s with 2 threads
+    under load, 2 s with 1)."""
+    from experiments.cpu_threads import torch_threads
+
+    with torch_threads(1):
+        yield
 
 
 def _fashion_available() -> bool:
@@ -31,8 +43,6 @@ def pytest_collection_modifyitems(config, items):
     package is missing (.ci/run installs it; the skip keeps a machine without apt usable)."""
     marked = [item for item in items if item.get_closest_marker("needs_fashion")]
     if marked and not _fashion_available():
-        import pytest
-
         skip = pytest.mark.skip(reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
         for item in marked:
             item.add_marker(skip)

@@ -16,16 +16,6 @@ from experiments.optim.specgd import SpecGD, truncated_polar
 from experiments.optim.splus import SPlus
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: intra-op threads only add contention on a shared 2-core machine
-    (measured: 60 SGD steps of the test MLP take 11 s with 2 threads under load, 2 s with 1)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 

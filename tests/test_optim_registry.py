@@ -19,16 +19,6 @@ LR_GRID = (1e-2, 1e-1, 1e-3, 1.0)
 STEPS = 60
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: intra-op threads only add contention on a shared 2-core machine
-    (measured: 60 SGD steps of the test MLP take 11 s with 2 threads under load, 2 s with 1)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class _MLP(nn.Module):
     def __init__(self, seed: int, d: int = 10, width: int = 16, k: int = 3):
         super().__init__()
