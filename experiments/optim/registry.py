@@ -113,3 +113,22 @@ def build_optimizer(name: str, model: torch.nn.Module, lr: float, **hyper) -> to
         raise ValueError(f"lr must be positive, got {lr}")
     entry = OPTIMIZERS[name]
     return entry.factory(model, lr, **{**entry.defaults, **hyper})
+
+
+# Bump an optimizer's version when its numerics change: every stored run that used it then stops
+# matching its key (experiments.engine), so a stale result is never reused.
+VERSIONS: dict[str, int] = {}
+
+
+def optimizer_version(name: str) -> str:
+    """The version that goes into a run's key: the registry entry's (default 1), or for an external
+    "package.module:Class" optimizer the version of its top-level package."""
+    if ":" in name:
+        import importlib.metadata
+
+        package = name.split(":", 1)[0].split(".", 1)[0]
+        try:
+            return f"{package}=={importlib.metadata.version(package)}"
+        except importlib.metadata.PackageNotFoundError:
+            return f"{package}==unversioned"
+    return str(VERSIONS.get(name, 1))
