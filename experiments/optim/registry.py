@@ -106,7 +106,11 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
 
 
 def build_optimizer(name: str, model: torch.nn.Module, lr: float, **hyper) -> torch.optim.Optimizer:
-    """Build registry optimizer `name` for all parameters of `model`."""
+    """Build registry optimizer `name` for all parameters of `model`. A name "package.module:Class"
+    builds that torch.optim.Optimizer class on model.parameters() with lr and `hyper` (a user's own
+    optimizer, added to the figures with paper_repro.py --optimizer)."""
+    if ":" in name:
+        return build_external(name, model, lr, **hyper)
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
     if not lr > 0:
@@ -132,3 +136,26 @@ def optimizer_version(name: str) -> str:
         except importlib.metadata.PackageNotFoundError:
             return f"{package}==unversioned"
     return str(VERSIONS.get(name, 1))
+
+
+def load_external(target: str) -> type:
+    """The class named by "package.module:Class" (ValueError naming the problem otherwise)."""
+    import importlib
+
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"an external optimizer is named package.module:Class, got {target!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import {module_name!r} for optimizer {target!r}: {e}") from None
+    cls = getattr(module, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ValueError(f"{target!r} is not a torch.optim.Optimizer subclass")
+    return cls
+
+
+def build_external(target: str, model: torch.nn.Module, lr: float, **hyper) -> torch.optim.Optimizer:
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    return load_external(target)(model.parameters(), lr=lr, **hyper)
