@@ -37,8 +37,12 @@ def validate_result(result: dict) -> None:
         if "x" not in s or "y" not in s or len(s["x"]) != len(s["y"]):
             raise ValueError(f"series {label!r} needs x and y of equal length")
     for c in result["claims"]:
-        if set(c) != {"name", "statement", "value", "threshold", "holds"} or not isinstance(c["holds"], bool):
+        base = {"name", "statement", "value", "threshold", "holds"}
+        if not base <= set(c) <= base | {"ci", "verdict"} or not isinstance(c["holds"], bool):
             raise ValueError(f"malformed claim: {c}")
+        if "verdict" in c and (c["verdict"] not in ("holds", "fails", "inconclusive")
+                               or (c["verdict"] == "holds") != c["holds"]):
+            raise ValueError(f"claim verdict disagrees with holds: {c}")
 
 
 def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path, threads: int = 1) -> dict:
