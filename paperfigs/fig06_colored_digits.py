@@ -113,7 +113,7 @@ def one_run(cfg: Config, optimizer: str, depth: int, lr: float, seed: int, devic
             "status": h["status"]}
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     present = [o for o in cfg.optimizers if o in OPTIMIZERS]
     missing = [o for o in cfg.optimizers if o not in OPTIMIZERS]

@@ -65,7 +65,7 @@ SMOKE = replace(QUICK, dataset="digits", n_max=40, n_val_per_class=10, n_test_pe
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     runs, params = common.run(cfg, NUMBER, mode, seed, device)
     minority = list(cfg.minority)

@@ -82,7 +82,7 @@ def one_run(cfg: Config, optimizer: str, lr: float, seed: int, device: str, deco
     return {"step": h["step"], **h["metrics"], "status": h["status"]}
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     present = [o for o in cfg.optimizers if o in OPTIMIZERS]
     missing = [o for o in cfg.optimizers if o not in OPTIMIZERS]
