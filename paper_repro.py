@@ -161,7 +161,7 @@ def _main(argv: list[str] | None) -> int:
         print(f"paper_repro.py: error: {e}", file=sys.stderr)
         return 2
 
-    from paperfigs.output import InterruptedAfterWrite, claims_table, recover
+    from paperfigs.output import InterruptedAfterWrite, OutputError, claims_table, recover
     from paperfigs.result import ResultError
     from paperfigs.runner import replot, run_figure
 
@@ -194,6 +194,9 @@ def _main(argv: list[str] | None) -> int:
             print(f"\ninterrupted during figure {n}: {state}. Each figN.png/.pdf/.json in {out} is a set "
                   "from one run and CLAIMS.md matches the JSON files.", file=sys.stderr)
             return 130
+        except OutputError as e:
+            crashed.append(n)
+            print(f"figure {n} failed: {e}", file=sys.stderr)
         except (FileNotFoundError, ResultError) as e:
             if len(numbers) == 1 and not args.all:
                 print(f"paper_repro.py: error: {e}", file=sys.stderr)

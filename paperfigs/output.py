@@ -39,6 +39,10 @@ _MARKER = re.compile(r"\.fig([1-9][0-9]*)\.([0-9a-f]+)\.commit")
 _LEFTOVER = re.compile(r"\.(?:fig[1-9][0-9]*\.(?:png|pdf|json)|CLAIMS\.md)\.[A-Za-z0-9_]+\.tmp")
 
 
+class OutputError(Exception):
+    """A figure's new files could not be written (e.g. a full disk); its previous files are unchanged."""
+
+
 class InterruptedAfterWrite(KeyboardInterrupt):
     """Ctrl-C arrived while a figure's files were being replaced; the replacement was finished first."""
 
@@ -213,12 +217,19 @@ def publish(folder: Path, number: int, files: dict[str, bytes], drawn_from: byte
                     _write_new(tmp, files[ext])
                     written.append(tmp)
             _write_new(folder / f".fig{number}.{token}.commit", b"")
-        except BaseException:  # e.g. disk full: the old set stays as it was
+        except BaseException as e:  # e.g. a full disk: the old set stays as it was
             for tmp in written:
                 tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                raise OutputError(f"cannot write figure {number}'s files in {folder} ({e.strerror or e}); "
+                                  "its previous files are unchanged") from None
             raise
-        _fsync_dir(folder)
-        _finish(folder, number, token)
+        try:
+            _fsync_dir(folder)
+            _finish(folder, number, token)
+        except OSError as e:
+            raise OutputError(f"figure {number}'s files are complete but could not all be put in place in "
+                              f"{folder} ({e.strerror or e}); the next run there finishes them") from None
 
 
 def _fmt(v) -> str:

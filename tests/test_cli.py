@@ -340,3 +340,27 @@ def test_claims_with_interval_and_verdict(tmp_path):
     table = claims_table(result)
     assert "INCONCLUSIVE c_open: value 0.5 [0.3, 0.7] vs threshold 0.4" in table
     assert "FAILS        c_plain: value 1 vs threshold 2" in table
+
+
+def test_a_full_disk_keeps_the_previous_set(fake_figures, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from paperfigs import output
+
+    assert paper_repro.main(["--figure", "98", "--quick", "--seed", "1", "--out", str(tmp_path)]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real, calls = output._write_new, []
+
+    def full(path, data):
+        calls.append(path)
+        if len(calls) == 3:  # the JSON's temporary, after png and pdf were written
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(output, "_write_new", full)
+    capsys.readouterr()
+    rc, _, err = _run(["--figure", "98", "--quick", "--seed", "2", "--out", str(tmp_path)], capsys)
+    assert rc == 1 and "Traceback" not in err
+    assert err.splitlines()[0] == (f"figure 98 failed: cannot write figure 98's files in {tmp_path} (No space "
+                                   "left on device); its previous files are unchanged")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
