@@ -185,7 +185,8 @@ class _BatchUnpickler(pickle.Unpickler):
 
 def read_cifar10_batch(path: Path, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """(images (n, 3, 32, 32) uint8, labels (n,) int64) of one CIFAR-10 python batch: a pickled
-    dict with "data", a uint8 array of 3072-value rows, and "labels", one 0-9 label per row."""
+    dict with "data", rows of 3072 integer pixel values 0-255 (a uint8 array in the canonical
+    files), and "labels", one 0-9 label per row."""
     try:
         with open(path, "rb") as f:
             d = _BatchUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
@@ -196,9 +197,11 @@ def read_cifar10_batch(path: Path, num_classes: int = 10) -> tuple[np.ndarray, n
     data, labels = (next((d[k] for k in (key.encode(), key) if k in d), None) for key in ("data", "labels"))
     if data is None or labels is None:
         raise DataFormatError(path, f"has no {'data' if data is None else 'labels'} entry")
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
-        kind = data.dtype if isinstance(data, np.ndarray) else type(data).__name__
-        raise DataFormatError(path, f"data is {kind}, expected a uint8 array of pixel values")
+    data = np.asarray(data)
+    if not np.issubdtype(data.dtype, np.integer):  # e.g. pixels already scaled to [0, 1]
+        raise DataFormatError(path, f"data is {data.dtype}, expected integer (uint8) pixel values")
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise DataFormatError(path, f"pixel values span {data.min()}-{data.max()}, expected 0-255")
     if data.ndim != 2 or data.shape[1] != CIFAR10_ROW:
         raise DataFormatError(path, f"data has shape {data.shape}, expected rows of {CIFAR10_ROW} values "
                                     "(3 x 32 x 32)")
@@ -208,7 +211,7 @@ def read_cifar10_batch(path: Path, num_classes: int = 10) -> tuple[np.ndarray, n
     if not np.issubdtype(y.dtype, np.integer):
         raise DataFormatError(path, f"labels are {y.dtype}, expected integers")
     check_labels(y, num_classes, path)
-    return data.reshape(-1, 3, 32, 32), y.astype(np.int64)
+    return data.astype(np.uint8).reshape(-1, 3, 32, 32), y.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- MNIST-5k CSV
