@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from paperfigs.registry import FIGURES, PAPER_LETTER
+from paperfigs.registry import FIGURES, PAPER_LETTER, data_root_warning
 
 # Kept here rather than imported from paperfigs.runner, which pulls in numpy and matplotlib: --help
 # and argument errors stay instant. tests/test_cli.py checks the two agree.
@@ -161,6 +161,9 @@ def _main(argv: list[str] | None) -> int:
         print(f"paper_repro.py: error: {e}", file=sys.stderr)
         return 2
 
+    # Imported here, not at the top: numpy, matplotlib and torch take seconds to load, and a Ctrl-C
+    # meanwhile must end in main's one-line message, not a traceback.
+    from experiments.datafiles import DataFormatError
     from paperfigs.output import InterruptedAfterWrite, OutputError, claims_table, recover
     from paperfigs.result import ResultError
     from paperfigs.runner import replot, run_figure
@@ -170,6 +173,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"repaired {out} after a killed run: {finished} figure set(s) completed, "
               f"{removed} temporary file(s) removed")
     mode = "quick" if args.quick else "full"
+    if args.data_root and not args.replot and (warning := data_root_warning(numbers, mode, args.data_root)):
+        print(f"paper_repro.py: warning: {warning}", file=sys.stderr)
     crashed = []
     t_all = time.perf_counter()
     for n in numbers:
@@ -197,7 +202,7 @@ def _main(argv: list[str] | None) -> int:
         except OutputError as e:
             crashed.append(n)
             print(f"figure {n} failed: {e}", file=sys.stderr)
-        except (FileNotFoundError, ResultError) as e:
+        except (FileNotFoundError, DataFormatError, ResultError) as e:  # a missing or malformed file: one line
             if len(numbers) == 1 and not args.all:
                 print(f"paper_repro.py: error: {e}", file=sys.stderr)
                 return 2
