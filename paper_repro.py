@@ -13,11 +13,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 import traceback
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
-from paperfigs.registry import FIGURES, PAPER_LETTER, data_root_warning
+
+def _quit_interrupted(signum, frame):
+    sys.stderr.write("\ninterrupted before any figure was computed; no output was changed\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _quit_interrupted)  # before the imports below; see _quit_on_ctrl_c
+
+from paperfigs.registry import FIGURES, PAPER_LETTER, data_root_warning  # noqa: E402
 
 # Kept here rather than imported from paperfigs.runner, which pulls in numpy and matplotlib: --help
 # and argument errors stay instant. tests/test_cli.py checks the two agree.
@@ -122,6 +135,21 @@ def _list() -> None:
         print(f"{n:>3}  {paper:5}  {spec.quick_budget_s:>7}  {status:11}  {spec.title}")
 
 
+@contextmanager
+def _quit_on_ctrl_c():
+    """Ctrl-C quits the process at once during the block (main thread, unless SIGINT is ignored)."""
+    handler = signal.getsignal(signal.SIGINT)
+    ours = (threading.current_thread() is threading.main_thread()
+            and handler in (signal.default_int_handler, _quit_interrupted))
+    if ours:
+        signal.signal(signal.SIGINT, _quit_interrupted)
+    try:
+        yield
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -131,47 +159,57 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        if args.data_root:
-            if not Path(args.data_root).is_dir():  # a typo would otherwise fall back to other sources silently
-                raise CliError(f"--data-root {args.data_root} is not a folder")
-            os.environ["PAPER_REPRO_DATA_ROOT"] = args.data_root
-        if args.list:
-            _list()
-            return 0
-        if args.all:
-            numbers = [n for n, s in FIGURES.items() if s.implemented]
-            skipped = [n for n, s in FIGURES.items() if not s.implemented]
-            if skipped:
-                print(f"not implemented yet, skipped: {', '.join(map(str, skipped))}")
-        else:
-            numbers = _figure_numbers(args.figure)
-        if args.threads < 1:
-            raise CliError(f"--threads must be >= 1, got {args.threads}")
-        if not 0 <= args.seed <= SEED_MAX:  # figures add offsets to it; see paperfigs.runner.SEED_MAX
-            raise CliError(f"--seed must be in 0..{SEED_MAX}, got {args.seed}")
-        cores = _cpu_count()
-        if args.threads > cores:
-            print(f"paper_repro.py: warning: --threads {args.threads} is above the {cores} CPU core(s) "
-                  "available here; the extra threads only add overhead", file=sys.stderr)
-        out = _output_dir(args.out)
-        device = "cpu" if args.replot else _resolve_device(args.device)
-    except CliError as e:
-        print(f"paper_repro.py: error: {e}", file=sys.stderr)
-        return 2
+    # Until the first figure starts, Ctrl-C quits at once with one line: nothing has been written,
+    # and a KeyboardInterrupt raised inside numpy's, scipy's or torch's import machinery can leave
+    # them half-initialised (a later RecursionError) instead of reaching main.
+    with _quit_on_ctrl_c():
+        args = _parser().parse_args(argv)
+        try:
+            if args.data_root:
+                if not Path(args.data_root).is_dir():  # a typo would otherwise fall back to other sources silently
+                    raise CliError(f"--data-root {args.data_root} is not a folder")
+                os.environ["PAPER_REPRO_DATA_ROOT"] = args.data_root
+            if args.list:
+                _list()
+                return 0
+            if args.all:
+                numbers = [n for n, s in FIGURES.items() if s.implemented]
+                skipped = [n for n, s in FIGURES.items() if not s.implemented]
+                if skipped:
+                    print(f"not implemented yet, skipped: {', '.join(map(str, skipped))}")
+            else:
+                numbers = _figure_numbers(args.figure)
+            if args.threads < 1:
+                raise CliError(f"--threads must be >= 1, got {args.threads}")
+            if not 0 <= args.seed <= SEED_MAX:  # figures add offsets to it; see paperfigs.runner.SEED_MAX
+                raise CliError(f"--seed must be in 0..{SEED_MAX}, got {args.seed}")
+            cores = _cpu_count()
+            if args.threads > cores:
+                print(f"paper_repro.py: warning: --threads {args.threads} is above the {cores} CPU core(s) "
+                      "available here; the extra threads only add overhead", file=sys.stderr)
+            out = _output_dir(args.out)
+            device = "cpu" if args.replot else _resolve_device(args.device)
+        except CliError as e:
+            print(f"paper_repro.py: error: {e}", file=sys.stderr)
+            return 2
 
-    # Imported here, not at the top: numpy, matplotlib and torch take seconds to load, and a Ctrl-C
-    # meanwhile must end in main's one-line message, not a traceback.
-    from experiments.datafiles import DataFormatError
-    from paperfigs.output import InterruptedAfterWrite, OutputError, claims_table, recover
-    from paperfigs.result import ResultError
-    from paperfigs.runner import replot, run_figure
+        from experiments.datafiles import DataFormatError
+        from paperfigs.output import InterruptedAfterWrite, OutputError, claims_table, recover
+        from paperfigs.result import ResultError
+        from paperfigs.runner import replot, run_figure
 
-    finished, removed = recover(out)
-    if finished or removed:
-        print(f"repaired {out} after a killed run: {finished} figure set(s) completed, "
-              f"{removed} temporary file(s) removed")
+        if not args.replot:
+            import experiments.cpu_threads  # noqa: F401  (torch, which every run_figure loads)
+        for n in numbers:  # load the figure code and its libraries now, while Ctrl-C simply quits
+            try:
+                FIGURES[n].load()
+            except Exception:  # reported by that figure's run below, which loads it again
+                pass
+
+        finished, removed = recover(out)
+        if finished or removed:
+            print(f"repaired {out} after a killed run: {finished} figure set(s) completed, "
+                  f"{removed} temporary file(s) removed")
     mode = "quick" if args.quick else "full"
     if args.data_root and not args.replot and (warning := data_root_warning(numbers, mode, args.data_root)):
         print(f"paper_repro.py: warning: {warning}", file=sys.stderr)

@@ -187,7 +187,7 @@ def test_ctrl_c_while_importing_exits_130_without_traceback(tmp_path):
     import signal
     import time
 
-    for delay in (0.4, 1.2):
+    for delay in (0.2, 0.8, 2.0):
         p = subprocess.Popen([sys.executable, str(ROOT / "paper_repro.py"), "--figure", "2", "--quick", "--out",
                               str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         time.sleep(delay)
