@@ -101,8 +101,8 @@ def _output_dir(path: str) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CliError(f"cannot create output folder {out}: {e.strerror}") from None
-    if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
-        raise CliError(f"output folder {out} is not writable")
+    if not out.is_dir() or not os.access(out, os.R_OK | os.W_OK | os.X_OK):  # read: the folder lock
+        raise CliError(f"output folder {out} is not readable and writable")
     return out
 
 
