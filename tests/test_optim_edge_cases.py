@@ -91,6 +91,19 @@ def test_non_finite_gradient_raises_before_any_change(name, which, shape, bad):
 
 
 @pytest.mark.parametrize("name", METHODS)
+def test_finite_gradients_whose_sum_overflows_pass_the_check(name):
+    """The check's fast path sums each gradient; an overflowing sum of finite entries must not be
+    reported as non-finite."""
+    model, opt = _trained(name, steps=0)
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 3e38)
+    opt._check_gradients()
+    model.head.bias.grad[0] = -INF
+    with pytest.raises(FloatingPointError, match=r"shape \(3,\)"):
+        opt._check_gradients()
+
+
+@pytest.mark.parametrize("name", METHODS)
 def test_sparse_gradient_has_one_message(name):
     model, opt = _trained(name, steps=0)
     _backward(opt, model, torch.Generator().manual_seed(1))
