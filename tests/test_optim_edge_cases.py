@@ -247,3 +247,12 @@ def test_loaded_hyperparameters_are_checked(name):
     with pytest.raises(ValueError, match="lr must be finite"):
         opt.load_state_dict(saved)
     assert _unchanged(model, opt, snapshot)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_state_this_class_does_not_keep_is_rejected_at_load(name):
+    saved = copy.deepcopy(_saved_state(name))
+    saved["state"][0]["exp_avg_sq_of_another_library"] = torch.zeros(3)
+    model, opt = _trained(name)
+    with pytest.raises(ValueError, match=f"{_class_name(name)} keeps no state 'exp_avg_sq_of_another_library'"):
+        opt.load_state_dict(saved)
