@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from experiments.engine import RunSpec
-from experiments.tasks.groups import GROUP_NAMES
+from experiments.tasks.groups import GROUP_NAMES, splits_of
 from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
 from paperfigs.claims import paired
 from paperfigs.methods import Method, label, methods
@@ -215,6 +215,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
               "seed_list": seeds, "device": device, "methods": {m.name: m.optimizer for m in ms},
               "dataset": "MNIST-5k colored digits (binary: digit >= 5)", "groups": list(GROUP_NAMES),
               "train_group_counts": probe["train_group_counts"], "image_shape": probe["image_shape"],
+              "data_source": splits_of(run_spec(cfg, ms[0], depths[0], 1.0, seeds[0], device).config)[0].data_source,
               "metric": "minority-group test accuracy (groups where colour and label disagree)",
               "band": "min..max over seeds", "auc_start_frac": AUC_START,
               "fallback": "AdamW on head and biases: Muon at 0.05 x its lr, NMD and Signum at 1e-3"}

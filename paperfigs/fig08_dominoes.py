@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from experiments.engine import RunSpec
-from experiments.tasks.groups import GROUP_NAMES
+from experiments.tasks.groups import GROUP_NAMES, splits_of
 from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
 from paperfigs.claims import paired
 from paperfigs.methods import Method, label, methods
@@ -164,6 +164,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
               "methods": {m.name: m.optimizer for m in ms}, "seed_list": seeds,
               "device": device, "groups": list(GROUP_NAMES), "train_group_counts": probe["train_group_counts"],
               "image_shape": probe["image_shape"],
+              "data_source": splits_of(run_spec(cfg, ms[0], 1.0, seeds[0], device).config)[0].data_source,
               "core": f"Fashion-MNIST classes {cfg.fashion_classes} (pullover y=0, coat y=1), bottom half",
               "spurious": "MNIST-5k digit 0 vs 1, top half",
               "decoder": "L2 logistic regression (C = 1) on standardised head inputs, decode split subsampled to "

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from experiments.engine import RunSpec
-from experiments.tasks.imbalance import group_curves
+from experiments.tasks.imbalance import group_curves, split_of
 from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
 from paperfigs.methods import LABELS, MUON_FALLBACK_RATIO, Method, label
 from paperfigs.methods import methods as method_list
@@ -138,6 +138,7 @@ def study(cfg: ImbalanceConfig, mode: str, seed: int, device: str, ctx,
         "lr_selection": {m.name: selections[m.name].to_json() for m in ms},
         "muon_fallback_lr": f"{MUON_FALLBACK_RATIO} x Muon's lr (tuned together on one grid)",
         "seed_list": seeds, "n_train": n_train, "train_counts": first["train_counts"],
+        "split": split_of(run_spec(cfg, ms[0], 1.0, seeds[0], device).config).info,
         "epochs": cfg.steps * cfg.batch_size / n_train, "device": device,
         "eval_split": "test (balanced); lr selection on the balanced validation split", "band": "min..max over seeds",
     }
