@@ -14,12 +14,25 @@ import torch
 from experiments.optim.matrix_optimizer import MatrixOptimizer, check_unit_interval, work_dtype
 from experiments.optim.param_groups import matrix_view
 
-_NORM_EPS = 1e-30  # only keeps 0 / 0 from becoming NaN; any nonzero M is unaffected
+_NORM_EPS = 1e-30  # only keeps 0 / 0 from becoming NaN (a rescaled nonzero M has norm >= 0.5)
+
+
+def unit_rescale(M: torch.Tensor) -> torch.Tensor:
+    """M * 2^-e in at least float32, e the binary exponent of max|M|, so max|result| is in [0.5, 1).
+
+    Scaling by a power of two is exact, so a norm taken afterwards neither overflows (float32
+    squares overflow from |M| ~ 1e19) nor underflows (|M| ~ 1e-20) and M / ||M|| keeps its bits;
+    M = 0 stays 0."""
+    X = M.to(work_dtype(M))
+    if X.numel() == 0:
+        return X
+    _, exponent = torch.frexp(X.abs().amax())
+    return torch.ldexp(X, -exponent)
 
 
 def frobenius_normalize(M: torch.Tensor) -> torch.Tensor:
-    """M / ||M||_F in at least float32; zeros for M = 0."""
-    X = M.to(work_dtype(M))
+    """M / ||M||_F in at least float32, for any finite scale of M; zeros for M = 0."""
+    X = unit_rescale(M)
     return X / X.norm().clamp(min=_NORM_EPS)
 
 
