@@ -209,3 +209,29 @@ def test_unit_rescale_is_exact_and_keeps_normalised_bits():
     assert 0.5 <= X.abs().max().item() < 1.0
     torch.testing.assert_close(X / X.norm(), G / G.norm(), atol=0, rtol=0)
     torch.testing.assert_close(frobenius_normalize(G * 2.0 ** 90), G / G.norm(), atol=0, rtol=0)
+
+
+# ---- the report -------------------------------------------------------------------------------
+
+def test_ns_report_smoke(tmp_path, capsys):
+    """A seconds-long configuration: structure, the exact polar factor's band is [1, 1], the classic
+    band for kappa 10 is about [0.68, 1.13] and Polar Express's is inside it."""
+    from dataclasses import replace
+
+    from experiments import ns_report
+    cfg = replace(ns_report.QUICK, shape=(48, 24), kappas=(1e1, 1e4), dataset="digits", mlp=(16, 2), cnn=(4, (1,)),
+                  batch=32, sizes=((16, 24),), min_run_time=0.001, rounds=1)
+    result = ns_report.run(cfg, torch.device("cpu"), threads=1, verbose=False)
+    assert result["auto_ns_dtype"] == str(auto_ns_dtype("cpu")[0]).removeprefix("torch.")
+    assert len(result["bands"]) == 4 * 2  # (2 kappas + 2 models) x (float32, bfloat16)
+    for row in result["bands"]:
+        assert row["exact"] == pytest.approx([1.0, 1.0], abs=1e-5)
+    k10 = result["bands"][0]
+    assert k10["input"].endswith("kappa 1e1") and k10["dtype"] == "float32"
+    assert k10["classic"][0] == pytest.approx(0.68, abs=0.01) and 1.1 < k10["classic"][1] < 1.21
+    assert k10["classic"][0] < k10["polar_express"][0] and k10["polar_express"][1] < k10["classic"][1]
+    (row,) = result["speed"]
+    assert row["shape"] == [16, 24] and row["muon_auto_s"] > 0 and row["ns_over_products"] > 0
+    with pytest.raises(SystemExit):
+        ns_report.main(["--threads", "0"])
+    assert "--threads must be >= 1" in capsys.readouterr().err

@@ -9,6 +9,8 @@ Reference: Vasudeva et al. 2025 (arXiv 2510.22980), the NMD baseline of the colo
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from experiments.optim.matrix_optimizer import MatrixOptimizer, check_unit_interval, work_dtype
@@ -18,7 +20,8 @@ _NORM_EPS = 1e-30  # only keeps 0 / 0 from becoming NaN (a rescaled nonzero M ha
 
 
 def unit_rescale(M: torch.Tensor) -> torch.Tensor:
-    """M * 2^-e in at least float32, e the binary exponent of max|M|, so max|result| is in [0.5, 1).
+    """M * 2^-e in at least float32, e the binary exponent of max|M|, so max|result| is in [0.5, 1)
+    (in [2^-23, 1) for subnormal M).
 
     Scaling by a power of two is exact, so a norm taken afterwards neither overflows (float32
     squares overflow from |M| ~ 1e19) nor underflows (|M| ~ 1e-20) and M / ||M|| keeps its bits;
@@ -27,7 +30,10 @@ def unit_rescale(M: torch.Tensor) -> torch.Tensor:
     if X.numel() == 0:
         return X
     _, exponent = torch.frexp(X.abs().amax())
-    return torch.ldexp(X, -exponent)
+    # 2^-exponent must stay finite for subnormal M (with the clamp max|result| >= 2^-23)
+    exponent = exponent.clamp(min=math.frexp(torch.finfo(X.dtype).tiny)[1] - 1)
+    # one 0-dim power of two times X: torch.ldexp(X, -exponent) is exact too but ~20x slower
+    return X * torch.ldexp(torch.ones((), dtype=X.dtype, device=X.device), -exponent)
 
 
 def frobenius_normalize(M: torch.Tensor) -> torch.Tensor:
