@@ -4,7 +4,9 @@ Update, for each hidden matrix W with gradient G and momentum buffer M (zero at 
     M <- mu M + (1 - mu) G                       (mu = `momentum`, an exponential average)
     W <- W (1 - lr * weight_decay) - lr * M / ||M||_F      (per matrix; M = 0 gives no move)
 Defaults: momentum 0.9, weight_decay 0. Parameters in matrix=False groups get AdamW (see
-experiments.optim.matrix_optimizer). With momentum 0 this is NGD, G / ||G||_F.
+experiments.optim.matrix_optimizer). With momentum 0 this is NGD, G / ||G||_F. The norm is
+taken after an exact power-of-two rescaling (`unit_rescale`), so the step has length lr for
+any finite scale of M (a plain float32 norm overflows from |M| ~ 1e19 and underflows below ~1e-20).
 Reference: Vasudeva et al. 2025 (arXiv 2510.22980), the NMD baseline of the colored-digits study.
 """
 from __future__ import annotations
