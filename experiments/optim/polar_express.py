@@ -10,10 +10,12 @@ uses one p for every step; Polar Express picks, greedily, the best quintic for e
 The minimax quintic is found by the Remez exchange on the four alternation points l, x_1, x_2, u
 (x_1, x_2 are the critical points of p: roots of a + 3 b x^2 + 5 c x^4, a quadratic in x^2).
 `cushion` keeps the first steps from chasing a tiny l_t with a huge slope at 0 (the paper's
-value); with it this construction reproduces the paper's published polynomials to 1e-13.
-Once the interval is within 1e-4 of 1 the minimax quintic is, to 1e-12, the fixed point
-(15 x - 10 x^3 + 3 x^5) / 8 of the iteration, used from then on (the Remez system would be
-ill-conditioned there). Finite precision: every polynomial but that fixed point is applied as
+value); with it this construction reproduces the paper's published polynomials (the first six
+to 1e-13; the seventh, on an interval of width 2e-3, to 1e-10). Once the interval is narrower
+than 1e-4 the fixed point (15 x - 10 x^3 + 3 x^5) / 8 of the iteration replaces the minimax
+quintic (whose Remez system is too ill-conditioned to solve there); it maps such an interval
+to within 1e-12 of 1.
+Finite precision: every polynomial but that fixed point is applied as
 p(x / safety) with safety 1.01, so singular values pushed up to 1% above u_t by rounding
 (bfloat16) still land inside the next interval rather than on the steep outer flank of p.
 """
