@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import torch
 
+from experiments.optim.distributed import RankSharding, kronecker_cost
 from experiments.optim.kronecker import compute_dtype, inverse_root, mode_contraction, precondition
 
 GRAFTING = ("none", "sgd", "adam")
@@ -84,6 +85,13 @@ class Shampoo(torch.optim.Optimizer):
                         graft_beta2=graft_beta2, graft_eps=graft_eps, weight_decay=weight_decay,
                         max_precond_dim=int(max_precond_dim))
         super().__init__(params, defaults)
+        self._shard = RankSharding(self, self._item_cost)
+
+    @staticmethod
+    def _item_cost(p: torch.Tensor, group: dict) -> float:
+        """Work of p's factors and preconditioning, for the split across processes."""
+        shape = p.shape if p.dim() > 0 else (1,)
+        return kronecker_cost([d if d <= group["max_precond_dim"] else None for d in shape], p.numel())
 
     def _init_state(self, p: torch.Tensor, group: dict) -> dict:
         state = self.state[p]
@@ -119,7 +127,7 @@ class Shampoo(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, mu, beta = group["lr"], group["momentum"], group["beta"]
-            for p in group["params"]:
+            for p in self._shard.owned(group["params"]):
                 if p.grad is None:
                     continue
                 state = self._init_state(p, group)
@@ -154,4 +162,5 @@ class Shampoo(torch.optim.Optimizer):
                 if group["weight_decay"] > 0:
                     p.mul_(1 - lr * group["weight_decay"])
                 p.add_(D.reshape(p.shape).to(p.dtype), alpha=-lr)
+        self._shard.sync()
         return loss
