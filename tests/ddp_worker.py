@@ -11,6 +11,7 @@ It also runs the README's multi-process example for a few steps.
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 import importlib.util
 import sys
 from contextlib import nullcontext
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from experiments.optim import build_optimizer  # noqa: E402
 from experiments.optim.curvature import curvature_step, mean_loss  # noqa: E402
+from experiments.optim.tnt import TNT  # noqa: E402
 
 # Small learning rates and short refresh intervals: every schedule branch runs within a few steps.
 # Shampoo eps 1e-4 (not 1e-8): its bias factors are rank 2 of 8 here, and a root of an eps-sized
@@ -37,6 +39,17 @@ CONFIGS = {
     "kfac": {"lr": 0.01, "curvature_frequency": 2, "inverse_frequency": 3},
 }
 WIDTH, BATCH, STEPS, MORE_STEPS, WORLD = 8, 32, 4, 3, 2
+# TNT with a one-parameter second group on its own schedule: one rank owns nothing in that group
+# and must still agree on when curvature is due (it keeps the step count of what it does not own).
+CONFIGS["tnt_groups"] = {**CONFIGS["tnt"], "curvature_frequency": 3}
+
+
+def make_optimizer(name: str, model: nn.Module) -> torch.optim.Optimizer:
+    if name == "tnt_groups":
+        params = list(model.parameters())
+        return TNT([{"params": params[:-1], "curvature_frequency": 2}, {"params": params[-1:]}],
+                   **CONFIGS[name])
+    return build_optimizer(name, model, **CONFIGS[name])
 
 
 class Net(nn.Module):
@@ -107,17 +120,17 @@ def main(out_dir: Path) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=timedelta(seconds=60))  # a mismatched collective fails
     rank, size = dist.get_rank(), dist.get_world_size()
     assert size == WORLD, size
     rows = slice(rank * BATCH // size, (rank + 1) * BATCH // size)
     batches = data(STEPS + MORE_STEPS)
     results = {}
 
-    for name, cfg in CONFIGS.items():
+    for name in CONFIGS:
         def build(model):
             ddp = DistributedDataParallel(model)
-            return ddp, build_optimizer(name, ddp, **cfg)
+            return ddp, make_optimizer(name, ddp)
 
         def same_on_all_ranks():
             flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])

@@ -94,7 +94,7 @@ def test_two_processes_equal_one_process_on_the_global_batch(ddp_results, name):
     got = ddp_results[name]
     batches = w.data(w.STEPS + w.MORE_STEPS)
     model = w.fresh_model()
-    opt = build_optimizer(name, model, **w.CONFIGS[name])
+    opt = w.make_optimizer(name, model)
     if hasattr(opt, "warm_start"):
         w.warm_start(model, opt, batches, slice(None))
     w.run(model, opt, batches, range(w.STEPS), slice(None))
@@ -108,7 +108,7 @@ def test_two_processes_equal_one_process_on_the_global_batch(ddp_results, name):
 
     model1 = w.fresh_model()
     model1.load_state_dict(got["saved"])
-    opt1 = build_optimizer(name, model1, **w.CONFIGS[name])
+    opt1 = w.make_optimizer(name, model1)
     opt1.load_state_dict(got["state"])
     w.run(model1, opt1, batches, range(w.STEPS, w.STEPS + w.MORE_STEPS), slice(None))
     _close(w.weights(model1), got["final"], f"{name} loaded on one process")
@@ -124,3 +124,15 @@ def test_example_runs_data_parallel(ddp_results):
     spec.loader.exec_module(example)
     assert ddp_results["example"]["muon"] == pytest.approx(example.train("muon", steps=3)[0], abs=1e-6)
     assert 0 <= ddp_results["example"]["kfac"] <= 1
+
+
+def test_ddp_bench_smoke():
+    """experiments.ddp_bench at 1 and 2 spawned processes: one row per method, sane numbers."""
+    from experiments import ddp_bench
+
+    out = ddp_bench.run(ddp_bench.SMOKE, 2, ("muon",), verbose=False)
+    (row,) = out["rows"]
+    assert row["method"] == "muon" and 0.5 <= row["share"] <= 1
+    assert all(row[k] > 0 for k in ("step_1_ms", "step_2_ms", "step_cpu_2_ms", "iteration_2_ms"))
+    with pytest.raises(ValueError, match="ranks"):
+        ddp_bench.run(ddp_bench.SMOKE, 1)

@@ -142,13 +142,17 @@ class RankSharding:
                     out.append((p, group))
         return out
 
+    def _items(self) -> list[tuple[torch.Tensor, float]]:
+        return [(p, c) for p, g in self._params() if id(p) not in self._companion_ids
+                for c in [self.cost(p, g)] if c is not None]
+
     def owners(self) -> dict[torch.Tensor, int]:
         """{parameter: owner rank} for every item and companion (rank-local parameters absent)."""
-        params = self._params()
-        key = (world()[1], tuple(id(p) for p, _ in params))
+        # Cheap to check on every call (is_mine runs per parameter): the world size and each
+        # group's parameter list; a group added or replaced changes it.
+        key = (world()[1], tuple((id(g["params"]), len(g["params"])) for g in self.optimizer.param_groups))
         if key != self._plan_key:
-            items = [(p, c) for p, g in params if id(p) not in self._companion_ids
-                     for c in [self.cost(p, g)] if c is not None]
+            items = self._items()
             ranks = assign_owners([c for _, c in items], key[0])
             self._owner = {}
             for (p, _), rank in zip(items, ranks):
@@ -157,6 +161,15 @@ class RankSharding:
                     self._owner[c] = rank
             self._plan_key = key
         return self._owner
+
+    def cost_shares(self, world_size: int) -> list[float]:
+        """Fraction of the total item cost each rank would own among `world_size` ranks."""
+        costs = [c for _, c in self._items()]
+        loads = [0.0] * world_size
+        for c, rank in zip(costs, assign_owners(costs, world_size)):
+            loads[rank] += c
+        total = sum(loads)
+        return [load / total if total else 0.0 for load in loads]
 
     def is_mine(self, p: torch.Tensor) -> bool:
         """Whether this rank updates p: always in one process, else p is rank-local or owned here."""
