@@ -6,7 +6,8 @@ Each process trains on its share of every global batch; DistributedDataParallel 
 gradients, and the optimizer splits its per-matrix work across the processes (each updates the
 matrices it owns, then the new weights are all-gathered; experiments.optim.distributed). The
 training loop is the single-process one plus the DDP wrapping. Without torchrun
-(`python examples/ddp_train.py`) it runs in one process and gives the same result.
+(`python examples/ddp_train.py`) it runs in one process and gives the same result up to float
+rounding; TNT and KFAC up to their sampled labels, which each process draws for its own rows.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def train(optimizer: str = "muon", steps: int = 200, batch: int = 64, seed: int 
     rank, size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if batch % size:
         raise ValueError(f"the global batch {batch} must split evenly over {size} processes")
-    g = torch.Generator().manual_seed(seed)  # the same data, batch order and sampled labels on every rank
+    g = torch.Generator().manual_seed(seed)  # the same data and batch order on every rank
+    labels_g = torch.Generator().manual_seed(seed + 1 + rank)  # TNT/KFAC's labels for this rank's rows
     X = torch.randn(1024, 20, generator=g)
     y = (X @ torch.randn(20, 4, generator=g)).argmax(1)
     torch.manual_seed(seed)
@@ -56,11 +58,11 @@ def train(optimizer: str = "muon", steps: int = 200, batch: int = 64, seed: int 
         outputs = ddp(X[idx])
         loss = nn.functional.cross_entropy(outputs, y[idx])
         opt.zero_grad()
-        curvature_step(opt, outputs, "ce", g)  # TNT/KFAC: sampled-label factors, averaged over ranks
-        loss.backward()                        # DDP averages the gradients
-        opt.step()                             # each rank updates its matrices, then all-gather
-    state = opt.state_dict()                   # collective: every rank gets the full state
-    if hasattr(opt, "eval"):                   # SPlus: its EMA weights (collective as well)
+        curvature_step(opt, outputs, "ce", labels_g)  # TNT/KFAC: factors averaged over ranks
+        loss.backward()                               # DDP averages the gradients
+        opt.step()                                    # each rank its own matrices, then all-gather
+    state = opt.state_dict()                          # collective: every rank gets the full state
+    if hasattr(opt, "eval"):                          # SPlus: its EMA weights (collective as well)
         opt.eval()
     with torch.no_grad():
         acc = (model(X).argmax(1) == y).float().mean().item()

@@ -114,7 +114,8 @@ def measure(cfg: DDPBenchConfig, methods: tuple[str, ...]) -> dict[str, dict]:
     return out
 
 
-def _rank_main(rank: int, size: int, store: str, cfg: DDPBenchConfig, methods: tuple[str, ...], result: str) -> None:
+def _rank_main(rank: int, size: int, store: str, cfg: DDPBenchConfig, methods: tuple[str, ...],
+               result: str) -> None:
     if Path("/sys/class/net/lo").exists():
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only
     dist.init_process_group("gloo", store=dist.FileStore(store, size), rank=rank, world_size=size)
