@@ -17,7 +17,8 @@ import time
 import traceback
 from pathlib import Path
 
-from paperfigs.registry import FIGURES, PAPER_LETTER
+from experiments.datafiles import DataFormatError
+from paperfigs.registry import FIGURES, PAPER_LETTER, data_root_warning
 
 
 class CliError(Exception):
@@ -138,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     from paperfigs.runner import replot, run_figure
 
     mode = "quick" if args.quick else "full"
+    if args.data_root and not args.replot and (warning := data_root_warning(numbers, mode, args.data_root)):
+        print(f"paper_repro.py: warning: {warning}", file=sys.stderr)
     crashed = []
     t_all = time.perf_counter()
     for n in numbers:
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("\ninterrupted: outputs already written are complete (writes are atomic)", file=sys.stderr)
             return 130
-        except FileNotFoundError as e:
+        except (FileNotFoundError, DataFormatError) as e:  # a missing or malformed data file: one line
             if len(numbers) == 1 and not args.all:
                 print(f"paper_repro.py: error: {e}", file=sys.stderr)
                 return 2
