@@ -147,6 +147,11 @@ def main(out_dir: Path) -> None:
         at_save = weights(model)
         run(ddp, opt, batches, range(STEPS, STEPS + MORE_STEPS), rows, same_on_all_ranks)
         result = {"saved": at_save, "state": state, "final": weights(model)}
+        # The memory split: a rank holds state tensors only for what it updates, and owns something.
+        held = [p for p, st in opt.state.items() if any(isinstance(v, (torch.Tensor, list)) for v in st.values())]
+        assert held and all(opt._shard.is_mine(p) for p in held), f"{name}: rank {rank} holds others' state"
+        items = opt._shard.owners()
+        assert 0 < sum(map(opt._shard.is_mine, items)) < len(items), f"{name}: rank {rank} owns none or all"
         if hasattr(opt, "eval"):
             opt.eval()
             result["eval"] = weights(model)
