@@ -6,7 +6,8 @@ Each rank trains a tiny float64 MLP with DDP on its half of every global batch, 
 ranks hold identical weights after every step and that a state_dict saved and loaded on the same
 ranks continues identically, and rank 0 writes the weights and the gathered state to OUT_DIR
 for the test to compare with a single-process run on the global batch (`run`, same module).
-It also runs the README's multi-process example for a few steps.
+It also runs the README's multi-process example for a few steps and experiments.ddp_bench's
+measurement at its smoke size.
 """
 from __future__ import annotations
 
@@ -175,6 +176,8 @@ def main(out_dir: Path) -> None:
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     results["example"] = {name: example.train(name, steps=3)[0] for name in ("muon", "kfac")}
+    from experiments import ddp_bench
+    results["bench"] = ddp_bench.measure(ddp_bench.SMOKE, ("muon", "kfac"))
 
     if rank == 0:
         torch.save(results, out_dir / "ddp.pt")

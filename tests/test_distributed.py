@@ -126,13 +126,14 @@ def test_example_runs_data_parallel(ddp_results):
     assert 0 <= ddp_results["example"]["kfac"] <= 1
 
 
-def test_ddp_bench_smoke():
-    """experiments.ddp_bench at 1 and 2 spawned processes: one row per method, sane numbers."""
+def test_ddp_bench_measures_one_and_two_processes(ddp_results):
+    """experiments.ddp_bench.measure in this process and in the two torchrun processes."""
     from experiments import ddp_bench
 
-    out = ddp_bench.run(ddp_bench.SMOKE, 2, ("muon",), verbose=False)
-    (row,) = out["rows"]
-    assert row["method"] == "muon" and 0.5 <= row["share"] <= 1
-    assert all(row[k] > 0 for k in ("step_1_ms", "step_2_ms", "step_cpu_2_ms", "iteration_2_ms"))
+    one = ddp_bench.measure(ddp_bench.SMOKE, ("muon", "kfac"))
+    for row in (one["muon"], one["kfac"], *ddp_results["bench"].values()):
+        assert row["step_s"] > 0 and row["iteration_s"] >= row["step_s"] and row["step_cpu_s"] >= 0
+    assert one["muon"]["share"] == 1.0
+    assert 0.5 <= ddp_results["bench"]["muon"]["share"] < 1  # two matrices of unequal cost
     with pytest.raises(ValueError, match="ranks"):
         ddp_bench.run(ddp_bench.SMOKE, 1)
