@@ -3,13 +3,13 @@
     build_optimizer(name, model, lr, **hyper) -> torch.optim.Optimizer
 
 `name` is a registry key (lower case, e.g. "sgd", "adam", "muon"); `hyper` overrides the
-entry's defaults. `model` may be wrapped in DistributedDataParallel (see
-experiments.optim.distributed for how the methods split their work across processes). Methods that only apply to hidden matrices hand the other parameters to a
-documented fallback inside the same optimizer (see each entry). For specgd, muon, nmd and signum
-that fallback is AdamW and `hyper` may also hold fallback_lr (default 1e-3),
-fallback_weight_decay (0) and head_fallback (True); which parameters fall back is decided in one
-place, experiments.optim.param_groups (ndim < 2, embeddings, `model.head` unless it is the only
-matrix).
+entry's defaults. `model` may be wrapped in DistributedDataParallel (how the methods then split
+their work across processes: experiments.optim.distributed). Methods that only apply to hidden
+matrices hand the other parameters to a documented fallback inside the same optimizer (see each
+entry). For specgd, muon, nmd and signum that fallback is AdamW and `hyper` may also hold
+fallback_lr (default 1e-3), fallback_weight_decay (0) and head_fallback (True); which parameters
+fall back is decided in one place, experiments.optim.param_groups (ndim < 2, embeddings,
+`model.head` unless it is the only matrix).
 """
 from __future__ import annotations
 
