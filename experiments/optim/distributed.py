@@ -26,7 +26,8 @@ backward), Muon, SpecGD, Shampoo, SPlus, TNT and KFAC split their per-matrix wor
 - eval()/train() of SPlus are collective too (the EMA weights of an item live on its owner).
 
 Without an initialised process group, or with one process, nothing of this runs: the optimizers
-take exactly their single-process code path. Every rank must call step() (and the collective
+take exactly their single-process code path. The split uses the default (world) process group, so
+the data-parallel group must be the world. Every rank must call step() (and the collective
 calls above) in the same order, with the same parameters having gradients, as DDP requires.
 """
 from __future__ import annotations
