@@ -13,6 +13,7 @@ fall back is decided in one place, experiments.optim.param_groups (ndim < 2, emb
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -110,8 +111,8 @@ def build_optimizer(name: str, model: torch.nn.Module, lr: float, **hyper) -> to
     """Build registry optimizer `name` for all parameters of `model`."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be positive and finite, got {lr}")
     entry = OPTIMIZERS[name]
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         model = model.module  # the head rule reads `model.head`, which the wrapper hides
