@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 import ddp_worker as w
 from experiments.optim import build_optimizer
-from experiments.optim.distributed import assign_owners, world
+from experiments.optim.distributed import assign_owners, kronecker_cost, matrix_cost, world
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,6 +29,16 @@ def test_assign_owners_greedy_and_near_optimal():
         best = min(max(sum(c for c, s in zip(costs, side) if s), sum(c for c, s in zip(costs, side) if not s))
                    for side in itertools.product((0, 1), repeat=len(costs)))
         assert max(loads) <= (4 / 3 - 1 / 6) * best + 1e-9  # the greedy (LPT) guarantee
+
+
+def test_costs_explicit():
+    assert matrix_cost(3, 5) == 3 * 5 * 3
+    assert kronecker_cost([2, None, 4], 40) == 2 ** 3 + 4 ** 3 + 40 * (1 + 2 + 4)
+    model = w.fresh_model()
+    opt = build_optimizer("muon", model, lr=0.02)
+    # three equal 8 x 8 hidden matrices (the head falls back to AdamW): two on one rank of two
+    assert opt._shard.cost_shares(2) == [2 / 3, 1 / 3]
+    assert opt._shard.cost_shares(1) == [1.0]
 
 
 def test_assign_owners_rejects_empty_world():
