@@ -8,6 +8,9 @@ matrices it owns, then the new weights are all-gathered; experiments.optim.distr
 training loop is the single-process one plus the DDP wrapping. Without torchrun
 (`python examples/ddp_train.py`) it runs in one process and gives the same result up to float
 rounding; TNT and KFAC up to their sampled labels, which each process draws for its own rows.
+SPlus turns float rounding into visible differences (a sign in the eigenbasis of a rank-deficient
+statistic, whose null-space basis is arbitrary): after 30 steps its 2-process accuracy is 0.624,
+one process 0.608, and one process summing the gradients of the two half batches 0.624.
 """
 from __future__ import annotations
 
