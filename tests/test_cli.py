@@ -1,4 +1,4 @@
-"""paper_repro.py: bad input gives one-line errors, outputs follow figures.md, writes are atomic."""
+"""paper_repro.py: bad input gives one-line errors, outputs follow the result format, writes are atomic."""
 import json
 import os
 import subprocess
