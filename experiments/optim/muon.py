@@ -46,6 +46,7 @@ from functools import lru_cache
 
 import torch
 
+from experiments.optim.distributed import matrix_cost
 from experiments.optim.matrix_optimizer import MatrixOptimizer, check_unit_interval, work_dtype
 from experiments.optim.nmd import unit_rescale
 from experiments.optim.param_groups import matrix_view
@@ -170,3 +171,6 @@ class Muon(MatrixOptimizer):
 
     def _lr_scale(self, rows: int, cols: int, group: dict) -> float:
         return shape_scale(rows, cols, group["adjust_lr"])
+
+    def _work_cost(self, rows: int, cols: int) -> float:
+        return matrix_cost(rows, cols)
