@@ -9,9 +9,9 @@ when the optimizer asks for it (`curvature_step`), backward, step. The timed uni
 of the method: the least common multiple of its periodic hyperparameters (Shampoo's
 precondition_frequency, TNT's and KFAC's curvature and inverse frequencies, SPlus's inverse_steps;
 1 for the others), so every timed unit holds the periodic factor updates, eigendecompositions and
-inverses at their true rate. Before timing, each method runs two periods untimed
-(past TNT's and KFAC's start-up phase, which inverts every T1 steps while t <= T2, and Shampoo's
-grafted start). Then torch.utils.benchmark's Timer(...).blocked_autorange() measures the period,
+inverses at their true rate. Before timing, each method runs untimed through its start-up phase
+(TNT's and KFAC's inversions every T1 steps while t <= T2, Shampoo's grafted steps before
+start_preconditioning_step), rounded up to whole periods. Then torch.utils.benchmark's Timer(...).blocked_autorange() measures the period,
 `rounds` times, methods interleaved round by round so that a slow spell of a shared machine hits
 all of them; the statistic is the median over all replicates, divided by the period.
 
@@ -118,6 +118,9 @@ class _Run:
         self.gen = torch.Generator(device=device).manual_seed(seed)
         self.batches, self.loss_kind, self.i = batches, loss_kind, 0
         self.period = period(self.opt)
+        # T2 divides the period, so one period covers TNT's and KFAC's start-up; Shampoo's may be longer.
+        start = max(int(g.get("start_preconditioning_step", 1)) for g in self.opt.param_groups)
+        self.settle = self.period * max(1, math.ceil(start / self.period))
 
     def iterate(self, n: int) -> None:
         for _ in range(n):
@@ -153,7 +156,7 @@ def measure_step_costs(model: torch.nn.Module, methods: dict[str, tuple[str, flo
     runs = {label: _Run(model, name, lr, kwargs, batches, loss_kind, seed)
             for label, (name, lr, kwargs) in methods.items()}
     for run in runs.values():
-        run.iterate(2 * run.period)
+        run.iterate(run.settle)
     times: dict[str, list[float]] = {label: [] for label in runs}
     for _ in range(rounds):
         for label, run in runs.items():

@@ -148,7 +148,7 @@ def compute(mode: str, seed: int, device: str) -> dict:
                         "tuned lr = highest final validation accuracy",
         "optimizer_kwargs": {label: dict(kw) for label, _, _, kw in cfg.methods + cfg.cost_only},
         "lr": tuned, "final_test_acc": final_test,
-        "cost_protocol": f"experiments.cost: two untimed periods, then {cfg.cost_rounds} interleaved rounds of "
+        "cost_protocol": f"experiments.cost: untimed start-up (whole periods), then {cfg.cost_rounds} interleaved rounds of "
                          f"Timer.blocked_autorange (min_run_time {cfg.cost_min_run_time} s) over whole periods "
                          f"({', '.join(f'{k} {c.period}' for k, c in costs.items())} steps); median per step, "
                          f"{costs['SGD-m'].replicates} SGD-m replicates; clock: "

@@ -41,14 +41,15 @@ def test_state_bytes_counts_momentum_once_per_parameter():
 def test_step_costs_time_whole_periods_of_every_method():
     model, batches = _tiny()
     methods = {"SGD-m": ("sgd", 0.1, {}), "TNT": ("tnt", 1e-3, {"curvature_frequency": 2, "inverse_frequency": 3}),
-               "Shampoo": ("shampoo", 1e-3, {"precondition_frequency": 4})}
+               "Shampoo": ("shampoo", 1e-3, {"precondition_frequency": 4, "start_preconditioning_step": 6})}
     costs = cost.measure_step_costs(model, methods, batches, "ce", seed=0, rounds=2, min_run_time=1e-3, threads=1)
     assert set(costs) == set(methods)
     assert {k: c.period for k, c in costs.items()} == {"SGD-m": 1, "TNT": 6, "Shampoo": 4}
     for c in costs.values():
         assert c.seconds_per_step > 0 and c.replicates >= 2
-        # two untimed periods, then whole periods only: no timed unit cuts a period
-        assert c.steps % c.period == 0 and c.steps >= (2 + c.replicates) * c.period
+        # an untimed start-up, then whole periods only: no timed unit cuts a period
+        assert c.steps % c.period == 0 and c.steps >= (1 + c.replicates) * c.period
+    assert costs["Shampoo"].steps >= 8 + 4 * costs["Shampoo"].replicates  # start-up 6 steps -> 2 periods
     # TNT keeps momentum plus factors and their inverses: strictly more state than SGD-m.
     assert costs["TNT"].state_bytes > costs["SGD-m"].state_bytes == 4 * sum(p.numel() for p in model.parameters())
     # the caller's model is left untouched (every method trains its own copy)

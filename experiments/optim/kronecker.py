@@ -3,6 +3,7 @@
 For a tensor T of order k with modes (d_1, ..., d_k):
     unfold(T, j)            T_(j): (d_j, prod_{l != j} d_l), the mode-j unfolding
     mode_contraction(T, j)  T_(j) T_(j)^T: (d_j, d_j)
+    accumulate_contraction(H, T, j, beta, alpha)   H <- beta H + alpha T_(j) T_(j)^T in place
     mode_product(T, M, j)   T x_j M, i.e. (T x_j M)_(j) = M T_(j), M: (r, d_j)
     precondition(T, mats)   T x_1 mats[0] x_2 mats[1] ... (None = identity on that mode)
     kron_apply(T, mats)     the same through the explicit (prod d)^2 Kronecker matrix: the
@@ -33,14 +34,35 @@ def unfold(T: torch.Tensor, mode: int) -> torch.Tensor:
     return T.movedim(mode, 0).reshape(T.shape[mode], -1)
 
 
+def _gram_operands(T: torch.Tensor, mode: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X, Y) with X @ Y = T_(mode) T_(mode)^T. The first and last modes need no unfolding copy:
+    T_(0) is a reshape of T, and T_(k-1)^T = T.reshape(-1, d_{k-1})."""
+    if mode == T.dim() - 1:
+        V = T.reshape(-1, T.shape[mode])
+        return V.T, V
+    U = T.reshape(T.shape[0], -1) if mode == 0 else unfold(T, mode)
+    return U, U.T
+
+
 def mode_contraction(T: torch.Tensor, mode: int) -> torch.Tensor:
     """T_(mode) T_(mode)^T: (d_mode, d_mode), the Gram matrix of the mode-`mode` fibres."""
-    U = unfold(T, mode)
-    return U @ U.T
+    X, Y = _gram_operands(T, mode)
+    return X @ Y
+
+
+def accumulate_contraction(H: torch.Tensor, T: torch.Tensor, mode: int, beta: float, alpha: float) -> None:
+    """H <- beta H + alpha T_(mode) T_(mode)^T in place (one fused product, no temporary (d, d) matrix)."""
+    X, Y = _gram_operands(T, mode)
+    H.addmm_(X, Y, beta=beta, alpha=alpha)
 
 
 def mode_product(T: torch.Tensor, M: torch.Tensor, mode: int) -> torch.Tensor:
     """T x_mode M: contracts M's second index with T's mode `mode`; M: (r, d_mode)."""
+    # First and last modes as one matrix product on a reshape (tensordot would permute and copy).
+    if mode == 0:
+        return (M @ T.reshape(T.shape[0], -1)).reshape(M.shape[0], *T.shape[1:])
+    if mode == T.dim() - 1:
+        return (T.reshape(-1, T.shape[-1]) @ M.T).reshape(*T.shape[:-1], M.shape[0])
     return torch.tensordot(T, M, dims=([mode], [1])).movedim(-1, mode)
 
 
