@@ -33,7 +33,7 @@ the core feature is linearly present in the representation even if the trained h
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -53,17 +53,22 @@ def group_ids(y: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class GroupSplit:
-    """x: (n, c, h, w) float32 in [0, 1]; y, a, g: (n,) int64 label, attribute, group."""
+    """x: (n, c, h, w) float32 in [0, 1]; y, a, g: (n,) int64 label, attribute, group.
+
+    data_source: {dataset: experiments.datafiles.source_record} of the files the images came from
+    ({} for images the caller passed in), for a figure's params.
+    """
     x: torch.Tensor
     y: torch.Tensor
     a: torch.Tensor
     g: torch.Tensor
+    data_source: dict = field(default_factory=dict, compare=False)
 
     @classmethod
-    def make(cls, x: np.ndarray, y: np.ndarray, a: np.ndarray) -> "GroupSplit":
+    def make(cls, x: np.ndarray, y: np.ndarray, a: np.ndarray, data_source: dict | None = None) -> "GroupSplit":
         y, a = np.asarray(y, dtype=np.int64), np.asarray(a, dtype=np.int64)
         return cls(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y),
-                   torch.from_numpy(a), torch.from_numpy(group_ids(y, a)))
+                   torch.from_numpy(a), torch.from_numpy(group_ids(y, a)), dict(data_source or {}))
 
     def group_counts(self) -> list[int]:
         return np.bincount(self.g.numpy(), minlength=N_GROUPS).tolist()
@@ -117,9 +122,14 @@ def colored_digits(seed: int, agreement: float = 0.99, test_per_digit: int = 100
     pool > 1 averages pool x pool pixel blocks first (pool = 2: 14 x 14 images, a 4x smaller input
     layer, which is what makes the CPU quick mode affordable for Muon's Newton-Schulz).
     """
+    source = {}
     if images is None:
         raw = load_raw("mnist5k")
-        images, digits = raw.x, raw.y
+        images, digits, source = raw.x, raw.y, {"mnist5k": raw.source}
+    else:
+        images, digits = np.asarray(images), np.asarray(digits)
+        if images.ndim != 4 or images.shape[1] != 1 or digits.shape != (len(images),):
+            raise ValueError(f"need images (n, 1, h, w) and digits (n,); got {images.shape} and {digits.shape}")
     images = avg_pool(images, pool)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 6]))
     parts = {"test": [], "val": [], "train": []}
@@ -133,7 +143,7 @@ def colored_digits(seed: int, agreement: float = 0.99, test_per_digit: int = 100
         idx = np.concatenate(parts[name])
         y = (digits[idx] >= 5).astype(np.int64)
         a = conflicting_attribute(y, agreement, rng) if name == "train" else chance_attribute(y, rng)
-        out[name] = GroupSplit.make(colorize(images[idx], a), y, a)
+        out[name] = GroupSplit.make(colorize(images[idx], a), y, a, source)
     return out["train"], out["val"], out["test"]
 
 
@@ -153,6 +163,7 @@ def dominoes(seed: int, n_train: int = 4000, n_decode: int = 800, n_test: int = 
         raise ValueError(f"need n_train even and n_decode, n_test multiples of 4; got {n_train}, {n_decode}, {n_test}")
     fashion = load_raw("fashion")  # raises naming `apt-get install dataset-fashion-mnist` when missing
     mnist = load_raw("mnist5k")
+    source = {"fashion": fashion.source, "mnist5k": mnist.source}
     rng = np.random.default_rng(np.random.SeedSequence([seed, 8]))
     # MNIST halves: per digit, a disjoint test pool and a train/decode pool.
     mnist_pools = {}
@@ -181,7 +192,7 @@ def dominoes(seed: int, n_train: int = 4000, n_decode: int = 800, n_test: int = 
         for d in (0, 1):
             where = np.flatnonzero(a == d)
             top_idx[where] = rng.choice(mnist_pools[d][mnist_part], size=len(where), replace=True)
-        return GroupSplit.make(avg_pool(_pair(mnist.x[top_idx], bottom), pool), y, a)
+        return GroupSplit.make(avg_pool(_pair(mnist.x[top_idx], bottom), pool), y, a, source)
 
     y_train = np.repeat([0, 1], n_train // 2)
     train = build(fa_train, fashion.x, conflicting_attribute(y_train, agreement, rng), 0)

@@ -12,6 +12,10 @@ class Claim:
     value: float | None
     threshold: float | None
     holds: bool
+    # Optional: a 95% interval of value over paired seeds, and the verdict it gives ("holds",
+    # "fails", "inconclusive"); left out of the JSON when absent.
+    ci: tuple[float, float] | None = None
+    verdict: str | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -21,6 +25,11 @@ class Claim:
             if v is not None:
                 v = float(v)
                 d[key] = v if math.isfinite(v) else None
+        for key in ("ci", "verdict"):
+            if d[key] is None:
+                del d[key]
+        if "ci" in d:
+            d["ci"] = [float(v) for v in d["ci"]]
         return d
 
 

@@ -164,6 +164,7 @@ def compute(mode: str, seed: int, device: str) -> dict:
               "lr per optimizer": {k: lrs[k] for k in defaults}, "lr_source": {k: source[k] for k in defaults},
               "optimizers_missing": missing, "seed_list": seeds, "device": device,
               "dataset": "MNIST-5k colored digits (binary: digit >= 5)", "groups": list(GROUP_NAMES),
+              "data_source": probe.data_source,
               "train_group_counts": probe.group_counts(), "image_shape": list(probe.x.shape[1:]),
               "metric": "minority-group test accuracy (groups where colour and label disagree)",
               "band": "min..max over seeds", "auc_start_frac": AUC_START, "fallback": "AdamW lr 1e-3 on head and biases for Muon/NMD/Signum"}

@@ -118,7 +118,7 @@ def compute(mode: str, seed: int, device: str) -> dict:
               "model": f"MLP, {cfg.depth} linear layers, width {cfg.width}",
               "lr per optimizer": lrs, "lr_source": source, "optimizers_missing": missing, "seed_list": seeds,
               "device": device, "groups": list(GROUP_NAMES), "train_group_counts": tr.group_counts(),
-              "image_shape": list(tr.x.shape[1:]),
+              "image_shape": list(tr.x.shape[1:]), "data_source": tr.data_source,
               "core": f"Fashion-MNIST classes {cfg.fashion_classes} (pullover y=0, coat y=1), bottom half",
               "spurious": "MNIST-5k digit 0 vs 1, top half",
               "decoder": "L2 logistic regression (C = 1) on standardised head inputs, decode split subsampled to "

@@ -118,6 +118,7 @@ def compute(mode: str, seed: int, device: str) -> dict:
                       ok, spreads["SPlus"], min((o for o in others if o is not None), default=None))]
     params = {
         "dataset": "mnist5k", "image_size": 28 // cfg.pool, "widths": list(cfg.widths), "depth": cfg.depth,
+        "data_source": split.info["data_source"],
         "steps": cfg.steps,
         "batch_size": cfg.batch_size, "lr_grids": grids, "grid_factor": cfg.grid_factor,
         "selection": "best lr = lowest final validation loss, mean over seeds (SPlus at EMA weights, "
