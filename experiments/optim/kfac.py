@@ -74,15 +74,15 @@ def input_factor(a: torch.Tensor, batch: int, bias: bool = True) -> torch.Tensor
         # Few rows (an MLP batch): appending the ones column copies fewer numbers than the (in, in) block.
         a = torch.cat([a, a.new_ones(a.shape[0], 1)], dim=1)
     elif bias:
-        return with_ones_column(a.T @ a, a.sum(0), a.shape[0]) / batch
-    return a.T @ a / batch
+        return with_ones_column(a.T @ a, a.sum(0), a.shape[0]).div_(batch)
+    return (a.T @ a).div_(batch)
 
 
 def output_factor(g: torch.Tensor, batch: int, positions: int) -> torch.Tensor:
     """G = (1/batch) sum_i (1/L) sum_s g_is g_is^T for per-example gradients g = batch * (mean-loss gradient).
 
     g: (batch * positions, out) gradients of the batch-mean loss w.r.t. the layer output."""
-    return g.T @ g * (batch / positions)
+    return (g.T @ g).mul_(batch / positions)
 
 
 def conv_patches(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -99,7 +99,7 @@ def conv_factors(x: torch.Tensor, gout: torch.Tensor, conv: nn.Conv2d) -> tuple[
     if conv.bias is not None:
         AtA = with_ones_column(AtA, cols.sum((0, 2)), cols.shape[0] * cols.shape[2])
     g = gout.reshape(batch, gout.shape[1], -1)
-    return AtA / batch, gram(g) * (batch / g.shape[2])
+    return AtA.div_(batch), gram(g).mul_(batch / g.shape[2])
 
 
 def damping_split(A: torch.Tensor, G: torch.Tensor, damping: float, pi_damping: bool) -> tuple[float, float]:

@@ -9,6 +9,7 @@ For a tensor T of order k with modes (d_1, ..., d_k):
     kron_apply(T, mats)     the same through the explicit (prod d)^2 Kronecker matrix: the
                             readable reference, (mats[0] kron ... kron mats[k-1]) vec(T) with
                             vec the row-major flatten of torch; only for tiny tensors (tests)
+    damped(H, eps)          H + eps I (a new matrix)
     inverse_root(H, p, eps) (H + eps I)^(-1/p) for a symmetric PSD H via eigh
     damped_inverse(H, eps)  (H + eps I)^(-1) via Cholesky, eigh as the fallback
 """
@@ -101,6 +102,13 @@ def _eigh(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return w.to(A.dtype), Q.to(A.dtype)
 
 
+def damped(H: torch.Tensor, eps: float) -> torch.Tensor:
+    """H + eps I as a new matrix (eps added to a copy's diagonal: no identity matrix is built)."""
+    out = H.clone()
+    out.diagonal().add_(eps)
+    return out
+
+
 def inverse_root(H: torch.Tensor, p: float, eps: float) -> torch.Tensor:
     """(H + eps I)^(-1/p) for a symmetric positive semidefinite H: (d, d), by eigendecomposition.
 
@@ -111,8 +119,7 @@ def inverse_root(H: torch.Tensor, p: float, eps: float) -> torch.Tensor:
         raise ValueError(f"eps must be positive, got {eps}")
     if not torch.isfinite(H).all():
         raise CurvatureError(f"non-finite entries in a {tuple(H.shape)} curvature factor: the run diverged")
-    eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
-    w, Q = _eigh(H + eps * eye)
+    w, Q = _eigh(damped(H, eps))
     return (Q * w.clamp_min(eps).pow(-1.0 / p)) @ Q.T
 
 
@@ -123,7 +130,7 @@ def damped_inverse(H: torch.Tensor, eps: float) -> torch.Tensor:
         raise ValueError(f"eps must be positive, got {eps}")
     if not torch.isfinite(H).all():
         raise CurvatureError(f"non-finite entries in a {tuple(H.shape)} curvature factor: the run diverged")
-    L, info = torch.linalg.cholesky_ex(H + eps * torch.eye(H.shape[0], dtype=H.dtype, device=H.device))
+    L, info = torch.linalg.cholesky_ex(damped(H, eps))
     if int(info) != 0:
         return inverse_root(H, 1, eps)
     return torch.cholesky_inverse(L)
