@@ -24,7 +24,9 @@ smoke configuration of the tests):
                and the statistics over all batch x position rows; every T2 a Cholesky inverse of
                A and G
    and the target   iteration time <= 1.2 x (SGD-m iteration + floor),   so that the ratio measures
-   waste only (elementwise work such as Shampoo's Adam graft is not in the floor);
+   waste only (elementwise work such as Shampoo's Adam graft is not in the floor). The floor
+   kernels run back to back on reused buffers, eigh and Cholesky on random well-conditioned
+   matrices: the ratio also charges the real loop's cold caches and fresh allocations;
 4. ours against a peer doing the same work on the MLP's parameters (optimizer step only):
    torch.optim.Muon (hidden 2-D matrices), pytorch_optimizer.SPlus (all parameters), and
    pytorch_optimizer.Shampoo (original configuration) when "shampoo" is registered;
