@@ -27,6 +27,8 @@ if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_
     signal.signal(signal.SIGINT, _quit_interrupted)
 
 import argparse  # noqa: E402
+import math  # noqa: E402
+import re  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
@@ -77,6 +79,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--replot", action="store_true",
                    help="re-draw figN.png/pdf from an existing figN.json in --out without recomputing "
                         "(and rebuild CLAIMS.md)")
+    run = p.add_argument_group("training runs (torch figures; stored under OUT/runs/ and reused)")
+    run.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+                     help="runs in parallel, each with --threads torch threads (default: the CPU count)")
+    run.add_argument("--executor", default="local", choices=["local", "ray"],
+                     help="local: this process (--jobs 1) or a process pool; ray: Ray tasks (pip install ray)")
+    run.add_argument("--ray-address", metavar="ADDR",
+                     help="an existing Ray cluster (e.g. auto or ray://host:10001); default: start a local one")
+    run.add_argument("--fresh", action="store_true",
+                     help="recompute every run (and selection) instead of reading OUT/runs/ and the record")
+    run.add_argument("--lr", action="append", default=[], metavar="METHOD=VALUE",
+                     help="use this lr for METHOD instead of tuning it (exploration; marked 'override' in "
+                          "figN.json); repeatable")
+    run.add_argument("--optimizer", action="append", default=[], metavar="NAME=package.module:Class[:JSON]",
+                     help="add a torch.optim.Optimizer class to every torch figure, tuned and judged like the "
+                          "others; JSON: keyword arguments besides lr, e.g. 'radam=torch.optim:RAdam' or "
+                          "'asgd=torch.optim:ASGD:{\"t0\": 100}'; repeatable")
+    run.add_argument("--record-selections", action="store_true",
+                     help="write the lr selections computed in this run into experiments/selections/ "
+                          "(the committed record a fresh clone reads instead of re-running the tuning)")
     return p
 
 
@@ -128,6 +149,101 @@ def _resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda asked for, but torch sees no CUDA device")
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]*")
+
+
+def _lr_overrides(raw: list[str]) -> dict[str, float]:
+    out = {}
+    for item in raw:
+        method, sep, value = item.partition("=")
+        if not sep or not _NAME.fullmatch(method):
+            raise CliError(f"--lr takes METHOD=VALUE (e.g. muon=0.02), got {item!r}")
+        try:
+            lr = float(value)
+        except ValueError:
+            raise CliError(f"--lr {method}: {value!r} is not a number") from None
+        if not (math.isfinite(lr) and lr > 0):
+            raise CliError(f"--lr {method}: the lr must be a positive finite number, got {value}")
+        out[method] = lr
+    return out
+
+
+def _external_optimizers(raw: list[str]):
+    """--optimizer NAME=package.module:Class[:JSON] -> ExternalOptimizer, checked now (importable,
+    a torch.optim.Optimizer subclass, JSON an object) so a typo stops the run before any compute."""
+    import json
+
+    from paperfigs.context import ExternalOptimizer
+
+    out, names = [], set()
+    for item in raw:
+        name, sep, rest = item.partition("=")
+        if not sep or not _NAME.fullmatch(name):
+            raise CliError(f"--optimizer takes NAME=package.module:Class[:JSON], got {item!r}")
+        module, _, tail = rest.partition(":")
+        cls, _, text = tail.partition(":")
+        if not module or not cls:
+            raise CliError(f"--optimizer {name}: name the class as package.module:Class, got {rest!r}")
+        kwargs = {}
+        if text:
+            try:
+                kwargs = json.loads(text)
+            except ValueError as e:
+                raise CliError(f"--optimizer {name}: keyword arguments are not valid JSON ({e})") from None
+            if not isinstance(kwargs, dict):
+                raise CliError(f"--optimizer {name}: keyword arguments must be a JSON object, got {text}")
+            if "lr" in kwargs or "params" in kwargs:
+                raise CliError(f"--optimizer {name}: lr is tuned by the figures and params are the model's; "
+                               "leave both out of the JSON")
+        from experiments.optim.registry import OPTIMIZERS, load_external
+
+        if name in OPTIMIZERS or name in names:
+            raise CliError(f"--optimizer {name}: the name is already taken (registry optimizers: "
+                           f"{', '.join(sorted(OPTIMIZERS))})")
+        try:
+            load_external(f"{module}:{cls}")
+        except ValueError as e:
+            raise CliError(f"--optimizer {name}: {e}") from None
+        names.add(name)
+        out.append(ExternalOptimizer(name, f"{module}:{cls}", tuple(sorted(kwargs.items()))))
+    return tuple(out)
+
+
+def _run_store(out: Path) -> Path:
+    store = out / "runs"
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"cannot create run store {store}: {e.strerror}") from None
+    if not os.access(store, os.W_OK | os.X_OK):
+        raise CliError(f"run store {store} is not writable")
+    return store
+
+
+def _check_executor(args) -> None:
+    if args.jobs < 1:
+        raise CliError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.ray_address and args.executor != "ray":
+        raise CliError("--ray-address needs --executor ray")
+    if args.executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise CliError("--executor ray needs the ray package: pip install 'ray>=2.40'")
+
+
+def _context(args, store: Path, overrides: dict, extra: tuple):
+    """The engine and its settings every figure of this invocation shares (one pool, one store).
+    Its worker pool or Ray instance closes when the process exits."""
+    from experiments.engine import Engine
+    from paperfigs.context import Context
+
+    engine = Engine(store=store, jobs=args.jobs, executor=args.executor, ray_address=args.ray_address,
+                    fresh=args.fresh, threads=args.threads)
+    return Context(engine=engine, lr_overrides=overrides, extra_optimizers=extra, use_record=not args.fresh,
+                   write_record=args.record_selections)
 
 
 def _list() -> None:
@@ -192,6 +308,11 @@ def _main(argv: list[str] | None) -> int:
                       "available here; the extra threads only add overhead", file=sys.stderr)
             out = _output_dir(args.out)
             device = "cpu" if args.replot else _resolve_device(args.device)
+            if not args.replot:
+                _check_executor(args)
+                overrides = _lr_overrides(args.lr)
+                extra = _external_optimizers(args.optimizer)
+                store = _run_store(out)
         except CliError as e:
             print(f"paper_repro.py: error: {e}", file=sys.stderr)
             return 2
@@ -214,6 +335,7 @@ def _main(argv: list[str] | None) -> int:
             print(f"repaired {out} after a killed run: {finished} figure set(s) completed, "
                   f"{removed} temporary file(s) removed")
     mode = "quick" if args.quick else "full"
+    ctx = None if args.replot else _context(args, store, overrides, extra)
     if args.data_root and not args.replot and (warning := data_root_warning(numbers, mode, args.data_root)):
         print(f"paper_repro.py: warning: {warning}", file=sys.stderr)
     crashed = []
@@ -227,11 +349,15 @@ def _main(argv: list[str] | None) -> int:
                 print(f"figure {n}: re-drawn from {out / f'fig{n}.json'}")
                 continue
             print(f"== figure {n} ({mode}, device {device}): {FIGURES[n].title}", flush=True)
+            before = dict(ctx.engine.counts)
             result = run_figure(n, mode=mode, seed=args.seed, device=device, out_dir=out,
-                                threads=args.threads)
+                                threads=args.threads, ctx=ctx)
             written = True
             print(claims_table(result))
-            print(f"   wrote {out}/fig{n}.png, .pdf, .json", flush=True)
+            computed = ctx.engine.counts["computed"] - before["computed"]
+            stored = ctx.engine.counts["stored"] - before["stored"]
+            print(f"   wrote {out}/fig{n}.png, .pdf, .json; runs: {computed} computed, {stored} read from "
+                  f"{out / 'runs'}", flush=True)
         except KeyboardInterrupt as e:
             if written or isinstance(e, InterruptedAfterWrite):
                 state = "its new files were written"
@@ -253,6 +379,8 @@ def _main(argv: list[str] | None) -> int:
             crashed.append(n)
             print(f"figure {n} crashed:", file=sys.stderr)
             traceback.print_exc()
+    if ctx is not None:
+        ctx.engine.close()
     if len(numbers) > 1:
         print(f"done in {time.perf_counter() - t_all:.1f} s; claims summary in {out / 'CLAIMS.md'}")
     if crashed:

@@ -114,7 +114,7 @@ def train_grid(cfg: Config, seed: int, rng: np.random.Generator):
     return np.array(eval_at), configs, np.stack(val, axis=1), np.stack(test, axis=1)
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     rngs = np.random.default_rng(seed).spawn(cfg.seeds)
     runs = [train_grid(cfg, seed + s, rngs[s]) for s in range(cfg.seeds)]

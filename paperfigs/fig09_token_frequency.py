@@ -132,7 +132,7 @@ def one_run(cfg: Config, task: Task, optimizer: str, lr: float, seed: int, devic
     return {"step": h["step"], "loss": h["train_loss"], **h["metrics"], "status": h["status"]}
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     present = [o for o in cfg.optimizers if o in OPTIMIZERS]
     missing = [o for o in cfg.optimizers if o not in OPTIMIZERS]

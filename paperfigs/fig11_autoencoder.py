@@ -89,7 +89,7 @@ def _final(history: dict) -> float | None:
     return v if history["status"] == "ok" and np.isfinite(v) else None
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     X = _images(cfg.n_images, cfg.pool, seed)
     steps_per_epoch = cfg.n_images // cfg.batch_size

@@ -75,7 +75,7 @@ def _run(task, cfg: Fig13Config, method: str, lr: float, interval: int, seed: in
             "wall_s": h["wall_s"][-1]}
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     task = make_lm_task(cfg.task, seed)
     grid = {}

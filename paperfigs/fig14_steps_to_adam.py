@@ -112,7 +112,7 @@ def _tuned_runs(X, Y, evaluate, model, steps, batch, centres, cfg, seed, device)
     return out
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     centres = {task: dict(c) for task, c in cfg.centres}
     lm = make_lm_task(cfg.lm, seed)

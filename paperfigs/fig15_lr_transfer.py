@@ -64,7 +64,7 @@ SMOKE = dataclasses.replace(QUICK, widths=(4, 16), depth=2, steps=5, batch_size=
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     split = load_image_split("mnist5k", profile="none", n_val_per_class=50, n_test_per_class=50, seed=seed)
     Xtr, Xv, yv = pool_images(split.x_train, cfg.pool), pool_images(split.x_val, cfg.pool), split.y_val

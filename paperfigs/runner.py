@@ -38,9 +38,12 @@ def versions() -> dict:
     return out
 
 
-def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path, threads: int = 1) -> dict:
+def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path, threads: int = 1,
+               ctx=None) -> dict:
     """Compute figure `number`, write figN.{json,png,pdf} into out_dir and refresh CLAIMS.md.
 
+    Training runs go through `ctx.engine` (paperfigs.context.Context); without a ctx, one is made
+    whose engine runs inline and stores runs under `<out_dir>/runs/`, so a rerun reads them back.
     torch runs with `threads` intra-op CPU threads (default 1; see experiments/cpu_threads.py):
     the figures train many small models, where extra threads mostly add overhead, and a fixed
     count keeps the numbers independent of the host's core count."""
@@ -48,12 +51,21 @@ def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path, th
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     check_seed(seed)
     from experiments.cpu_threads import torch_threads
+    from experiments.engine import Engine
+    from paperfigs.context import Context
 
     spec = FIGURES[number]
     module = spec.load()
+    own = ctx is None
+    if own:
+        ctx = Context(engine=Engine(store=Path(out_dir) / "runs", threads=threads))
     t0 = time.perf_counter()
-    with torch_threads(threads):
-        computed = module.compute(mode=mode, seed=seed, device=device)
+    try:
+        with torch_threads(threads):
+            computed = module.compute(mode=mode, seed=seed, device=device, ctx=ctx)
+    finally:
+        if own:
+            ctx.engine.close()
     runtime = time.perf_counter() - t0
     claims = [c.to_json() if isinstance(c, Claim) else c for c in computed["claims"]]
     result = {

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _fake_module(crash: bool = False):
     mod = types.ModuleType("fake_fig")
 
-    def compute(mode, seed, device):
+    def compute(mode, seed, device, ctx=None):
         if crash:
             raise RuntimeError("boom")
         return {
@@ -85,12 +85,60 @@ def test_bad_input_is_one_line_error(args, needle):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["--jobs", "0"], "--jobs must be >= 1"),
+    (["--ray-address", "auto"], "--ray-address needs --executor ray"),
+    (["--lr", "muon"], "--lr takes METHOD=VALUE"),
+    (["--lr", "muon=fast"], "is not a number"),
+    (["--lr", "muon=-1"], "positive finite"),
+    (["--optimizer", "radam"], "--optimizer takes NAME="),
+    (["--optimizer", "x=torch.optim"], "package.module:Class"),
+    (["--optimizer", "x=no_such_pkg.mod:Opt"], "cannot import"),
+    (["--optimizer", "x=torch.nn:Linear"], "not a torch.optim.Optimizer subclass"),
+    (["--optimizer", "x=torch.optim:RAdam:{bad"], "not valid JSON"),
+    (["--optimizer", "x=torch.optim:RAdam:[1]"], "must be a JSON object"),
+    (["--optimizer", "x=torch.optim:RAdam:{\"lr\": 1}"], "leave both out"),
+    (["--optimizer", "muon=torch.optim:RAdam"], "already taken"),
+])
+def test_bad_run_flags_are_one_line_errors_before_compute(fake_figures, tmp_path, capsys, args, needle):
+    assert paper_repro.main(["--figure", "98", "--quick", "--out", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "fig98.json").exists()
+
+
 def test_unwritable_output_folder(fake_figures, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert paper_repro.main(["--figure", "98", "--quick", "--out", str(blocker / "sub")]) == 2
     err = capsys.readouterr().err
     assert "cannot create output folder" in err and "Traceback" not in err
+
+
+def test_unwritable_run_store_stops_before_compute(fake_figures, tmp_path, capsys):
+    (tmp_path / "runs").write_text("a file where the store's folder should be")
+    assert paper_repro.main(["--figure", "98", "--quick", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot create run store" in err and "Traceback" not in err
+    assert not (tmp_path / "fig98.json").exists()
+
+
+def test_cli_builds_the_context_from_its_flags(fake_figures, tmp_path, monkeypatch):
+    seen = {}
+
+    def compute(mode, seed, device, ctx=None):
+        seen["ctx"] = ctx
+        return _fake_module().compute(mode, seed, device)
+
+    monkeypatch.setattr(sys.modules["fake_fig_ok"], "compute", compute)
+    assert paper_repro.main(["--figure", "98", "--quick", "--out", str(tmp_path), "--jobs", "3", "--fresh",
+                             "--lr", "muon=0.02", "--optimizer", "radam=torch.optim:RAdam:{\"eps\": 1e-6}",
+                             "--record-selections"]) == 0
+    ctx = seen["ctx"]
+    assert ctx.engine.jobs == 3 and ctx.engine.fresh and ctx.engine.store.root == tmp_path / "runs"
+    assert ctx.lr_overrides == {"muon": 0.02} and ctx.write_record and not ctx.use_record
+    assert [(o.name, o.target, o.kwargs) for o in ctx.extra_optimizers] == [("radam", "torch.optim:RAdam",
+                                                                            (("eps", 1e-6),))]
 
 
 def test_figure_outputs_follow_the_json_format(fake_figures, tmp_path):
@@ -286,7 +334,7 @@ def test_a_bad_or_extra_result_file_does_not_break_other_figures(junk, fake_figu
         name = "fig5.json"
     (tmp_path / "fig3_old_backup.json").write_text("{}")  # only fig<N>.json files are results
     (tmp_path / "fig03.json").write_text("{}")
-    (tmp_path / "runs").mkdir()  # folders of other tools are left alone
+    (tmp_path / "notes").mkdir()  # folders of other tools are left alone
     rc, out, err = _run(["--figure", "98", "--quick", "--out", str(tmp_path)], capsys)
     assert rc == 0 and "wrote" in out and "Traceback" not in err
     text = (tmp_path / "CLAIMS.md").read_text()
@@ -354,7 +402,7 @@ def test_a_full_disk_keeps_the_previous_set(fake_figures, tmp_path, monkeypatch,
     from paperfigs import output
 
     assert paper_repro.main(["--figure", "98", "--quick", "--seed", "1", "--out", str(tmp_path)]) == 0
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}  # runs/ is the run store
     real, calls = output._write_new, []
 
     def full(path, data):
@@ -369,4 +417,4 @@ def test_a_full_disk_keeps_the_previous_set(fake_figures, tmp_path, monkeypatch,
     assert rc == 1 and "Traceback" not in err
     assert err.splitlines()[0] == (f"figure 98 failed: cannot write figure 98's files in {tmp_path} (No space "
                                    "left on device); its previous files are unchanged")
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before

@@ -108,7 +108,11 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
 
 
 def build_optimizer(name: str, model: torch.nn.Module, lr: float, **hyper) -> torch.optim.Optimizer:
-    """Build registry optimizer `name` for all parameters of `model`."""
+    """Build registry optimizer `name` for all parameters of `model`. A name "package.module:Class"
+    builds that torch.optim.Optimizer class on model.parameters() with lr and `hyper` (a user's own
+    optimizer, added to the figures with paper_repro.py --optimizer)."""
+    if ":" in name:
+        return build_external(name, model, lr, **hyper)
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
     if not (math.isfinite(lr) and lr > 0):
@@ -117,3 +121,45 @@ def build_optimizer(name: str, model: torch.nn.Module, lr: float, **hyper) -> to
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         model = model.module  # the head rule reads `model.head`, which the wrapper hides
     return entry.factory(model, lr, **{**entry.defaults, **hyper})
+
+
+# Bump an optimizer's version when its numerics change: every stored run that used it then stops
+# matching its key (experiments.engine), so a stale result is never reused.
+VERSIONS: dict[str, int] = {}
+
+
+def optimizer_version(name: str) -> str:
+    """The version that goes into a run's key: the registry entry's (default 1), or for an external
+    "package.module:Class" optimizer the version of its top-level package."""
+    if ":" in name:
+        import importlib.metadata
+
+        package = name.split(":", 1)[0].split(".", 1)[0]
+        try:
+            return f"{package}=={importlib.metadata.version(package)}"
+        except importlib.metadata.PackageNotFoundError:
+            return f"{package}==unversioned"
+    return str(VERSIONS.get(name, 1))
+
+
+def load_external(target: str) -> type:
+    """The class named by "package.module:Class" (ValueError naming the problem otherwise)."""
+    import importlib
+
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"an external optimizer is named package.module:Class, got {target!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import {module_name!r} for optimizer {target!r}: {e}") from None
+    cls = getattr(module, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ValueError(f"{target!r} is not a torch.optim.Optimizer subclass")
+    return cls
+
+
+def build_external(target: str, model: torch.nn.Module, lr: float, **hyper) -> torch.optim.Optimizer:
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    return load_external(target)(model.parameters(), lr=lr, **hyper)

@@ -1,4 +1,17 @@
-"""Spurious-correlation datasets with group labels, and the decoded worst-group accuracy.
+"""Engine task "groups": spurious-correlation datasets with group labels (figures 6 and 8), one MLP
+trained by one optimizer, group accuracies over training, and the decoded worst-group accuracy.
+
+    config = {"dataset": "colored_digits" | "dominoes", "agreement": 0.99, "pool": 2, "width": 128,
+              "depth": 2, "steps": 400, "batch_size": 128, "eval_every": 20, "optimizer": "muon",
+              "lr": 0.1, "optimizer_kwargs": {}, "seed": 0, "device": "cpu",
+              # dominoes only: "n_train", "n_decode", "n_test", "fashion_classes"}
+    result = run(config)   # {"steps", "status", "wall_s", "metrics": {name: [value per evaluation]}}
+
+The seed fixes the split, the initial weights and the batch order. Metrics, at step 0, every
+eval_every steps and at the end (a run stopped by a non-finite loss has fewer evaluations):
+colored digits: val/minority, val/worst, test/minority, test/worst (minority = accuracy over
+the groups where colour and label disagree; worst = worst-group accuracy); dominoes: test/worst,
+decode/worst (the trained network on the decode split) and test/decoded_worst (below).
 
 Both datasets are binary: a core label y (what the task is about) and a spurious attribute a
 that agrees with y on most TRAINING images (a = y) and is independent of y on test images.
@@ -33,6 +46,7 @@ the core feature is linearly present in the representation even if the trained h
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +55,7 @@ import torch
 from experiments.data import load_raw
 from experiments.metrics import group_accuracy
 
+VERSION = 1
 N_GROUPS = 4
 MINORITY_GROUPS = (1, 2)
 GROUP_NAMES = ("y=0,a=0", "y=0,a=1", "y=1,a=0", "y=1,a=1")
@@ -252,3 +267,64 @@ def decoded_worst_group_accuracy(f_fit, y_fit, g_fit, f_test, y_test, g_test, se
     pred = clf.predict((f_test - mean) / std)
     per = group_accuracy(pred, y_test, g_test)
     return {"worst": min(per.values()), "per_group": per, "n_per_group": m}
+
+
+@functools.lru_cache(maxsize=4)
+def _colored(seed: int, agreement: float, pool: int):
+    # Cached per process: every optimizer and lr of a seed trains on the same split.
+    return colored_digits(seed, agreement, pool=pool)
+
+
+@functools.lru_cache(maxsize=4)
+def _dominoes(seed: int, n_train: int, n_decode: int, n_test: int, agreement: float, fashion_classes: tuple,
+              pool: int):
+    return dominoes(seed, n_train, n_decode, n_test, agreement, fashion_classes, pool=pool)
+
+
+def splits_of(config: dict) -> tuple[GroupSplit, GroupSplit, GroupSplit]:
+    """(train, val or decode, test) of the config's dataset."""
+    seed, agreement, pool = int(config["seed"]), float(config["agreement"]), int(config["pool"])
+    if config["dataset"] == "colored_digits":
+        return _colored(seed, agreement, pool)
+    if config["dataset"] == "dominoes":
+        return _dominoes(seed, int(config["n_train"]), int(config["n_decode"]), int(config["n_test"]), agreement,
+                         tuple(config["fashion_classes"]), pool)
+    raise ValueError(f"dataset must be 'colored_digits' or 'dominoes', got {config['dataset']!r}")
+
+
+def run(config: dict) -> dict:
+    from experiments.metrics import predict_logits
+    from experiments.models import MLP
+    from experiments.train import TrainConfig, train
+
+    train_split, mid, test = splits_of(config)
+    seed = int(config["seed"])
+    model = MLP(int(np.prod(train_split.x.shape[1:])), 2, int(config["width"]), int(config["depth"]),
+                generator=torch.Generator().manual_seed(seed))
+
+    def predict(m, split):
+        return predict_logits(m, split.x).argmax(1)
+
+    if config["dataset"] == "colored_digits":
+        def evaluate(m, step):
+            out = {}
+            for name, split in (("val", mid), ("test", test)):
+                pred = predict(m, split)
+                out[f"{name}/minority"] = minority_group_accuracy(pred, split.y, split.g)
+                out[f"{name}/worst"] = worst_group_accuracy(pred, split.y, split.g)
+            return out
+    else:
+        def evaluate(m, step):
+            decoded = decoded_worst_group_accuracy(
+                head_inputs(m, mid.x).numpy(), mid.y.numpy(), mid.g.numpy(),
+                head_inputs(m, test.x).numpy(), test.y.numpy(), test.g.numpy(), seed=seed)["worst"]
+            return {"test/worst": worst_group_accuracy(predict(m, test), test.y, test.g),
+                    "decode/worst": worst_group_accuracy(predict(m, mid), mid.y, mid.g),
+                    "test/decoded_worst": decoded}
+
+    cfg = TrainConfig(config["optimizer"], float(config["lr"]), int(config["steps"]), int(config["batch_size"]),
+                      int(config["eval_every"]), seed=seed, device=config.get("device", "cpu"),
+                      optimizer_kwargs=tuple(sorted(dict(config.get("optimizer_kwargs") or {}).items())))
+    h = train(model, train_split.x, train_split.y, cfg, evaluate, progress=False)
+    return {"steps": h["step"], "status": h["status"], "wall_s": h["wall_s"][-1], "metrics": h["metrics"],
+            "train_group_counts": train_split.group_counts(), "image_shape": list(train_split.x.shape[1:])}

@@ -1,0 +1,232 @@
+"""Learning-rate selection as engine runs: one rule for every figure, with its provenance.
+
+    t = TuneSpec(method="muon", grid=quarter_decade_grid(0.004, 0.2), seeds=[1000, 1001, 1002],
+                 make_spec=lambda lr, seed: RunSpec("imbalance", {..., "lr": lr, "seed": seed}),
+                 score=lambda result: best_over_time(result, "val/balanced"), higher_is_better=True,
+                 criterion="best-over-time balanced validation accuracy")
+    selections = tune_all(engine, [t, ...])          # {method: Selection}
+    selections["muon"].lr, selections["muon"].to_json()   # -> figN.json params
+
+The rule: every (lr, tuning seed) is an ordinary stored run; an lr's score is the mean over the
+tuning seeds of `score(result)`, and an lr at which any seed diverged (score None or non-finite)
+is out. The best mean wins (ties: the smaller lr). The grid is extended by its own step past an
+optimum found on its edge, and upward until a run diverges or the score has fallen off
+(`extend` points at most per side), so a choice is never an artefact of where the grid ended.
+Lrs whose mean lies within one standard error of the best are reported as `tied`.
+
+Provenance: the Selection records the grid, the per-seed scores, the criterion, the run keys and
+its source: "computed" (from runs), "record" (read from the committed record below) or
+"override" (`--lr METHOD=VALUE`, for exploration). The tuning seeds must be disjoint from the
+reporting seeds (checked by `check_disjoint`).
+
+The committed record (`experiments/selections/<tuning key>.json`) lets a fresh clone skip the
+tuning runs: the tuning key hashes the run keys of the initial grid (so the task, its version,
+the optimizer's version and every setting), the criterion and the extension policy. A key that
+does not match is never used; then the runs are computed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from experiments.engine import Engine, RunSpec
+from experiments.fileio import atomic_write_json
+
+RECORD_DIR = Path(__file__).resolve().with_name("selections")
+SOURCES = ("computed", "record", "override")
+
+
+def quarter_decade_grid(lo: float, hi: float) -> list[float]:
+    """lrs 10^(k/4) from the first at or above lo to the last at or below hi (lo, hi > 0)."""
+    if not (0 < lo <= hi and math.isfinite(hi)):
+        raise ValueError(f"need 0 < lo <= hi < inf, got {lo}, {hi}")
+    k0, k1 = math.ceil(round(4 * math.log10(lo), 9)), math.floor(round(4 * math.log10(hi), 9))
+    return [float(10 ** (k / 4)) for k in range(k0, k1 + 1)]
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    method: str                                   # the label the figure uses
+    grid: Sequence[float]                         # initial lrs (any spacing; extension uses its step)
+    seeds: Sequence[int]                          # tuning seeds, disjoint from the reporting seeds
+    make_spec: Callable[[float, int], RunSpec]    # (lr, seed) -> the run
+    score: Callable[[dict], float | None]         # a run's result -> its score (None: diverged)
+    higher_is_better: bool
+    criterion: str                                # in words, recorded with the selection
+    extend: int = 3                               # extra grid points allowed on each side
+    to_divergence: bool = False                   # also extend upward until the top lr diverges
+
+
+@dataclass
+class Selection:
+    method: str
+    lr: float | None
+    grid: list[float]
+    scores: dict[float, list[float | None]]      # lr -> score per tuning seed
+    criterion: str
+    seeds: list[int]
+    source: str
+    higher_is_better: bool = True
+    run_keys: dict[float, list[str]] = field(default_factory=dict)
+    tuning_key: str | None = None
+
+    @property
+    def means(self) -> dict[float, float | None]:
+        return {lr: _mean(v) for lr, v in self.scores.items()}
+
+    @property
+    def at_edge(self) -> bool:
+        return self.lr is not None and len(self.grid) > 1 and self.lr in (min(self.grid), max(self.grid))
+
+    @property
+    def tied(self) -> list[float]:
+        """lrs whose mean score is within one standard error (of the best lr's seeds) of the best."""
+        if self.lr is None or self.lr not in self.scores:
+            return []
+        best = self.scores[self.lr]
+        se = float(np.std(best, ddof=1) / math.sqrt(len(best))) if len(best) > 1 else 0.0
+        m = self.means
+        return sorted(lr for lr, v in m.items() if v is not None and abs(v - m[self.lr]) <= se)
+
+    def to_json(self) -> dict:
+        return {"method": self.method, "lr": self.lr, "source": self.source, "criterion": self.criterion,
+                "higher_is_better": self.higher_is_better, "tuning_seeds": list(self.seeds),
+                "grid": sorted(self.grid), "at_grid_edge": self.at_edge, "tied_within_1se": self.tied,
+                "scores": {repr(lr): self.scores[lr] for lr in sorted(self.scores)},
+                "mean_scores": {repr(lr): v for lr, v in sorted(self.means.items())},
+                "run_keys": {repr(lr): self.run_keys.get(lr, []) for lr in sorted(self.run_keys)},
+                "tuning_key": self.tuning_key}
+
+
+def _mean(values: list[float | None]) -> float | None:
+    if not values or any(v is None or not math.isfinite(v) for v in values):
+        return None
+    return float(np.mean(values))
+
+
+def select(scores: dict[float, list[float | None]], higher_is_better: bool) -> float | None:
+    """The lr with the best mean score over seeds (diverged anywhere: out); ties go to the smaller lr."""
+    means = {lr: m for lr, v in scores.items() if (m := _mean(v)) is not None}
+    if not means:
+        return None
+    sign = -1.0 if higher_is_better else 1.0
+    return min(means, key=lambda lr: (sign * means[lr], lr))
+
+
+def check_disjoint(tuning_seeds: Sequence[int], reporting_seeds: Sequence[int]) -> None:
+    common = sorted(set(tuning_seeds) & set(reporting_seeds))
+    if common:
+        raise ValueError(f"tuning seeds {common} are also reporting seeds: selection must not see them")
+
+
+def tuning_key(engine: Engine, t: TuneSpec) -> str:
+    keys = [engine.key(t.make_spec(lr, s)) for lr in sorted(t.grid) for s in t.seeds]
+    ident = {"runs": keys, "criterion": t.criterion, "higher_is_better": t.higher_is_better, "extend": t.extend,
+             "to_divergence": t.to_divergence}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _step(grid: Sequence[float]) -> float:
+    """The grid's ratio between neighbours (geometric mean), 10^(1/4) for a one-point grid."""
+    g = sorted(grid)
+    return (g[-1] / g[0]) ** (1 / (len(g) - 1)) if len(g) > 1 else 10 ** 0.25
+
+
+def _next_points(t: TuneSpec, scores: dict[float, list], added: dict[str, int]) -> list[float]:
+    """Grid points to add: below an optimum on the lower edge; above an optimum on the upper edge,
+    or above when nothing at the top has diverged or fallen off yet."""
+    lrs = sorted(scores)
+    best = select(scores, t.higher_is_better)
+    ratio = _step(t.grid)
+    new = []
+    if best is not None and best == lrs[0] and added["lo"] < t.extend:
+        new.append(lrs[0] / ratio)
+        added["lo"] += 1
+    top_alive = _mean(scores[lrs[-1]]) is not None
+    if top_alive and (best == lrs[-1] or t.to_divergence) and added["hi"] < t.extend:
+        new.append(lrs[-1] * ratio)
+        added["hi"] += 1
+    return new
+
+
+def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, float] | None = None,
+             use_record: bool = True, write_record: bool = False,
+             record_dir: Path = RECORD_DIR) -> dict[str, Selection]:
+    """Select an lr for every TuneSpec; all tuning runs of a round go to the engine together."""
+    overrides = overrides or {}
+    out: dict[str, Selection] = {}
+    active: dict[str, tuple[TuneSpec, dict, dict, str]] = {}
+    for t in specs:
+        if t.method in overrides:
+            lr = float(overrides[t.method])
+            out[t.method] = Selection(t.method, lr, [lr], {}, t.criterion, list(t.seeds), "override",
+                                      t.higher_is_better)
+            continue
+        key = tuning_key(engine, t)
+        stored_all = engine.store is not None and not engine.fresh and all(
+            engine.store.get(engine.key(t.make_spec(lr, s))) is not None for lr in t.grid for s in t.seeds)
+        if use_record and not stored_all and not engine.fresh:
+            rec = read_record(record_dir, key)
+            if rec is not None:
+                out[t.method] = rec
+                continue
+        active[t.method] = (t, {float(lr): [] for lr in t.grid}, {"lo": 0, "hi": 0}, key)
+    pending = {m: sorted(a[1]) for m, a in active.items()}
+    keys: dict[str, dict[float, list[str]]] = {m: {} for m in active}
+    while pending:
+        batch = [(m, lr, s, active[m][0].make_spec(lr, s)) for m, lrs in pending.items() for lr in lrs
+                 for s in active[m][0].seeds]
+        results = engine.run([b[3] for b in batch], desc="tuning runs")
+        for (m, lr, s, spec), result in zip(batch, results):
+            t, scores = active[m][0], active[m][1]
+            value = t.score(result)
+            scores.setdefault(lr, []).append(None if value is None or not math.isfinite(value) else float(value))
+            keys[m].setdefault(lr, []).append(engine.key(spec))
+        pending = {}
+        for m, (t, scores, added, _) in active.items():
+            new = [lr for lr in _next_points(t, scores, added) if lr not in scores]
+            if new:
+                pending[m] = new
+                for lr in new:
+                    scores[lr] = []
+    for m, (t, scores, _, key) in active.items():
+        sel = Selection(m, select(scores, t.higher_is_better), sorted(scores), scores, t.criterion,
+                        list(t.seeds), "computed", t.higher_is_better, keys[m], key)
+        out[m] = sel
+        if write_record:
+            write_record_file(record_dir, sel)
+    return {t.method: out[t.method] for t in specs}
+
+
+def read_record(record_dir: Path, key: str) -> Selection | None:
+    """The recorded selection of tuning key `key`, or None if there is none. A record that exists
+    but is malformed is an error naming the file (it is never silently used or ignored)."""
+    path = Path(record_dir) / f"{key}.json"
+    if not path.exists():
+        return None
+    try:
+        d = json.loads(path.read_text())
+        lr = d["lr"]
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr {lr!r} is not a positive finite number")
+        if d.get("tuning_key") != key:
+            raise ValueError(f"its tuning_key {d.get('tuning_key')!r} does not match its name")
+        scores = {float(k): v for k, v in d["scores"].items()}
+        keys = {float(k): v for k, v in d.get("run_keys", {}).items()}
+        return Selection(d["method"], float(lr), [float(x) for x in d["grid"]], scores, d["criterion"],
+                         list(d["tuning_seeds"]), "record", bool(d["higher_is_better"]), keys, key)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: not a valid selection record ({e}); delete it to re-tune") from None
+
+
+def write_record_file(record_dir: Path, sel: Selection) -> None:
+    if sel.lr is None or sel.tuning_key is None:
+        return
+    Path(record_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(record_dir) / f"{sel.tuning_key}.json", sel.to_json())

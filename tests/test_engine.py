@@ -1,0 +1,145 @@
+"""The experiment engine: stable keys, the store, resumption, executors, and lr selection."""
+import json
+import math
+
+import pytest
+
+from experiments.engine import Engine, RunSpec, RunStore
+from experiments.tuning import (Selection, TuneSpec, check_disjoint, quarter_decade_grid, read_record, select,
+                                tune_all)
+
+
+def spec(lr=0.1, seed=0, **kw):
+    return RunSpec("toy_regression", {"optimizer": "sgd", "lr": lr, "steps": 5, "seed": seed, **kw})
+
+
+def test_key_is_stable_and_sensitive():
+    a = spec()
+    assert a.key() == RunSpec("toy_regression", {"seed": 0, "steps": 5, "lr": 0.1, "optimizer": "sgd"}).key()
+    assert a.key() == RunSpec("toy_regression", {"optimizer": "sgd", "lr": 0.1, "steps": (5,)[0], "seed": 0}).key()
+    others = {spec(lr=0.2).key(), spec(seed=1).key(), a.key(threads=2), spec(d=9).key()}
+    assert a.key() not in others and len(others) == 4
+
+
+def test_key_changes_with_task_and_optimizer_version(monkeypatch):
+    from experiments.optim import registry
+    from experiments.tasks import toy_regression
+
+    k0 = spec().key()
+    monkeypatch.setattr(toy_regression, "VERSION", toy_regression.VERSION + 1)
+    k1 = spec().key()
+    monkeypatch.setitem(registry.VERSIONS, "sgd", 7)
+    k2 = spec().key()
+    assert len({k0, k1, k2}) == 3
+
+
+def test_store_resumes_and_fresh_recomputes(tmp_path):
+    specs = [spec(lr=lr) for lr in (0.01, 0.1)]
+    with Engine(store=tmp_path) as e:
+        first = e.run(specs)
+        assert e.counts == {"computed": 2, "stored": 0}
+    with Engine(store=tmp_path) as e:
+        again = e.run(specs + [spec(lr=0.05)])
+        assert e.counts == {"computed": 1, "stored": 2}
+    assert again[:2] == first
+    with Engine(store=tmp_path, fresh=True) as e:
+        e.run(specs)
+        e.run(specs)  # computed once by this engine, then read back
+        assert e.counts == {"computed": 2, "stored": 2}
+
+
+def test_corrupt_store_entry_is_recomputed(tmp_path):
+    s = spec()
+    with Engine(store=tmp_path) as e:
+        e.run([s])
+        path = e.store.path(e.key(s))
+    path.write_text("{trunc")
+    with Engine(store=tmp_path) as e:
+        e.run([s])
+        assert e.counts["computed"] == 1
+    assert json.loads(path.read_text())["key"] == e.key(s)
+
+
+def test_pool_results_identical_to_inline(tmp_path):
+    specs = [spec(lr=lr, seed=s, steps=30) for lr in (0.05, 0.2) for s in (0, 1)]
+    with Engine(jobs=1) as e:
+        inline = e.run(specs)
+    with Engine(jobs=2) as e:
+        pooled = e.run(specs)
+    assert pooled == inline
+
+
+def test_concurrent_writers_of_one_key(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_write_many, args=(str(tmp_path), i)) for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    store = RunStore(tmp_path)
+    assert len(store.keys()) == 20
+    assert not list(tmp_path.rglob("*.tmp"))
+    for k in store.keys():
+        assert store.get(k)["key"] == k
+
+
+def _write_many(root, i):
+    st = RunStore(root)
+    for j in range(20):
+        st.put(f"{j:032x}", {"key": f"{j:032x}", "result": {"writer": i}})
+
+
+def test_select_rule():
+    assert select({0.1: [1.0, 2.0], 0.2: [2.0, 2.0], 0.4: [None, 5.0]}, higher_is_better=True) == 0.2
+    assert select({0.1: [1.0, 1.0], 0.2: [1.0, 1.0]}, higher_is_better=False) == 0.1
+    assert select({0.1: [math.nan], 0.2: [None]}, True) is None
+
+
+def test_quarter_decade_grid():
+    g = quarter_decade_grid(1e-3, 1e-2)
+    assert len(g) == 5 and g[0] == pytest.approx(1e-3) and g[-1] == pytest.approx(1e-2)
+    with pytest.raises(ValueError):
+        quarter_decade_grid(0, 1)
+
+
+def test_tuning_extends_past_edge_and_records(tmp_path):
+    def make(lr, seed):
+        return spec(lr=lr, seed=seed, steps=15)
+
+    def final_loss(result):
+        return result["loss"][-1] if result["status"] == "ok" and result["loss"] else None
+
+    t = TuneSpec("sgd", [0.001, 0.003], [100, 101], make, final_loss, False, "final training loss")
+    with Engine(store=tmp_path / "runs") as e:
+        sel = tune_all(e, [t], write_record=True, record_dir=tmp_path / "rec")["sgd"]
+    assert sel.source == "computed" and sel.lr > 0.003  # the optimum lay above the initial grid
+    assert len(sel.grid) > 2 and all(len(v) == 2 for v in sel.scores.values())
+    # a fresh store: the committed record is used, marked as such
+    with Engine(store=tmp_path / "runs2") as e:
+        rec = tune_all(e, [t], record_dir=tmp_path / "rec")["sgd"]
+        assert e.counts["computed"] == 0
+    assert rec.source == "record" and rec.lr == sel.lr
+    # another configuration does not match the record: it is tuned
+    t2 = TuneSpec("sgd", [0.001, 0.003], [100, 101], lambda lr, s: spec(lr=lr, seed=s, steps=16), final_loss,
+                  False, "final training loss")
+    with Engine(store=tmp_path / "runs2") as e:
+        assert tune_all(e, [t2], record_dir=tmp_path / "rec")["sgd"].source == "computed"
+
+
+def test_override_and_bad_record(tmp_path):
+    t = TuneSpec("sgd", [0.01], [5], lambda lr, s: spec(lr=lr, seed=s), lambda r: 0.0, True, "c")
+    with Engine() as e:
+        sel = tune_all(e, [t], overrides={"sgd": 0.5})["sgd"]
+    assert sel.source == "override" and sel.lr == 0.5
+    (tmp_path / "abc.json").write_text(json.dumps({"lr": True}))
+    with pytest.raises(ValueError, match="abc.json"):
+        read_record(tmp_path, "abc")
+
+
+def test_disjoint_seeds():
+    check_disjoint([1000, 1001], [0, 1])
+    with pytest.raises(ValueError, match="1"):
+        check_disjoint([1, 1000], [0, 1])
