@@ -36,7 +36,7 @@ METHODS = ("gd", "ngd", "specgd")
 LABEL = {"gd": "GD", "ngd": "NGD", "specgd": "SpecGD"}
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     dm = DataModel(cfg.mu, cfg.sigma, cfg.priors, d=len(cfg.priors))  # deterministic: no sampling
     v, sxx, syx = dm.directions(), dm.sigma_xx(), dm.sigma_yx()

@@ -89,7 +89,7 @@ def _settings(cfg: Config):
     return out
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     p = np.asarray(cfg.priors, float)
     mu, sigma = cfg.mu, cfg.sigma

@@ -43,7 +43,7 @@ SMOKE = dataclasses.replace(QUICK, depths=(1, 2), lr=1e-2, eps=1e-2, steps_gd=80
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     dm = DataModel(cfg.mu, cfg.sigma, cfg.priors, d=len(cfg.priors))  # deterministic population run
     star, m, big = dm.alpha_star(), dm.minority, dm.majority

@@ -54,7 +54,7 @@ def _runner(sigma_xx, sigma_yx, v, lr, steps, beta):
     return run
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     dm = DataModel(cfg.mu, cfg.sigma, cfg.priors, cfg.d, basis_seed=seed)
     v, star = dm.directions(), dm.alpha_star()

@@ -89,7 +89,7 @@ def _final(history: dict) -> float | None:
     return v if history["status"] == "ok" and np.isfinite(v) else None
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     X = _images(cfg.n_images, cfg.pool, seed)
     steps_per_epoch = cfg.n_images // cfg.batch_size
@@ -132,6 +132,7 @@ def compute(mode: str, seed: int, device: str) -> dict:
     ]
     params = {
         "dataset": "mnist5k", "n_images": cfg.n_images, "image_size": 28 // cfg.pool,
+        "data_source": {"mnist5k": load_raw("mnist5k").source},
         "encoder_sizes": list(cfg.encoder_sizes),
         "activation": "ReLU hidden, linear code, logit output",
         "loss": "per-pixel BCE summed over pixels, mean over images",

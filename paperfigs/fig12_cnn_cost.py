@@ -84,7 +84,7 @@ def _val_error(history: dict) -> float | None:
     return 1.0 - history["metrics"]["val/acc"][-1] if history["status"] == "ok" else None
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     split = load_image_split("fashion", profile="none", n_max=cfg.n_train_per_class,
                              n_val_per_class=cfg.n_val_per_class, n_test_per_class=cfg.n_test_per_class, seed=seed)

@@ -64,7 +64,7 @@ SMOKE = dataclasses.replace(QUICK, widths=(4, 16), depth=2, steps=5, batch_size=
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
 
-def compute(mode: str, seed: int, device: str) -> dict:
+def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     cfg = CONFIGS[mode]
     split = load_image_split("mnist5k", profile="none", n_val_per_class=50, n_test_per_class=50, seed=seed)
     Xtr, Xv, yv = pool_images(split.x_train, cfg.pool), pool_images(split.x_val, cfg.pool), split.y_val
@@ -118,6 +118,7 @@ def compute(mode: str, seed: int, device: str) -> dict:
                       ok, spreads["SPlus"], min((o for o in others if o is not None), default=None))]
     params = {
         "dataset": "mnist5k", "image_size": 28 // cfg.pool, "widths": list(cfg.widths), "depth": cfg.depth,
+        "data_source": split.info["data_source"],
         "steps": cfg.steps,
         "batch_size": cfg.batch_size, "lr_grids": grids, "grid_factor": cfg.grid_factor,
         "selection": "best lr = lowest final validation loss, mean over seeds (SPlus at EMA weights, "

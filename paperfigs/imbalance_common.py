@@ -1,35 +1,44 @@
-"""What figures 1 and 7 share: the config, the run, the series/tables, the plot and the lr sweep.
+"""What figures 1 and 7 share: the configuration, the engine runs (tuning and reporting), the
+series, the sensitivity table and the plot. The task itself (split, model, training, per-class
+evaluation and the read-outs) is experiments.tasks.imbalance.
 
 Both figures train several optimizers on a step-imbalanced real image split (minority classes keep
 n_max / rho training images) and follow the mean per-class TEST accuracy of the minority and the
 majority classes over training (mean over seeds, band = min..max over seeds).
+
+Protocol (the same for every method, including user optimizers given with --optimizer):
+- lr selection on the balanced VALIDATION split of the tuning seeds (TUNING_SEEDS, disjoint from the
+  reporting seeds seed..seed+seeds-1), on a quarter-decade grid around `centers`, extended by the
+  engine past an optimum on the grid's edge and upward to the divergence edge; the score is the
+  figure's `select_score` (a time-window score matching its claim, never an end-of-run value);
+- Muon's AdamW fallback runs at a fixed ratio of Muon's lr (paperfigs.methods), so tuning Muon's lr
+  tunes both on one grid;
+- each claim is judged over paired reporting seeds (a bootstrap interval and a verdict), again at
+  each lr tied with the selected one within one standard error, and over the method's whole grid
+  (the sensitivity table: the method at each lr against the baseline at its selected lr, on the
+  tuning seeds' test curves, which the tuning runs already hold).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
-import torch
 
-from experiments.class_imbalance import StudyRun, available, checkpoint_table, group_curves, run_study
-from experiments.data import ImageSplit, load_image_split
-from experiments.lr_sweep import SweepProblem, stored_lrs
-from experiments.train import TrainConfig
-from paperfigs.style import color, display
+from experiments.engine import RunSpec
+from experiments.tasks.imbalance import group_curves, split_of
+from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
+from paperfigs.methods import LABELS, MUON_FALLBACK_RATIO, Method, label
+from paperfigs.methods import methods as method_list
+from paperfigs.style import color
 
-SWEEP_SEED = 1000  # the sweep's split and init: not one of the figure's seeds
-# Muon as the project registers it hands the output head (and biases) to AdamW; paper A's
-# mechanism is the spectral update of the classifier matrix itself (theory.md: the linear model W),
-# so figures 1 and 7 also run Muon on every matrix including the head, and claim both.
-MUON_HEAD = ("muon_head", ("muon", (("head_fallback", False),)))
-# Legend names of variants; the "(...)" keeps the base method's colour and is drawn dashed.
-VARIANT_LABELS = {"muon_head": "Muon (incl. head)"}
-
-
-def label(name: str) -> str:
-    return VARIANT_LABELS.get(name, display(name))
+TUNING_SEEDS = (1000, 1001, 1002)
+# Paper A's mechanism is the spectral update of the classifier matrix itself (the linear model W of
+# its theory), while Muon as registered hands the head (and biases) to AdamW: figures 1 and 7 run
+# both, "muon" and "muon_head" (paperfigs.methods.VARIANTS), and claim both.
 
 
 @dataclass(frozen=True)
@@ -50,80 +59,159 @@ class ImbalanceConfig:
     seeds: int
     early_frac: float  # the "early in training" window is (0, early_frac * steps]
     optimizers: tuple[str, ...]
-    default_lrs: tuple[tuple[str, float], ...]  # used only where no tuned lr is stored
-    # label -> (registry key, optimizer_kwargs) for optimizers run with non-default arguments
-    variants: tuple[tuple[str, tuple[str, tuple]], ...] = ()
+    centers: tuple[tuple[str, float], ...]  # lr grid centre per method (half a decade each side)
+    tuning_seeds: tuple[int, ...] = TUNING_SEEDS
+    grid_half_width: float = 0.5  # decades on each side of the centre
+    extend: int = 2               # grid points the engine may add on each side
+    # label -> fixed optimizer kwargs besides the Muon variants (e.g. SPlus's EMA rate)
+    kwargs: tuple[tuple[str, tuple], ...] = ()
 
 
-def make_split(cfg: ImbalanceConfig, seed: int) -> ImageSplit:
-    return load_image_split(cfg.dataset, profile="step", rho=cfg.rho, minority=cfg.minority, n_max=cfg.n_max,
-                            n_val_per_class=cfg.n_val_per_class, n_test_per_class=cfg.n_test_per_class, seed=seed)
+def methods(cfg: ImbalanceConfig, ctx) -> list[Method]:
+    return method_list(cfg.optimizers, ctx, {k: dict(v) for k, v in cfg.kwargs})
 
 
-def make_model(cfg: ImbalanceConfig, split: ImageSplit, seed: int) -> torch.nn.Module:
-    from experiments.models import MLP, ResNetCNN
-
-    g = torch.Generator().manual_seed(seed)
-    c, h, w = split.image_shape
-    if cfg.model == "mlp":
-        return MLP(c * h * w, split.num_classes, cfg.width, cfg.depth, generator=g)
-    return ResNetCNN(c, split.num_classes, cfg.width, cfg.blocks, generator=g)
-
-
-def base_train_config(cfg: ImbalanceConfig, device: str) -> TrainConfig:
-    return TrainConfig("sgd", 1.0, cfg.steps, cfg.batch_size, cfg.eval_every, device=device)
+def run_spec(cfg: ImbalanceConfig, m: Method, lr: float, seed: int, device: str) -> RunSpec:
+    config = {"dataset": cfg.dataset, "rho": cfg.rho, "minority": list(cfg.minority), "n_max": cfg.n_max,
+              "n_val_per_class": cfg.n_val_per_class, "n_test_per_class": cfg.n_test_per_class,
+              "model": cfg.model, "width": cfg.width, "depth": cfg.depth, "blocks": list(cfg.blocks),
+              "steps": cfg.steps, "batch_size": cfg.batch_size, "eval_every": cfg.eval_every,
+              "optimizer": m.optimizer, "lr": float(lr), "optimizer_kwargs": m.optimizer_kwargs(lr), "seed": int(seed),
+              "device": device, "data_root": os.environ.get("PAPER_REPRO_DATA_ROOT")}
+    return RunSpec("imbalance", config)
 
 
-def run(cfg: ImbalanceConfig, figure: int, mode: str, seed: int, device: str) -> tuple[dict[str, StudyRun], dict]:
-    """Train every registered optimizer of cfg on seeds seed..seed+cfg.seeds-1; return runs and params."""
-    present, missing = available(list(cfg.optimizers), dict(cfg.variants))
-    lrs, source = stored_lrs(figure, "quick" if mode == "smoke" else mode, dict(cfg.default_lrs))
-    runs = run_study(lambda s: make_split(cfg, s), lambda sp, s: make_model(cfg, sp, s), present,
-                     lrs, base_train_config(cfg, device), list(range(seed, seed + cfg.seeds)),
-                     variants=dict(cfg.variants))
-    split = make_split(cfg, seed)
-    n_train = int(split.train_counts.sum())
+def balanced_val(result: dict) -> np.ndarray:
+    """Balanced validation accuracy over time (mean of the per-class accuracies)."""
+    return np.nanmean(np.asarray(result["val_per_class"], float), axis=1)
+
+
+def ok(result: dict) -> bool:
+    return result["status"] == "ok"
+
+
+def grid_for(cfg: ImbalanceConfig, center: float) -> list[float]:
+    w = 10 ** cfg.grid_half_width
+    return quarter_decade_grid(center / w, center * w)
+
+
+def reporting_seeds(cfg: ImbalanceConfig, seed: int) -> list[int]:
+    seeds = list(range(seed, seed + cfg.seeds))
+    check_disjoint(cfg.tuning_seeds, seeds)
+    return seeds
+
+
+def center_of(cfg: ImbalanceConfig, m: Method) -> float:
+    centers = dict(cfg.centers)
+    # a user optimizer: centred on Adam's grid (most torch.optim classes are Adam-scaled)
+    return centers.get(m.name, centers.get("adam", 1e-3))
+
+
+def study(cfg: ImbalanceConfig, mode: str, seed: int, device: str, ctx,
+          select_score: Callable[[dict], float | None], criterion: str):
+    """Tune every method, run the reporting seeds at the selected (and tied) lrs.
+
+    Returns (methods, selections, runs, tied_runs, params): runs[name] is the list of reporting
+    results at the selected lr (seed order); tied_runs[name][lr] likewise at each tied lr."""
+    ms = methods(cfg, ctx)
+    seeds = reporting_seeds(cfg, seed)
+    tunes = [TuneSpec(m.name, grid_for(cfg, center_of(cfg, m)), list(cfg.tuning_seeds),
+                      (lambda lr, s, m=m: run_spec(cfg, m, lr, s, device)), select_score, True, criterion,
+                      extend=cfg.extend, to_divergence=True) for m in ms]
+    selections = ctx.tune(tunes)
+    missing = [m.name for m in ms if selections[m.name].lr is None]
+    if missing:
+        raise FloatingPointError(f"every lr diverged on the tuning seeds for {', '.join(missing)}; "
+                                 "widen its grid")
+    specs = {(m.name, lr, s): run_spec(cfg, m, lr, s, device) for m in ms
+             for lr in {selections[m.name].lr, *selections[m.name].tied} for s in seeds}
+    results = dict(zip(specs, ctx.engine.run(list(specs.values()), desc="reporting runs")))
+    runs = {m.name: [results[(m.name, selections[m.name].lr, s)] for s in seeds] for m in ms}
+    tied_runs = {m.name: {lr: [results[(m.name, lr, s)] for s in seeds] for lr in selections[m.name].tied
+                          if lr != selections[m.name].lr} for m in ms}
+    first = runs[ms[0].name][0]
+    n_train = int(sum(first["train_counts"]))
     params = {
-        **{k: v for k, v in dataclasses.asdict(cfg).items() if k != "default_lrs"},
-        "lr": {o: lrs[o] for o in present}, "lr_source": {o: source[o] for o in present},
-        "optimizers_missing": missing, "seed_list": list(range(seed, seed + cfg.seeds)),
-        "n_train": n_train, "train_counts": split.train_counts.tolist(),
-        "epochs": cfg.steps * cfg.batch_size / n_train, "split": split.info, "device": device,
-        "eval_split": "test (balanced)", "band": "min..max over seeds",
+        **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("centers", "kwargs")},
+        "methods": {m.name: {"optimizer": m.optimizer, "kwargs": m.kwargs} for m in ms},
+        "lr": {m.name: selections[m.name].lr for m in ms},
+        "lr_selection": {m.name: selections[m.name].to_json() for m in ms},
+        "muon_fallback_lr": f"{MUON_FALLBACK_RATIO} x Muon's lr (tuned together on one grid)",
+        "seed_list": seeds, "n_train": n_train, "train_counts": first["train_counts"],
+        "split": split_of(run_spec(cfg, ms[0], 1.0, seeds[0], device).config).info,
+        "epochs": cfg.steps * cfg.batch_size / n_train, "device": device,
+        "eval_split": "test (balanced); lr selection on the balanced validation split", "band": "min..max over seeds",
     }
-    return runs, params
+    return ms, selections, runs, tied_runs, params
 
 
-def series(runs: dict[str, StudyRun], minority: list[int], epochs_per_step: float) -> dict:
+def stored_tuning_results(ctx, cfg: ImbalanceConfig, m: Method, sel, device: str) -> dict[float, list[dict]] | None:
+    """{lr: tuning-seed results} over the selection's whole grid, read from the store without
+    computing; None when any is absent (a selection read from the record on a fresh store)."""
+    if ctx.engine.store is None:
+        return None
     out = {}
-    for name, r in runs.items():
-        for group, curves in group_curves(r, minority).items():
-            out[f"{label(name)} {group}"] = {
-                "x": [s * epochs_per_step for s in r.steps], "y": curves.mean(0).tolist(),
-                "y_lo": curves.min(0).tolist(), "y_hi": curves.max(0).tolist()}
+    for lr in sel.grid:
+        recs = [ctx.engine.store.get(ctx.engine.key(run_spec(cfg, m, lr, s, device))) for s in sel.seeds]
+        if any(r is None for r in recs):
+            return None
+        out[lr] = [r["result"] for r in recs]
     return out
 
 
-def tables(runs: dict[str, StudyRun], minority: list[int], early_step: int) -> dict:
-    return {"checkpoints": checkpoint_table(runs, minority, early_step)}
+def sensitivity(ctx, cfg, ms, selections, device, baseline: str, claimed, value_of) -> dict:
+    """The claim's value for each claimed method at each lr of its grid against the baseline at its
+    selected lr, on the tuning seeds (paired). value_of(method_results, baseline_results) -> float."""
+    base_m = next(m for m in ms if m.name == baseline)
+    base = stored_tuning_results(ctx, cfg, base_m, selections[baseline], device)
+    table = {}
+    for m in ms:
+        if m.name not in claimed:
+            continue
+        grid = stored_tuning_results(ctx, cfg, m, selections[m.name], device)
+        if grid is None or base is None:
+            table[m.name] = ("not available: the tuning runs are not in this run store (selection read from "
+                             "the record or given by --lr; rerun with --fresh to compute them)")
+            continue
+        b = base[selections[baseline].lr]
+        table[m.name] = {repr(lr): (value_of(rs, b) if all(map(ok, rs)) else None) for lr, rs in sorted(grid.items())}
+    return table
 
 
-def sweep_problem_for(cfg: ImbalanceConfig, figure: int, mode: str, device: str, centers: dict) -> SweepProblem:
-    """Each trial: one run on the SWEEP_SEED split; score = final balanced VALIDATION accuracy."""
-    present, missing = available(list(cfg.optimizers), dict(cfg.variants))
-    base = base_train_config(cfg, device)
+def series(runs: dict[str, list[dict]], minority, epochs_per_step: float) -> dict:
+    """One series per (method, panel), each naming its method, label and panel."""
+    out = {}
+    for name, results in runs.items():
+        curves = [group_curves(r, minority) for r in results]
+        x = [s * epochs_per_step for s in results[0]["steps"]]
+        for panel in ("minority", "majority"):
+            c = np.stack([g[panel] for g in curves])
+            out[f"{label(name)} {panel}"] = {"x": x, "y": c.mean(0).tolist(), "y_lo": c.min(0).tolist(),
+                                             "y_hi": c.max(0).tolist(), "method": name, "label": label(name),
+                                             "panel": panel, "dashed": name in LABELS}
+    return out
 
-    def score(name: str, lr: float) -> float:
-        r = run_study(lambda s: make_split(cfg, s), lambda sp, s: make_model(cfg, sp, s), [name], {name: lr},
-                      base, [SWEEP_SEED], eval_split="val", variants=dict(cfg.variants))[name]
-        if any(s != "ok" for s in r.statuses):
-            return -math.inf
-        return float(np.nanmean(r.per_class[0, -1]))
 
-    notes = (f"not in the registry when swept: {', '.join(missing)}",) if missing else ()
-    return SweepProblem(figure, mode, tuple(present), {o: centers[o] for o in present}, score,
-                        "final balanced accuracy on the balanced validation split (one run, split/init seed "
-                        f"{SWEEP_SEED}); a diverged run scores -inf", notes=notes)
+def checkpoint_table(runs: dict[str, list[dict]], lrs: dict, minority, early_step: int) -> dict:
+    """Mean-over-seeds minority/majority test accuracy at an early checkpoint and at the end."""
+    table = {}
+    for name, results in runs.items():
+        g = [group_curves(r, minority) for r in results]
+        steps = np.asarray(results[0]["steps"])
+        i = int(np.argmin(np.abs(steps - early_step)))
+        table[name] = {
+            "lr": lrs[name], "early_step": int(steps[i]),
+            **{f"{grp}_{when}": float(np.mean([x[grp][j] for x in g]))
+               for grp in ("minority", "majority") for when, j in (("early", i), ("final", -1))},
+            "train_s_per_seed": float(np.mean([r["wall_s"] for r in results])),
+            "statuses": sorted({r["status"] for r in results}),
+        }
+    return table
+
+
+def stopped_notes(runs: dict[str, list[dict]]) -> list[str]:
+    return [f"{label(o)} stopped on seed(s): {sorted({r['status'] for r in rs} - {'ok'})}"
+            for o, rs in runs.items() if any(not ok(r) for r in rs)]
 
 
 def plot(result: dict, suptitle: str):
@@ -133,15 +221,14 @@ def plot(result: dict, suptitle: str):
     fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.9), sharey=True)
     p = result["params"]
     for ax, group in zip(axes, ("minority", "majority")):
-        for label, s in result["series"].items():
-            if not label.endswith(f" {group}"):
+        for s in result["series"].values():
+            if s["panel"] != group:
                 continue
-            method = label.rsplit(" ", 1)[0]
-            ax.plot(s["x"], s["y"], color=color(method), label=method, linestyle="--" if "(" in method else "-")
-            if s.get("y_lo") is not None:
-                lo = [math.nan if v is None else v for v in s["y_lo"]]
-                hi = [math.nan if v is None else v for v in s["y_hi"]]
-                ax.fill_between(s["x"], lo, hi, color=color(method), alpha=0.15, linewidth=0)
+            c = color(s["method"].split("_")[0])
+            ax.plot(s["x"], s["y"], color=c, label=s["label"], linestyle="--" if s["dashed"] else "-")
+            lo = [math.nan if v is None else v for v in s["y_lo"]]
+            hi = [math.nan if v is None else v for v in s["y_hi"]]
+            ax.fill_between(s["x"], lo, hi, color=c, alpha=0.15, linewidth=0)
         ax.axvspan(0, p["early_frac"] * p["epochs"], color="#999999", alpha=0.08, linewidth=0)
         classes = p["minority"] if group == "minority" else [c for c in range(len(p["train_counts"]))
                                                               if c not in p["minority"]]

@@ -124,7 +124,8 @@ def info(config: dict) -> dict:
     c = with_defaults(config)
     cor = corpus(c["corpus"], int(c["seed"]), c["vocab"], c["max_train_tokens"])
     X = windows(c["corpus"], int(c["seed"]), c["vocab"], c["max_train_tokens"], c["T"])[0]
-    return {"corpus": c["corpus"], "vocab": c["vocab"], "train_tokens": int(len(cor.train)),
+    return {"corpus": c["corpus"], "data_source": cor.data_source, "vocab": c["vocab"],
+            "train_tokens": int(len(cor.train)),
             "val_tokens": int(len(cor.val)), "train_windows": int(len(X)), "T": c["T"],
             "epochs": c["steps"] * c["batch_size"] / len(X), "unk_share_train": float(np.mean(cor.train == 0)),
             "model": f"TinyTransformer(d_model={c['d_model']}, n_layers={c['n_layers']}, n_heads={c['n_heads']})"}

@@ -76,6 +76,6 @@ def run(config: dict) -> dict:
 def info(config: dict) -> dict:
     c = with_defaults(config)
     s = split(c["dataset"], int(c["seed"]), int(c["n_val_per_class"]), int(c["n_test_per_class"]), int(c["pool"]))[0]
-    return {"dataset": c["dataset"], "pool": c["pool"], "n_train": int(len(s.y_train)), "n_val": int(len(s.y_val)),
+    return {"dataset": c["dataset"], "data_source": s.info.get("data_source"), "pool": c["pool"], "n_train": int(len(s.y_train)), "n_val": int(len(s.y_val)),
             "epochs": c["steps"] * c["batch_size"] / len(s.y_train),
             "model": f"MLP(width={c['width']}, depth={c['depth']})"}
