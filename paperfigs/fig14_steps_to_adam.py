@@ -50,7 +50,7 @@ import numpy as np
 from experiments.engine import RunSpec
 from experiments.tasks import lm as lm_task
 from experiments.tasks import width_mlp
-from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
+from experiments.tuning import TuneSpec, check_disjoint, tune_all
 from paperfigs.claims import paired
 from paperfigs.style import color
 from theory.metrics import first_step
@@ -192,7 +192,11 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                 criterion=(f"lowest {TARGET[task]} over the run (best over time)" if best else
                            f"mean {TARGET[task]} over the run's evaluations (area under the curve)"),
                 extend=cfg.extend))
-    selections = ctx.tune(tune)
+    # --lr SPlus=V sets SPlus's lr on both tasks; --lr "lm|SPlus=V" on one
+    overrides = {f"{t}|{m}": v for m, v in ctx.lr_overrides.items() for t in TASKS if "|" not in m}
+    overrides.update({m: v for m, v in ctx.lr_overrides.items() if "|" in m})
+    selections = tune_all(ctx.engine, tune, overrides=overrides, use_record=ctx.use_record,
+                          write_record=ctx.write_record)
     lrs = {key: sel.lr if sel.lr is not None else min(sel.grid) for key, sel in selections.items()}
 
     index = [(task, m, s) for task in TASKS for m in opts for s in reporting]
