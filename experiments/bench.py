@@ -1,21 +1,32 @@
 """Cost of every registered optimizer, measured side by side in one run.
 
-    python -m experiments.bench [--quick] [--device cpu|cuda] [--threads N] [--json PATH]
+    python -m experiments.bench [--quick] [--device cpu|cuda|auto] [--threads N] [--json PATH]
 
-For an MLP and a small ResNet-style CNN at two widths each, on synthetic 28x28 inputs:
-1. time of a full training iteration (zero_grad, forward, curvature_step, backward, step) and of
-   the step alone, relative to SGD with momentum. Each measurement is the mean over a block of
-   `block` = 10 consecutive iterations, so every-10-steps work (TNT/KFAC sampled backward and
-   factors, the registry Shampoo's inverse roots) is amortised in it; blocks of all methods are
-   interleaved and the best block is kept (timeit's convention: load on a shared machine only
-   ever adds time). SPlus's eigenbasis refresh every 100 steps is not in the blocks;
+For an MLP and a small ResNet-style CNN at two widths each, on synthetic 28x28 inputs (8x8 in the
+smoke configuration of the tests):
+1. time of a full training iteration (zero_grad, forward, curvature_step, backward, step) relative
+   to SGD with momentum, measured by the one cost harness `experiments.cost` (torch.utils.benchmark
+   Timer over whole periods of each method's periodic work, after its start-up phase; median over
+   interleaved rounds; see that module for the protocol);
 2. optimizer memory (parameters + state) / parameter memory, measured from optimizer.state and
    against each method's formula (SPlus 3mn + 2(m^2 + n^2), Adam 3mn, ...);
-3. the arithmetic floor of each method's extra work, timed on the model's own shapes (Muon: 15
-   products per matrix; Shampoo cached: 2 statistics + 2 preconditioning products per matrix;
-   SPlus: 4 rotations + 2 statistics; TNT/KFAC: one sampled backward and the factor products every
-   T1 steps plus the preconditioning products), and the target
-       iteration time <= 1.2 x (SGD-m iteration + floor);
+3. the arithmetic floor of each method's extra work beyond SGD-m per iteration, timed with the same
+   Timer on the model's own shapes with plain torch kernels, periodic work amortised at the
+   method's own rate:
+     Muon      15 Newton-Schulz products per hidden matrix
+     SpecGD    one reduced SVD per hidden matrix
+     SPlus     4 rotations + 2 statistics per matrix; eigh of both statistics every inverse_steps
+     Shampoo   per mode: statistic G_(j) G_(j)^T and preconditioning product; every
+               precondition_frequency steps eigh of each factor and Q diag(w) Q^T
+     TNT       per mode: preconditioning product; every T1 a backward and the statistics; every
+               T2 a Cholesky inverse of each factor
+     KFAC      per layer: G^-1 grad A^-1; every T1 a backward, the im2col patches of conv inputs
+               and the statistics over all batch x position rows; every T2 a Cholesky inverse of
+               A and G
+   and the target   iteration time <= 1.2 x (SGD-m iteration + floor),   so that the ratio measures
+   waste only (elementwise work such as Shampoo's Adam graft is not in the floor). The floor
+   kernels run back to back on reused buffers, eigh and Cholesky on random well-conditioned
+   matrices: the ratio also charges the real loop's cold caches and fresh allocations;
 4. ours against a peer doing the same work on the MLP's parameters (optimizer step only):
    torch.optim.Muon (hidden 2-D matrices), pytorch_optimizer.SPlus (all parameters), and
    pytorch_optimizer.Shampoo (original configuration) when "shampoo" is registered;
@@ -25,10 +36,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -36,13 +46,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import pytorch_optimizer
+from experiments import cost
 from experiments.models import MLP, ResNetCNN
-from experiments.optim.curvature import curvature_step
-from experiments.train import sync_device
 from experiments.optim.muon import Muon, newton_schulz
 from experiments.optim.param_groups import matrix_view, split_parameters
 from experiments.optim.registry import OPTIMIZERS, build_optimizer
 from experiments.optim.splus import SPlus
+from experiments.optim.tnt import tnt_view
+from paperfigs.output import atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -51,42 +62,27 @@ class BenchConfig:
     mlp_depth: int = 3
     cnn_widths: tuple[int, ...] = (16, 32)
     batch: int = 128
-    warmup: int = 3        # untimed steps per optimizer (step 1 builds state and eigenbases)
-    block: int = 10        # iterations per timed block (a whole TNT/KFAC curvature period)
-    rounds: int = 5        # timed blocks per optimizer, methods interleaved block by block
-    floor_repeats: int = 20
-    lr: float = 1e-4       # small, so no method diverges during timing
+    image: int = 28             # side of the synthetic square images
+    rounds: int = 3             # timed rounds per optimizer, methods interleaved round by round
+    min_run_time: float = 0.2   # seconds per blocked_autorange call (at least one whole period runs)
+    floor_min_run_time: float = 0.1
+    lr: float = 1e-4            # small, so no method diverges during timing
     seed: int = 0
+    # registry name -> keyword overrides (the smoke run shortens the periods)
+    overrides: dict = field(default_factory=dict)
 
 
 FULL = BenchConfig()
-QUICK = replace(FULL, mlp_widths=(128, 256), cnn_widths=(8, 16), batch=64, rounds=2, floor_repeats=10)
-SMOKE = replace(FULL, mlp_widths=(16,), mlp_depth=2, cnn_widths=(4,), batch=8, warmup=1, block=2, rounds=1,
-                floor_repeats=1)  # seconds; for the tests
+QUICK = replace(FULL, mlp_widths=(128, 256), cnn_widths=(8, 16), batch=64, rounds=2, min_run_time=0.05,
+                floor_min_run_time=0.05)
+SMOKE = replace(FULL, mlp_widths=(16,), mlp_depth=2, cnn_widths=(4,), batch=8, image=8, rounds=1, min_run_time=1e-3,
+                floor_min_run_time=1e-3,
+                overrides={"shampoo": {"precondition_frequency": 2, "start_preconditioning_step": 2},
+                           "tnt": {"curvature_frequency": 2, "inverse_frequency": 4},
+                           "kfac": {"curvature_frequency": 2, "inverse_frequency": 4},
+                           "splus": {"inverse_steps": 4}})  # seconds; for the tests
 
 TARGET_FACTOR = 1.2
-
-
-def clock(device: torch.device):
-    """The timer: this thread's CPU time on a CPU with one intra-op thread (all torch work then runs
-    on the calling thread, autograd's backward included, and other processes' load cannot inflate
-    it: on the shared 2-core machine wall time was 2x CPU time); wall time otherwise."""
-    if device.type == "cpu" and torch.get_num_threads() == 1:
-        return time.thread_time
-    return time.perf_counter
-
-
-def _best_time(fn, repeats: int, device: torch.device) -> float:
-    """Best wall time of fn() over `repeats` calls (after one untimed call)."""
-    fn()
-    now, times = clock(device), []
-    for _ in range(repeats):
-        sync_device(device)
-        t0 = now()
-        fn()
-        sync_device(device)
-        times.append(now() - t0)
-    return min(times)
 
 
 # ---- models and data ----------------------------------------------------------------------
@@ -94,7 +90,7 @@ def _best_time(fn, repeats: int, device: torch.device) -> float:
 def make_model(kind: str, width: int, cfg: BenchConfig, device: torch.device) -> nn.Module:
     g = torch.Generator().manual_seed(cfg.seed)
     if kind == "mlp":
-        model = MLP(784, 10, width=width, depth=cfg.mlp_depth, generator=g)
+        model = MLP(cfg.image ** 2, 10, width=width, depth=cfg.mlp_depth, generator=g)
     else:
         model = ResNetCNN(1, 10, width=width, generator=g)
     return model.to(device)
@@ -102,52 +98,13 @@ def make_model(kind: str, width: int, cfg: BenchConfig, device: torch.device) ->
 
 def make_batch(cfg: BenchConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(cfg.seed + 1)
-    X = torch.randn(cfg.batch, 1, 28, 28, generator=g)
+    X = torch.randn(cfg.batch, 1, cfg.image, cfg.image, generator=g)
     y = torch.randint(0, 10, (cfg.batch,), generator=g)
     return X.to(device), y.to(device)
 
 
-# ---- 1. iteration and step times ----------------------------------------------------------
-
-def _iteration(model, opt, X, y, generator, device) -> tuple[float, float]:
-    """One training iteration; returns (iteration seconds, step seconds)."""
-    now = clock(device)
-    sync_device(device)
-    t0 = now()
-    opt.zero_grad(set_to_none=True)
-    out = model(X)
-    loss = F.cross_entropy(out, y)
-    curvature_step(opt, out, "ce", generator)
-    loss.backward()
-    sync_device(device)
-    t1 = now()
-    opt.step()
-    sync_device(device)
-    t2 = now()
-    return t2 - t0, t2 - t1
-
-
-def time_methods(kind: str, width: int, names: list[str], cfg: BenchConfig, device: torch.device) -> dict:
-    """Interleaved block timing of every method on its own copy of one model; returns per-method
-    best-block means and the optimizer objects (their state is measured afterwards)."""
-    base = make_model(kind, width, cfg, device)
-    X, y = make_batch(cfg, device)
-    runs = {}
-    for name in names:
-        model = copy.deepcopy(base)
-        opt = build_optimizer(name, model, cfg.lr)
-        g = torch.Generator(device=device).manual_seed(cfg.seed)
-        for _ in range(cfg.warmup):
-            _iteration(model, opt, X, y, g, device)
-        runs[name] = {"model": model, "opt": opt, "gen": g, "iter": [], "step": []}
-    for _ in range(cfg.rounds):
-        for name in names:
-            r = runs[name]
-            times = [_iteration(r["model"], r["opt"], X, y, r["gen"], device) for _ in range(cfg.block)]
-            r["iter"].append(sum(t[0] for t in times) / cfg.block)
-            r["step"].append(sum(t[1] for t in times) / cfg.block)
-    return {name: {"iter_s": min(r["iter"]), "step_s": min(r["step"]),
-                   "opt": r["opt"], "model": r["model"]} for name, r in runs.items()}
+def _time(fn, cfg: BenchConfig, device: torch.device) -> float:
+    return cost.median_time(fn, device, torch.get_num_threads(), cfg.floor_min_run_time)
 
 
 def forward_backward_times(model: nn.Module, cfg: BenchConfig, device: torch.device) -> tuple[float, float]:
@@ -162,25 +119,11 @@ def forward_backward_times(model: nn.Module, cfg: BenchConfig, device: torch.dev
         model.zero_grad(set_to_none=True)
         F.cross_entropy(model(X), y).backward()
 
-    t_f = _best_time(fwd, cfg.floor_repeats, device)
-    return t_f, max(_best_time(fwd_bwd, cfg.floor_repeats, device) - t_f, 0.0)
+    t_f = _time(fwd, cfg, device)
+    return t_f, max(_time(fwd_bwd, cfg, device) - t_f, 0.0)
 
 
 # ---- 2. memory ----------------------------------------------------------------------------
-
-def _tensor_bytes(obj) -> int:
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(_tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(_tensor_bytes(v) for v in obj)
-    return 0
-
-
-def state_bytes(opt: torch.optim.Optimizer) -> int:
-    return sum(_tensor_bytes(s) for s in opt.state.values())
-
 
 def _linear_like(model: nn.Module):
     """(weight, fan_in incl. bias column, fan_out) of every Linear/Conv2d (KFAC's layers)."""
@@ -191,13 +134,11 @@ def _linear_like(model: nn.Module):
 
 
 def _shampoo_dims(p: torch.Tensor, max_dim: int = 4096) -> list[int]:
-    return [d for d in p.shape if d <= max_dim]
+    return [d for d in (p.shape or (1,)) if d <= max_dim]
 
 
 def _tnt_dims(p: torch.Tensor) -> list[int]:
-    if p.ndim <= 2:
-        return list(p.shape) or [1]
-    return [p.shape[0], p.shape[1], math.prod(p.shape[2:])]
+    return list(tnt_view(p.shape))
 
 
 def formula_state_numel(name: str, model: nn.Module) -> int | None:
@@ -229,17 +170,43 @@ def formula_state_numel(name: str, model: nn.Module) -> int | None:
 
 # ---- 3. arithmetic floors -----------------------------------------------------------------
 
-def _products_time(shapes: list[tuple[int, int, int]], cfg: BenchConfig, device: torch.device) -> float:
-    """Best time of the products (a x b) @ (b x c) for all shapes, on random float32 inputs."""
-    g = torch.Generator().manual_seed(cfg.seed)
+def _products(shapes: list[tuple[int, int, int]], device: torch.device, seed: int):
+    """A callable running the products (a x b) @ (b x c) for all shapes, on random float32 inputs."""
+    g = torch.Generator().manual_seed(seed)
     pairs = [(torch.randn(a, b, generator=g).to(device), torch.randn(b, c, generator=g).to(device))
              for a, b, c in shapes]
+    return lambda: [A @ B for A, B in pairs]
+
+
+def _spd(dims: list[int], device: torch.device, seed: int) -> list[torch.Tensor]:
+    """Random well-conditioned symmetric positive definite matrices of the given sides."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for d in dims:
+        X = torch.randn(d, 2 * d, generator=g)
+        out.append((X @ X.T / (2 * d) + torch.eye(d)).to(device))
+    return out
+
+
+def _eigh_roots(dims: list[int], device: torch.device, seed: int):
+    """eigh of each factor and its root Q diag(w) Q^T: Shampoo's periodic work."""
+    mats = _spd(dims, device, seed)
 
     def run():
-        for A, B in pairs:
-            A @ B
+        for H in mats:
+            w, Q = torch.linalg.eigh(H)
+            (Q * w.rsqrt()) @ Q.T
+    return run
 
-    return _best_time(run, cfg.floor_repeats, device) if pairs else 0.0
+
+def _eighs(dims: list[int], device: torch.device, seed: int):
+    mats = _spd(dims, device, seed)
+    return lambda: [torch.linalg.eigh(H) for H in mats]
+
+
+def _cholesky_inverses(dims: list[int], device: torch.device, seed: int):
+    mats = _spd(dims, device, seed)
+    return lambda: [torch.cholesky_inverse(torch.linalg.cholesky(H)) for H in mats]
 
 
 def ns_products(rows: int, cols: int, steps: int = 5) -> list[tuple[int, int, int]]:
@@ -265,34 +232,92 @@ def _mode_products(dims: list[int], numel: int, stats: bool, precond: bool) -> l
     return out
 
 
-def method_floors(model: nn.Module, cfg: BenchConfig, device: torch.device, backward_s: float) -> dict[str, float]:
-    """Seconds per iteration of each method's extra arithmetic beyond SGD-m (0: elementwise only)."""
+def layer_inputs(model: nn.Module, X: torch.Tensor) -> dict[nn.Module, tuple[int, ...]]:
+    """Input shape of every Linear/Conv2d in one forward pass of X."""
+    shapes, hooks = {}, []
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            hooks.append(m.register_forward_pre_hook(lambda mod, inp: shapes.__setitem__(mod, tuple(inp[0].shape))))
+    try:
+        with torch.no_grad():
+            model(X)
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+def _kfac_statistics(model: nn.Module, X: torch.Tensor, device: torch.device, seed: int):
+    """KFC's statistics of one batch: im2col of every conv input, then A = a^T a over all
+    batch x position rows and G = g^T g over the output gradients' rows."""
+    g = torch.Generator().manual_seed(seed)
+    work = []
+    for m, shape in layer_inputs(model, X).items():
+        a_dim = m.weight[0].numel() + (m.bias is not None)
+        if isinstance(m, nn.Conv2d):
+            x = torch.randn(shape, generator=g).to(device)
+            cols = F.unfold(x, m.kernel_size, dilation=m.dilation, padding=m.padding, stride=m.stride)
+            rows = cols.shape[0] * cols.shape[2]
+        else:
+            x, rows = None, math.prod(shape[:-1])
+        work.append((m, x, torch.randn(rows, a_dim, generator=g).to(device),
+                     torch.randn(rows, m.weight.shape[0], generator=g).to(device)))
+
+    def run():
+        for m, x, a, gout in work:
+            if x is not None:
+                F.unfold(x, m.kernel_size, dilation=m.dilation, padding=m.padding, stride=m.stride)
+            a.T @ a
+            gout.T @ gout
+    return run
+
+
+def method_floors(model: nn.Module, cfg: BenchConfig, device: torch.device, backward_s: float,
+                  hyper: dict[str, dict]) -> dict[str, float]:
+    """Seconds per iteration of each method's extra arithmetic beyond SGD-m (0: elementwise only),
+    periodic work amortised at the rates in `hyper` (each registered method's hyperparameters)."""
     params = list(model.parameters())
     hidden, _ = split_parameters(model)
     hidden_shapes = [matrix_view(p).shape for p in hidden]
-    matrices = [matrix_view(p).shape for p in params if p.ndim >= 2]
+    seed = cfg.seed
+
+    def t(fn) -> float:
+        return _time(fn, cfg, device)
+
     floors = {name: 0.0 for name in ("sgd", "adam", "adamw", "nmd", "signum")}
-    floors["muon"] = _products_time([s for m, n in hidden_shapes for s in ns_products(m, n)], cfg, device)
-    floors["splus"] = _products_time([s for m, n in matrices for s in splus_products(m, n)], cfg, device)
+    floors["muon"] = t(_products([s for m, n in hidden_shapes for s in ns_products(m, n)], device, seed))
     svd_inputs = [torch.randn(m, n).to(device) for m, n in hidden_shapes]
-    floors["specgd"] = _best_time(lambda: [torch.linalg.svd(G, full_matrices=False) for G in svd_inputs],
-                                  max(3, cfg.floor_repeats // 4), device)
-    floors["shampoo"] = _products_time(
-        [s for p in params for s in _mode_products(_shampoo_dims(p), p.numel(), True, True)], cfg, device)
-    t1_tnt = OPTIMIZERS["tnt"].defaults.get("curvature_frequency", 10) if "tnt" in OPTIMIZERS else 10
-    tnt_stats = _products_time([s for p in params for s in _mode_products(_tnt_dims(p), p.numel(), True, False)],
-                               cfg, device)
-    tnt_pre = _products_time([s for p in params for s in _mode_products(_tnt_dims(p), p.numel(), False, True)],
-                             cfg, device)
-    floors["tnt"] = (backward_s + tnt_stats) / t1_tnt + tnt_pre
-    t1_kfac = OPTIMIZERS["kfac"].defaults.get("curvature_frequency", 10) if "kfac" in OPTIMIZERS else 10
-    layers = list(_linear_like(model))
-    # A conv layer's statistics have batch x positions rows; counting batch rows only makes the
-    # KFAC floor a lower bound on CNNs (exact on MLPs).
-    kfac_stats = _products_time([(a, cfg.batch, a) for _, a, _ in layers] + [(g, cfg.batch, g) for _, _, g in layers],
-                                cfg, device)
-    kfac_pre = _products_time([(g, g, a) for _, a, g in layers] + [(g, a, a) for _, a, g in layers], cfg, device)
-    floors["kfac"] = (backward_s + kfac_stats) / t1_kfac + kfac_pre
+    floors["specgd"] = t(lambda: [torch.linalg.svd(G, full_matrices=False) for G in svd_inputs])
+    if "splus" in hyper:
+        h = hyper["splus"]
+        matrices = [matrix_view(p).shape for p in params if p.ndim >= 2]
+        sides = [d for m, n in matrices for d in (m, n) if d < h["max_dim"]]
+        floors["splus"] = (t(_products([s for m, n in matrices for s in splus_products(m, n)], device, seed))
+                           + t(_eighs(sides, device, seed)) / h["inverse_steps"])
+    if "shampoo" in hyper:
+        h = hyper["shampoo"]
+        dims = {id(p): _shampoo_dims(p, h["max_precond_dim"]) for p in params}
+        per_step = _products([s for p in params for s in _mode_products(dims[id(p)], max(p.numel(), 1), True, True)],
+                             device, seed)
+        floors["shampoo"] = (t(per_step) + t(_eigh_roots([d for p in params for d in dims[id(p)]], device, seed))
+                             / h["precondition_frequency"])
+    if "tnt" in hyper:
+        h = hyper["tnt"]
+        stats = _products([s for p in params for s in _mode_products(_tnt_dims(p), p.numel(), True, False)],
+                          device, seed)
+        pre = _products([s for p in params for s in _mode_products(_tnt_dims(p), p.numel(), False, True)],
+                        device, seed)
+        inverses = _cholesky_inverses([d for p in params for d in _tnt_dims(p)], device, seed)
+        floors["tnt"] = (t(pre) + (backward_s + t(stats)) / h["curvature_frequency"]
+                         + t(inverses) / h["inverse_frequency"])
+    if "kfac" in hyper:
+        h = hyper["kfac"]
+        layers = list(_linear_like(model))
+        X, _ = make_batch(cfg, device)
+        pre = _products([(g, g, a) for _, a, g in layers] + [(g, a, a) for _, a, g in layers], device, seed)
+        inverses = _cholesky_inverses([d for _, a, g in layers for d in (a, g)], device, seed)
+        floors["kfac"] = (t(pre) + (backward_s + t(_kfac_statistics(model, X, device, seed))) / h["curvature_frequency"]
+                          + t(inverses) / h["inverse_frequency"])
     return floors
 
 
@@ -307,9 +332,8 @@ def _step_time(make_opt, model: nn.Module, params: list[str], cfg: BenchConfig, 
     for p in ps:
         p.grad = (torch.randn(p.shape, generator=g) * 1e-2).to(device)
     opt = make_opt(ps)
-    for _ in range(cfg.warmup):
-        opt.step()
-    return _best_time(opt.step, cfg.floor_repeats, device)
+    opt.step()  # builds the state (and SPlus's first eigenbases)
+    return _time(opt.step, cfg, device)
 
 
 def peer_comparisons(model: nn.Module, cfg: BenchConfig, device: torch.device) -> list[dict]:
@@ -341,8 +365,8 @@ def newton_schulz_vs_products(model: nn.Module, cfg: BenchConfig, device: torch.
     shapes = [matrix_view(p).shape for p in split_parameters(model)[0]]
     g = torch.Generator().manual_seed(cfg.seed)
     Ms = [torch.randn(m, n, generator=g).to(device) for m, n in shapes]
-    t_ns = _best_time(lambda: [newton_schulz(M) for M in Ms], cfg.floor_repeats, device)
-    t_products = _products_time([s for m, n in shapes for s in ns_products(m, n)], cfg, device)
+    t_ns = _time(lambda: [newton_schulz(M) for M in Ms], cfg, device)
+    t_products = _time(_products([s for m, n in shapes for s in ns_products(m, n)], device, cfg.seed), cfg, device)
     return {"shapes": [list(s) for s in shapes], "ns_s": t_ns, "products_s": t_products}
 
 
@@ -352,33 +376,42 @@ def run(cfg: BenchConfig, device: torch.device, verbose: bool = True) -> dict:
     names = list(OPTIMIZERS)
     if "sgd" not in names:
         raise ValueError("the benchmark measures against registry entry 'sgd' (SGD with momentum)")
-    results = {"config": asdict(cfg), "device": str(device), "threads": torch.get_num_threads(),
-               "clock": "thread CPU time" if clock(device) is time.thread_time else "wall time",
-               "torch": torch.__version__, "models": []}
+    unknown = set(cfg.overrides) - set(names)
+    if unknown:
+        raise ValueError(f"overrides for unregistered optimizers: {sorted(unknown)}")
+    threads = torch.get_num_threads()
+    results = {"config": asdict(cfg), "device": str(device), "threads": threads,
+               "clock": cost.clock(device, threads)[1], "torch": torch.__version__, "models": []}
     for kind, widths in (("mlp", cfg.mlp_widths), ("cnn", cfg.cnn_widths)):
         for width in widths:
             t0 = time.perf_counter()
-            timed = time_methods(kind, width, names, cfg, device)
-            model = timed["sgd"]["model"]
+            model = make_model(kind, width, cfg, device)
+            methods = {name: (name, cfg.lr, cfg.overrides.get(name, {})) for name in names}
+            costs = cost.measure_step_costs(model, methods, [make_batch(cfg, device)], "ce", cfg.seed,
+                                            rounds=cfg.rounds, min_run_time=cfg.min_run_time, threads=threads)
+            # each method's full hyperparameters (defaults included), read off a built optimizer
+            hyper = {name: build_optimizer(name, copy.deepcopy(model), cfg.lr, **cfg.overrides.get(name, {})
+                                           ).param_groups[0] for name in names}
             param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
             _, backward_s = forward_backward_times(model, cfg, device)
-            floors = method_floors(model, cfg, device, backward_s)
-            sgd_iter = timed["sgd"]["iter_s"]
-            methods = {}
+            floors = method_floors(model, cfg, device, backward_s, hyper)
+            sgd_iter = costs["sgd"].seconds_per_step
+            out = {}
             for name in names:
-                r = timed[name]
-                formula = formula_state_numel(name, r["model"])
+                c = costs[name]
+                formula = formula_state_numel(name, model)
                 floor = floors.get(name)
-                methods[name] = {
-                    "iter_s": r["iter_s"], "step_s": r["step_s"], "iter_vs_sgd": r["iter_s"] / sgd_iter,
-                    "memory_vs_params": 1 + state_bytes(r["opt"]) / param_bytes,
+                out[name] = {
+                    "iter_s": c.seconds_per_step, "period": c.period, "replicates": c.replicates,
+                    "iter_vs_sgd": c.seconds_per_step / sgd_iter,
+                    "memory_vs_params": 1 + c.state_bytes / param_bytes,
                     "formula_memory_vs_params": None if formula is None else
                     1 + formula * 4 / param_bytes,  # float32 state
                     "floor_s": floor,
-                    "iter_vs_sgd_plus_floor": None if floor is None else r["iter_s"] / (sgd_iter + floor),
+                    "iter_vs_sgd_plus_floor": None if floor is None else c.seconds_per_step / (sgd_iter + floor),
                 }
             entry = {"model": kind, "width": width, "params": sum(p.numel() for p in model.parameters()),
-                     "backward_s": backward_s, "methods": methods}
+                     "backward_s": backward_s, "methods": out}
             if kind == "mlp":
                 entry["peers"] = peer_comparisons(model, cfg, device)
                 entry["newton_schulz"] = newton_schulz_vs_products(model, cfg, device)
@@ -392,18 +425,18 @@ def run(cfg: BenchConfig, device: torch.device, verbose: bool = True) -> dict:
 def print_entry(e: dict) -> None:
     print(f"\n== {e['model'].upper()} width {e['width']}: {e['params']:,} parameters "
           f"(sampled backward {1e3 * e['backward_s']:.2f} ms; measured in {e['seconds']:.0f} s) ==")
-    print(f"{'method':<9}{'iter ms':>9}{'step ms':>9}{'iter/SGD':>10}{'mem/param':>11}{'formula':>9}"
+    print(f"{'method':<9}{'iter ms':>9}{'period':>7}{'iter/SGD':>10}{'mem/param':>11}{'formula':>9}"
           f"{'floor ms':>10}{'iter/(SGD+floor)':>18}  target <= {TARGET_FACTOR}")
     for name, m in e["methods"].items():
         formula = "n/a" if m["formula_memory_vs_params"] is None else f"{m['formula_memory_vs_params']:.2f}"
         floor = "n/a" if m["floor_s"] is None else f"{1e3 * m['floor_s']:.2f}"
         ratio = m["iter_vs_sgd_plus_floor"]
         verdict = "" if ratio is None else (f"{ratio:.2f} " + ("ok" if ratio <= TARGET_FACTOR else "MISSED"))
-        print(f"{name:<9}{1e3 * m['iter_s']:>9.2f}{1e3 * m['step_s']:>9.2f}{m['iter_vs_sgd']:>10.2f}"
+        print(f"{name:<9}{1e3 * m['iter_s']:>9.2f}{m['period']:>7}{m['iter_vs_sgd']:>10.2f}"
               f"{m['memory_vs_params']:>11.2f}{formula:>9}{floor:>10}{verdict:>18}")
     if "splus" in e["methods"] and "adam" in e["methods"]:
         s, a = e["methods"]["splus"], e["methods"]["adam"]
-        print(f"SPlus / Adam: iteration {s['iter_s'] / a['iter_s']:.2f}x, step {s['step_s'] / a['step_s']:.2f}x")
+        print(f"SPlus / Adam: iteration {s['iter_s'] / a['iter_s']:.2f}x")
     for row in e.get("peers", []):
         print(f"{row['ours']:<28} {1e3 * row['ours_s']:8.2f} ms  vs {row['peer']:<32} {1e3 * row['peer_s']:8.2f} ms"
               f"  -> ours/peer {row['ours_s'] / row['peer_s']:.2f}")
@@ -415,7 +448,7 @@ def print_entry(e: dict) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller widths and fewer iterations (about a minute)")
+    ap.add_argument("--quick", action="store_true", help="smaller widths and fewer rounds (a few minutes)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (default 1: on a shared machine extra threads mostly contend)")
@@ -430,8 +463,12 @@ def main(argv=None) -> None:
         ap.error(f"--device {args.device} asked for, but torch sees no CUDA device")
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
-    if args.json and not Path(args.json).resolve().parent.is_dir():
-        ap.error(f"--json {args.json}: folder {Path(args.json).resolve().parent} does not exist")
+    if args.json:
+        target = Path(args.json).resolve()
+        if target.is_dir():
+            ap.error(f"--json {args.json} is a folder; give a file path, e.g. {Path(args.json) / 'bench.json'}")
+        if not target.parent.is_dir():
+            ap.error(f"--json {args.json}: folder {target.parent} does not exist")
     torch.set_num_threads(args.threads)
     cfg = QUICK if args.quick else FULL
     t0 = time.perf_counter()
@@ -439,8 +476,7 @@ def main(argv=None) -> None:
     results["total_s"] = time.perf_counter() - t0
     print(f"\ntotal {results['total_s']:.0f} s on {device}, {results['threads']} threads, timed by {results['clock']}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        atomic_write_json(Path(args.json), results)
 
 
 if __name__ == "__main__":

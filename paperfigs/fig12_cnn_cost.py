@@ -9,10 +9,11 @@ the comparison is of the preconditioners alone. Each method is run at every lr o
 (half-decade spacing); the tuned lr has the highest final validation accuracy, and its test
 accuracy curve is drawn.
 
-Cost table: experiments.step_cost.measure_step_costs runs all methods (plus SPlus, for the
-SPlus paper's cost question) side by side on copies of the same model and batches: seconds per
-iteration (forward + sampled-label backward when due + backward + step; averaged over whole
-inverse periods) and optimizer-state bytes, both relative to SGD-m.
+Cost table: experiments.cost.measure_step_costs (the harness experiments.bench uses too) runs all
+methods (plus SPlus, for the SPlus paper's cost question) side by side on copies of the same model
+and batches: seconds per iteration (forward + sampled-label backward when due + backward + step;
+median over timed whole periods of each method's periodic work, past its start-up phase) and
+optimizer-state bytes, both relative to SGD-m.
 
 Claims (thresholds fixed before running): TNT's time per iteration is at most 2x SGD-m's, and
 its optimizer-state memory at most 3x SGD-m's (SGD-m keeps one momentum buffer; TNT keeps the
@@ -30,7 +31,7 @@ from experiments.lr_select import tune_over_grid
 from experiments.lr_sweep import log_grid
 from experiments.metrics import classification_evaluator
 from experiments.models import ResNetCNN
-from experiments.step_cost import measure_step_costs
+from experiments.cost import clock, measure_step_costs
 from experiments.train import TrainConfig, train
 from paperfigs.claims import at_most
 from paperfigs.style import color
@@ -59,17 +60,19 @@ class Fig12Config:
     )
     # extra rows of the cost table only (not trained for the accuracy panel)
     cost_only: tuple = (("SPlus", "splus", 0.1, ()),)
-    cost_warmup: int = 100      # untimed steps: past TNT's first T2 steps of frequent inversions
-    cost_block: int = 25
-    cost_rounds: int = 4        # 4 x 25 = one whole T2 period per method
+    cost_rounds: int = 3            # timed rounds per method, interleaved (see experiments.cost)
+    cost_min_run_time: float = 0.2  # seconds per Timer.blocked_autorange call
 
 
 FULL = Fig12Config()
 QUICK = dataclasses.replace(FULL, n_train_per_class=200, n_val_per_class=30, n_test_per_class=100, pool=2,
-                            width=8, blocks=(1, 1), batch_size=64, epochs=4, lr_points=3)
+                            width=8, blocks=(1, 1), batch_size=64, epochs=4, lr_points=3, cost_rounds=2)
+SMOKE_KW = (("curvature_frequency", 2), ("inverse_frequency", 4))  # short periods: the cost harness times whole ones
 SMOKE = dataclasses.replace(QUICK, n_train_per_class=16, n_val_per_class=4, n_test_per_class=4, pool=4,
-                            width=4, batch_size=32, epochs=1, lr_points=1,
-                            cost_warmup=2, cost_block=2, cost_rounds=1)
+                            width=4, batch_size=32, epochs=1, lr_points=1, cost_rounds=1, cost_min_run_time=1e-3,
+                            methods=tuple((label, key, centre, SMOKE_KW if key in ("tnt", "kfac") else kw)
+                                          for label, key, centre, kw in QUICK.methods),
+                            cost_only=(("SPlus", "splus", 0.1, (("inverse_steps", 4),)),))
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
 TIME_FACTOR = 2.0
@@ -119,8 +122,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         batches.append((Xtr[idx].to(dev), split.y_train[idx].to(dev)))
     cost_methods = {label: (key, tuned[label], dict(kw)) for label, key, _, kw in cfg.methods}
     cost_methods.update({label: (key, lr, dict(kw)) for label, key, lr, kw in cfg.cost_only})
-    costs = measure_step_costs(_model(cfg, seed).to(dev), cost_methods, batches, "ce",
-                               block=cfg.cost_block, rounds=cfg.cost_rounds, seed=seed, warmup=cfg.cost_warmup)
+    costs = measure_step_costs(_model(cfg, seed).to(dev), cost_methods, batches, "ce", seed=seed,
+                               rounds=cfg.cost_rounds, min_run_time=cfg.cost_min_run_time)
     base = costs["SGD-m"]
     cost_table = {
         label: {"s_per_iter": c.seconds_per_step, "time_rel_sgdm": c.seconds_per_step / base.seconds_per_step,
@@ -145,8 +148,11 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                         "tuned lr = highest final validation accuracy",
         "optimizer_kwargs": {label: dict(kw) for label, _, _, kw in cfg.methods + cfg.cost_only},
         "lr": tuned, "final_test_acc": final_test,
-        "cost_protocol": f"{cfg.cost_warmup} untimed warm-up steps, then {cfg.cost_rounds} rounds x "
-                         f"{cfg.cost_block} steps per method, round robin; state = tensors in optimizer.state",
+        "cost_protocol": f"experiments.cost: untimed start-up (whole periods), then {cfg.cost_rounds} interleaved rounds of "
+                         f"Timer.blocked_autorange (min_run_time {cfg.cost_min_run_time} s) over whole periods "
+                         f"({', '.join(f'{k} {c.period}' for k, c in costs.items())} steps); median per step, "
+                         f"{costs['SGD-m'].replicates} SGD-m replicates; clock: "
+                         f"{clock(dev, torch.get_num_threads())[1]}; state = distinct storages in optimizer.state",
     }
     return {"params": params, "series": series, "claims": claims,
             "tables": {"cost": cost_table, "lr_grid": grids}, "notes": notes}

@@ -9,7 +9,6 @@ from experiments.autoencoder import DeepAutoencoder
 from experiments.cpu_threads import torch_threads
 from experiments.lr_select import select_lr
 from experiments.optim.registry import build_optimizer
-from experiments.step_cost import measure_step_costs, state_bytes
 from paperfigs.runner import run_figure, validate_result
 from theory.metrics import first_crossing, first_step
 
@@ -72,30 +71,6 @@ def test_first_crossing_one_rule_for_rising_falling_and_per_class_curves():
         first_crossing(traj, 1.0, ">")
     with pytest.raises(ValueError, match="equal lengths"):
         first_step([0, 1], [1.0], 0.5)
-
-
-def test_state_bytes_counts_momentum_once_per_parameter():
-    m = torch.nn.Linear(10, 6)
-    sgd = build_optimizer("sgd", m, 0.1)
-    m(torch.randn(4, 10)).sum().backward()
-    sgd.step()
-    assert state_bytes(sgd) == 4 * (10 * 6 + 6)
-    adam = build_optimizer("adam", m, 0.1)
-    adam.step()
-    # exp_avg and exp_avg_sq per parameter (+ the tiny step counters)
-    assert 2 * 4 * 66 <= state_bytes(adam) <= 2 * 4 * 66 + 64
-
-
-def test_step_costs_are_measured_for_each_method():
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
-    batches = [(torch.randn(32, 8), torch.randint(0, 3, (32,))) for _ in range(2)]
-    costs = measure_step_costs(model, {"SGD-m": ("sgd", 0.1, {}), "TNT": ("tnt", 1e-3, {})}, batches, "ce",
-                               block=3, rounds=2, seed=0, warmup=2)
-    assert set(costs) == {"SGD-m", "TNT"}
-    assert all(c.seconds_per_step > 0 for c in costs.values())
-    # TNT keeps momentum plus factors and their inverses: strictly more state than SGD-m.
-    assert costs["TNT"].state_bytes > costs["SGD-m"].state_bytes == 4 * sum(p.numel() for p in model.parameters())
 
 
 def test_splus_shape_scaling_switch_scales_the_matrix_step_by_half_m_plus_n():

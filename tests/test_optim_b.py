@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from experiments.optim import kronecker
 from experiments.optim.curvature import curvature_step, sample_labels
+from experiments.optim import kfac
 from experiments.optim.kfac import KFAC
 from experiments.optim.kronecker import CurvatureError, inverse_root, kron_apply, precondition
 from experiments.optim.registry import build_optimizer
@@ -119,16 +120,26 @@ def test_inverse_root_rejects_non_finite_and_bad_eps():
         inverse_root(torch.eye(3), 2, 0.0)
 
 
-@pytest.mark.parametrize("shape", [(5,), (4, 3), (3, 2, 4)])
+@pytest.mark.parametrize("shape", [(5,), (4, 3), (3, 2, 4), (2, 3, 2, 3)])
 def test_mode_products_equal_the_kronecker_form(shape):
+    """First, middle and last modes (the first and last take a reshape-and-matmul path)."""
     g = torch.Generator().manual_seed(len(shape))
     T = torch.randn(shape, generator=g, dtype=F64)
     mats = [torch.randn(d, d, generator=g, dtype=F64) for d in shape]  # not symmetric: checks index order
     assert torch.allclose(precondition(T, mats), kron_apply(T, mats), atol=1e-12)
-    # unfold/contraction: tr(T_(j) T_(j)^T) is ||T||^2 on every mode
+    rect = [torch.randn(d + 1, d, generator=g, dtype=F64) for d in shape]  # (r, d_j): the mode's size changes
     for j in range(len(shape)):
-        assert kronecker.unfold(T, j).shape == (shape[j], math.prod(shape) // shape[j])
+        want = torch.tensordot(T, rect[j], dims=([j], [1])).movedim(-1, j)
+        assert torch.allclose(kronecker.mode_product(T, rect[j], j), want, atol=1e-12)
+    for j in range(len(shape)):
+        U = kronecker.unfold(T, j)
+        assert U.shape == (shape[j], math.prod(shape) // shape[j])
+        assert torch.allclose(kronecker.mode_contraction(T, j), U @ U.T, atol=1e-12)
         assert torch.isclose(kronecker.mode_contraction(T, j).trace(), (T ** 2).sum())
+        H = torch.randn(shape[j], shape[j], generator=g, dtype=F64)
+        want = 0.9 * H + 0.3 * U @ U.T
+        kronecker.accumulate_contraction(H, T, j, 0.9, 0.3)
+        assert torch.allclose(H, want, atol=1e-12)
 
 
 # -- Shampoo ---------------------------------------------------------------------------------------
@@ -402,6 +413,17 @@ def test_kfac_factors_equal_per_example_computation():
     for layer, A, G in [(model.conv, A_conv, G_conv), (model.fc, A_fc, G_fc)]:
         st = opt.state[layer.weight]
         assert torch.allclose(st["A"], A, atol=1e-13) and torch.allclose(st["G"], G, atol=1e-13)
+
+
+@pytest.mark.parametrize("rows", [3, 40])  # fewer and more rows than inputs: the two ways to add the ones column
+def test_kfac_input_factor_and_gram_equal_their_definitions(rows):
+    g = torch.Generator().manual_seed(rows)
+    a = torch.randn(rows, 6, generator=g, dtype=F64)
+    ones = torch.cat([a, torch.ones(rows, 1, dtype=F64)], 1)
+    assert torch.allclose(kfac.input_factor(a, 4), ones.T @ ones / 4, atol=1e-13)
+    assert torch.allclose(kfac.input_factor(a, 4, bias=False), a.T @ a / 4, atol=1e-13)
+    X = torch.randn(5, 3, rows, generator=g, dtype=F64)
+    assert torch.allclose(kfac.gram(X), sum(Xb @ Xb.T for Xb in X), atol=1e-12)
 
 
 def test_kfac_step_is_damped_kronecker_natural_gradient():

@@ -44,25 +44,63 @@ from experiments.optim.distributed import RankSharding, average
 from experiments.optim.kronecker import compute_dtype, damped_inverse
 
 
+def gram(X: torch.Tensor) -> torch.Tensor:
+    """sum_b X_b X_b^T over the leading index of X: (B, d, n) -> (d, d)."""
+    if X.device.type == "cpu":
+        # On a CPU, B products accumulated in place beat one product on the (B*n, d) layout: the
+        # transposing copy that layout needs cost more than the product itself (2x at d=144, n=784).
+        out = X.new_zeros(X.shape[1], X.shape[1])
+        for Xb in X:
+            out.addmm_(Xb, Xb.T)
+        return out
+    rows = X.transpose(1, 2).reshape(-1, X.shape[1])
+    return rows.T @ rows
+
+
+def with_ones_column(AtA: torch.Tensor, col_sum: torch.Tensor, rows: int) -> torch.Tensor:
+    """a~^T a~ for a~ = [a, 1] from a^T a, the column sums of a and its row count (no copy of a)."""
+    d = AtA.shape[0]
+    out = AtA.new_empty(d + 1, d + 1)
+    out[:d, :d] = AtA
+    out[:d, d] = col_sum
+    out[d, :d] = col_sum
+    out[d, d] = rows
+    return out
+
+
 def input_factor(a: torch.Tensor, batch: int, bias: bool = True) -> torch.Tensor:
     """A = (1/batch) a~^T a~ with a~ = [a, 1] (a~ = a for a layer without bias); a: (rows, in) of all
     examples (and positions)."""
-    if bias:
+    if bias and a.shape[0] <= a.shape[1]:
+        # Few rows (an MLP batch): appending the ones column copies fewer numbers than the (in, in) block.
         a = torch.cat([a, a.new_ones(a.shape[0], 1)], dim=1)
-    return a.T @ a / batch
+    elif bias:
+        return with_ones_column(a.T @ a, a.sum(0), a.shape[0]).div_(batch)
+    return (a.T @ a).div_(batch)
 
 
 def output_factor(g: torch.Tensor, batch: int, positions: int) -> torch.Tensor:
     """G = (1/batch) sum_i (1/L) sum_s g_is g_is^T for per-example gradients g = batch * (mean-loss gradient).
 
     g: (batch * positions, out) gradients of the batch-mean loss w.r.t. the layer output."""
-    return g.T @ g * (batch / positions)
+    return (g.T @ g).mul_(batch / positions)
 
 
 def conv_patches(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """im2col of x: (B, C, H, W) -> (B * L, C * kh * kw), columns in the order of weight.reshape(out, -1)."""
-    cols = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
-    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    """im2col of x: (B, C, H, W) -> (B, C * kh * kw, L), rows in the order of weight.reshape(out, -1)."""
+    return F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
+
+
+def conv_factors(x: torch.Tensor, gout: torch.Tensor, conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, G) of a conv layer from its input x: (B, C, H, W) and output gradient gout: (B, out, H', W'),
+    summing over examples and positions without materialising the (B * L, C * kh * kw) patch matrix."""
+    batch = x.shape[0]
+    cols = conv_patches(x, conv)
+    AtA = gram(cols)
+    if conv.bias is not None:
+        AtA = with_ones_column(AtA, cols.sum((0, 2)), cols.shape[0] * cols.shape[2])
+    g = gout.reshape(batch, gout.shape[1], -1)
+    return AtA.div_(batch), gram(g).mul_(batch / g.shape[2])
 
 
 def damping_split(A: torch.Tensor, G: torch.Tensor, damping: float, pi_damping: bool) -> tuple[float, float]:
@@ -199,16 +237,12 @@ class KFAC(CheckedOptimizer):
             dt = compute_dtype(w.dtype)
             gout = sum(gouts)  # one gradient per output tensor; a shared layer sums its calls' gradients
             if isinstance(module, nn.Conv2d):
-                batch = x.shape[0]
-                a = conv_patches(x.to(dt), module)
-                g = gout.to(dt).permute(0, 2, 3, 1).reshape(-1, gout.shape[1])
-                positions = g.shape[0] // batch
+                out[w] = conv_factors(x.to(dt), gout.to(dt), module)
             else:
                 # Leading dims (batch, tokens, ...) all count as examples: the mean loss averages over them.
                 a = x.to(dt).reshape(-1, x.shape[-1])
                 g = gout.to(dt).reshape(-1, gout.shape[-1])
-                batch, positions = a.shape[0], 1
-            out[w] = (input_factor(a, batch, module.bias is not None), output_factor(g, batch, positions))
+                out[w] = (input_factor(a, a.shape[0], module.bias is not None), output_factor(g, a.shape[0], 1))
         self._inputs, self._out_grads = {}, {}
         return out
 

@@ -3,11 +3,13 @@
 For a tensor T of order k with modes (d_1, ..., d_k):
     unfold(T, j)            T_(j): (d_j, prod_{l != j} d_l), the mode-j unfolding
     mode_contraction(T, j)  T_(j) T_(j)^T: (d_j, d_j)
+    accumulate_contraction(H, T, j, beta, alpha)   H <- beta H + alpha T_(j) T_(j)^T in place
     mode_product(T, M, j)   T x_j M, i.e. (T x_j M)_(j) = M T_(j), M: (r, d_j)
     precondition(T, mats)   T x_1 mats[0] x_2 mats[1] ... (None = identity on that mode)
     kron_apply(T, mats)     the same through the explicit (prod d)^2 Kronecker matrix: the
                             readable reference, (mats[0] kron ... kron mats[k-1]) vec(T) with
                             vec the row-major flatten of torch; only for tiny tensors (tests)
+    damped(H, eps)          H + eps I (a new matrix)
     inverse_root(H, p, eps) (H + eps I)^(-1/p) for a symmetric PSD H via eigh
     damped_inverse(H, eps)  (H + eps I)^(-1) via Cholesky, eigh as the fallback
 """
@@ -33,14 +35,35 @@ def unfold(T: torch.Tensor, mode: int) -> torch.Tensor:
     return T.movedim(mode, 0).reshape(T.shape[mode], -1)
 
 
+def _gram_operands(T: torch.Tensor, mode: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X, Y) with X @ Y = T_(mode) T_(mode)^T. The first and last modes need no unfolding copy:
+    T_(0) is a reshape of T, and T_(k-1)^T = T.reshape(-1, d_{k-1})."""
+    if mode == T.dim() - 1:
+        V = T.reshape(-1, T.shape[mode])
+        return V.T, V
+    U = T.reshape(T.shape[0], -1) if mode == 0 else unfold(T, mode)
+    return U, U.T
+
+
 def mode_contraction(T: torch.Tensor, mode: int) -> torch.Tensor:
     """T_(mode) T_(mode)^T: (d_mode, d_mode), the Gram matrix of the mode-`mode` fibres."""
-    U = unfold(T, mode)
-    return U @ U.T
+    X, Y = _gram_operands(T, mode)
+    return X @ Y
+
+
+def accumulate_contraction(H: torch.Tensor, T: torch.Tensor, mode: int, beta: float, alpha: float) -> None:
+    """H <- beta H + alpha T_(mode) T_(mode)^T in place (one fused product, no temporary (d, d) matrix)."""
+    X, Y = _gram_operands(T, mode)
+    H.addmm_(X, Y, beta=beta, alpha=alpha)
 
 
 def mode_product(T: torch.Tensor, M: torch.Tensor, mode: int) -> torch.Tensor:
     """T x_mode M: contracts M's second index with T's mode `mode`; M: (r, d_mode)."""
+    # First and last modes as one matrix product on a reshape (tensordot would permute and copy).
+    if mode == 0:
+        return (M @ T.reshape(T.shape[0], -1)).reshape(M.shape[0], *T.shape[1:])
+    if mode == T.dim() - 1:
+        return (T.reshape(-1, T.shape[-1]) @ M.T).reshape(*T.shape[:-1], M.shape[0])
     return torch.tensordot(T, M, dims=([mode], [1])).movedim(-1, mode)
 
 
@@ -79,6 +102,13 @@ def _eigh(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return w.to(A.dtype), Q.to(A.dtype)
 
 
+def damped(H: torch.Tensor, eps: float) -> torch.Tensor:
+    """H + eps I as a new matrix (eps added to a copy's diagonal: no identity matrix is built)."""
+    out = H.clone()
+    out.diagonal().add_(eps)
+    return out
+
+
 def inverse_root(H: torch.Tensor, p: float, eps: float) -> torch.Tensor:
     """(H + eps I)^(-1/p) for a symmetric positive semidefinite H: (d, d), by eigendecomposition.
 
@@ -89,8 +119,7 @@ def inverse_root(H: torch.Tensor, p: float, eps: float) -> torch.Tensor:
         raise ValueError(f"eps must be positive, got {eps}")
     if not torch.isfinite(H).all():
         raise CurvatureError(f"non-finite entries in a {tuple(H.shape)} curvature factor: the run diverged")
-    eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
-    w, Q = _eigh(H + eps * eye)
+    w, Q = _eigh(damped(H, eps))
     return (Q * w.clamp_min(eps).pow(-1.0 / p)) @ Q.T
 
 
@@ -101,7 +130,7 @@ def damped_inverse(H: torch.Tensor, eps: float) -> torch.Tensor:
         raise ValueError(f"eps must be positive, got {eps}")
     if not torch.isfinite(H).all():
         raise CurvatureError(f"non-finite entries in a {tuple(H.shape)} curvature factor: the run diverged")
-    L, info = torch.linalg.cholesky_ex(H + eps * torch.eye(H.shape[0], dtype=H.dtype, device=H.device))
+    L, info = torch.linalg.cholesky_ex(damped(H, eps))
     if int(info) != 0:
         return inverse_root(H, 1, eps)
     return torch.cholesky_inverse(L)

@@ -31,7 +31,7 @@ import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_count
 from experiments.optim.distributed import RankSharding, kronecker_cost
-from experiments.optim.kronecker import compute_dtype, inverse_root, mode_contraction, precondition
+from experiments.optim.kronecker import accumulate_contraction, compute_dtype, inverse_root, precondition
 
 GRAFTING = ("none", "sgd", "adam")
 
@@ -146,7 +146,7 @@ class Shampoo(CheckedOptimizer):
                     M = G
                 for j, H in enumerate(state["factors"]):
                     if H is not None:
-                        H.mul_(beta).add_(mode_contraction(G, j), alpha=1.0 if beta == 1.0 else 1 - beta)
+                        accumulate_contraction(H, G, j, beta, 1.0 if beta == 1.0 else 1 - beta)
                 graft = M
                 if group["grafting"] == "adam":
                     b2 = group["graft_beta2"]
