@@ -96,9 +96,10 @@ def normalised_auc(steps, values, start_frac: float = 0.0) -> float:
 
 def first_step_at(steps, values, threshold: float, start_frac: float = 0.0) -> float:
     """First evaluated step >= start_frac * steps[-1] with value >= threshold (nan if never)."""
-    steps, values = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
-    hit = np.flatnonzero((values >= threshold) & (steps >= start_frac * steps[-1]))
-    return float(steps[hit[0]]) if len(hit) else math.nan
+    from theory.metrics import first_step
+
+    step = first_step(steps, values, threshold, ">=", start=start_frac * steps[-1])
+    return math.nan if step is None else float(step)
 
 
 def run_spec(cfg: Config, m: Method, depth: int, lr: float, seed: int, device: str) -> RunSpec:

@@ -9,8 +9,8 @@ from experiments.autoencoder import DeepAutoencoder
 from experiments.cpu_threads import torch_threads
 from experiments.lr_select import select_lr
 from experiments.optim.registry import build_optimizer
-from experiments.steps_to_target import first_reach, fraction_of_reference
 from paperfigs.runner import run_figure, validate_result
+from theory.metrics import first_crossing, first_step
 
 
 @pytest.fixture(autouse=True)
@@ -55,13 +55,22 @@ def test_lr_selection_lowest_finite_score_and_edge_flag():
     assert select_lr({1e-4: None, 1e-3: math.nan}) == (None, False)
 
 
-def test_first_reach_and_fraction():
-    steps, wall, loss = [0, 10, 20, 30], [0.0, 1.0, 2.0, 3.0], [5.0, 3.0, math.nan, 1.0]
-    assert first_reach(steps, wall, loss, 3.0) == (10, 1.0)
-    assert first_reach(steps, wall, loss, 2.0) == (30, 3.0)
-    assert first_reach(steps, wall, loss, 0.5) == (None, None)
-    assert fraction_of_reference(10, 40) == 0.25
-    assert fraction_of_reference(None, 40) is None
+def test_first_crossing_one_rule_for_rising_falling_and_per_class_curves():
+    steps, loss = [0, 10, 20, 30], [5.0, 3.0, math.nan, 1.0]
+    assert first_step(steps, loss, 3.0) == 10
+    assert first_step(steps, loss, 2.0) == 30            # a NaN evaluation never counts
+    assert first_step(steps, [5.0, None, 1.0, 0.0], 2.0) == 20
+    assert first_step(steps, loss, 0.5) is None
+    assert first_step(steps, [0.1, 0.2, 0.9, 0.95], 0.9, ">=", start=15) == 20
+    assert first_step(steps, [0.9, 0.2, 0.1, 0.0], 0.9, ">=", start=15) is None
+    traj = [[0.0, 0.0], [1.0, 0.5], [2.0, 3.0]]
+    assert first_crossing(traj, [1.0, 2.0]).tolist() == [1, 2]
+    assert first_crossing(traj, [3.0, 4.0]).tolist() == [-1, -1]
+    assert first_crossing([3.0, 2.0, 1.0], 2.0, "<=") == 1
+    with pytest.raises(ValueError, match="direction"):
+        first_crossing(traj, 1.0, ">")
+    with pytest.raises(ValueError, match="equal lengths"):
+        first_step([0, 1], [1.0], 0.5)
 
 
 def test_splus_shape_scaling_switch_scales_the_matrix_step_by_half_m_plus_n():

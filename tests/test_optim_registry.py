@@ -155,3 +155,38 @@ def test_none_gradients_are_skipped(name):
     _train_steps(opt, model, X, y, loss_kind, 3, torch.Generator().manual_seed(6))
     for a, b in zip(_params(unused), before):
         assert torch.equal(a, b), f"{name} moved a parameter that had no gradient"
+
+
+def test_splus_nonstandard_layers_step_by_scaled_sign_and_hidden_matrices_rotate():
+    """nonstandard_layers=True: the input layer, head and biases take -lr * c * sign(momentum) at
+    step 1 (momentum = (1 - b1) g), the hidden matrix does not (its step is the rotated sign);
+    the default keeps every matrix rotated."""
+    from experiments.models import MLP, TinyTransformer
+    from experiments.optim.param_groups import split_nonstandard
+
+    g = torch.Generator().manual_seed(0)
+    model = MLP(6, 3, width=5, depth=3, generator=g)
+    hidden, odd = split_nonstandard(model)
+    assert [id(p) for p in hidden] == [id(model.body[3].weight)]
+    assert {id(p) for p in odd} == {id(p) for p in model.parameters()} - {id(model.body[3].weight)}
+    lm = TinyTransformer(20, 8, 1, 2, 4, generator=g)
+    hidden_lm, _ = split_nonstandard(lm)
+    assert {id(p) for p in hidden_lm} == {id(p) for b in lm.blocks for p in b.parameters() if p.ndim == 2}
+
+    X, y = torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
+    lr, c = 0.5, 0.01
+    moved = {}
+    for flag in (True, False):
+        m = copy.deepcopy(model)
+        before = {n: p.detach().clone() for n, p in m.named_parameters()}
+        opt = build_optimizer("splus", m, lr, nonstandard_layers=flag, nonstandard_constant=c, weight_decay=0.0)
+        nn.functional.cross_entropy(m(X), y).backward()
+        grads = {n: p.grad.clone() for n, p in m.named_parameters()}
+        opt.step()
+        moved[flag] = {n: p.detach() - before[n] for n, p in m.named_parameters()}
+        sign_step = {n: -lr * c * torch.sign(grads[n]) for n in grads}
+    for n in ("body.1.weight", "head.weight", "body.1.bias", "body.3.bias"):
+        torch.testing.assert_close(moved[True][n], sign_step[n])
+    assert not torch.allclose(moved[True]["body.3.weight"], sign_step["body.3.weight"])
+    torch.testing.assert_close(moved[True]["body.3.weight"], moved[False]["body.3.weight"])
+    assert not torch.allclose(moved[False]["head.weight"], sign_step["head.weight"])

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.lm import TinyTransformer
+from experiments.models import TinyTransformer
 from experiments.text import (EOS, UNK, Vocab, bucket_accuracy, frequency_buckets, load_corpus,
                               make_windows, read_documents, tokenize)
 

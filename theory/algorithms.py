@@ -86,6 +86,14 @@ def polar(g: np.ndarray, how: str) -> np.ndarray:
     raise ValueError(f"polar must be 'svd' or 'ns', got {how!r}")
 
 
+def muon_direction(g: np.ndarray, momentum: np.ndarray, beta: float, how: str = "ns") -> tuple[np.ndarray, np.ndarray]:
+    """One Muon step's direction: M <- beta M + (1 - beta) G, then the polar factor of M (no
+    Nesterov term, no shape scaling: the form the paper analyses). G, M: (..., k, d).
+    Returns (direction, new momentum)."""
+    momentum = beta * momentum + (1 - beta) * g
+    return polar(momentum, how), momentum
+
+
 def product_gradient(grad_of_w: Callable[[np.ndarray], np.ndarray]):
     """Turn a product-gradient function W -> G into a factors -> layer gradients function."""
     def grads(factors: list[np.ndarray]) -> list[np.ndarray]:
@@ -108,8 +116,7 @@ def run_discrete(grads: Callable, factors0: list[np.ndarray], method: str, lr: f
         gs = grads(factors)
         for i, g in enumerate(gs):
             if method == "muon":
-                momentum[i] = beta * momentum[i] + (1 - beta) * g
-                delta = polar(momentum[i], how)
+                delta, momentum[i] = muon_direction(g, momentum[i], beta, how)
             elif method in DIRECTIONS:
                 delta = DIRECTIONS[method](g)
             else:

@@ -77,10 +77,34 @@ def per_class_accuracy_samples(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> n
     return np.divide(hits, counts, out=np.full(k, np.nan), where=counts > 0)
 
 
-def first_crossing(traj: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """First index t with traj[t, c] >= target[c] for each class c (-1 if never).
+def first_crossing(traj, level, direction: str = ">=") -> np.ndarray:
+    """First index t along axis 0 at which traj[t] reaches `level` (-1 if never): the project's one
+    "first time a curve crosses a level" rule.
 
-    traj: (T, k), target: (k,). For SpecGD this is the overshoot (saturation) step.
-    """
-    hit = traj >= np.asarray(target)[None, :]
-    return np.where(hit.any(axis=0), hit.argmax(axis=0), -1)
+    traj: (T, ...) values (None / NaN / inf never count as reaching); level: broadcasts against
+    traj[0] (e.g. (k,) per-class targets for a (T, k) trajectory, or a scalar);
+    direction ">=": traj[t] >= level (rising curves, e.g. SpecGD's overshoot step);
+    "<=": traj[t] <= level (falling curves, e.g. a loss reaching a target).
+    Returns an int array shaped like traj[0] (a Python int for a 1-D traj)."""
+    if direction not in (">=", "<="):
+        raise ValueError(f"direction must be '>=' or '<=', got {direction!r}")
+    x = np.array(traj, dtype=float)  # None -> nan
+    if x.size == 0:
+        raise ValueError("first_crossing needs a non-empty trajectory")
+    with np.errstate(invalid="ignore"):
+        hit = np.isfinite(x) & ((x >= level) if direction == ">=" else (x <= level))
+    out = np.where(hit.any(axis=0), hit.argmax(axis=0), -1)
+    return int(out) if out.ndim == 0 else out
+
+
+def first_step(steps, values, level, direction: str = "<=", start: float = -np.inf):
+    """The step (from `steps`, same length as `values`) of the first evaluation at or after `start`
+    at which values reaches `level` (first_crossing's rule), or None if it never does."""
+    steps = np.asarray(steps)
+    if len(steps) != len(values):
+        raise ValueError(f"steps and values need equal lengths, got {len(steps)} and {len(values)}")
+    keep = np.flatnonzero(steps >= start)
+    if len(keep) == 0:
+        return None
+    i = first_crossing([values[j] for j in keep], level, direction)
+    return None if i < 0 else steps[keep[i]].item()

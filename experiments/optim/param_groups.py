@@ -37,6 +37,28 @@ def split_parameters(model: nn.Module, head_fallback: bool = True) -> tuple[list
     return hidden, fallback
 
 
+def split_nonstandard(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(hidden_matrices, nonstandard) for SPlus's treatment of a network's input and output layers
+    (Frans et al. 2025): nonstandard = ndim < 2, every nn.Embedding weight, `model.head`, and the
+    input layer, i.e. the weight of the first nn.Linear / nn.Conv*d / nn.Embedding in module order.
+    A model whose only matrices are those keeps its first matrix hidden (nothing else to rotate)."""
+    params = list(model.parameters())
+    odd = {id(p) for p in params if p.ndim < 2}
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    odd |= {id(m.weight) for m in layers if isinstance(m, nn.Embedding)}
+    if layers:
+        odd.add(id(layers[0].weight))
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Module):
+        odd |= {id(p) for p in head.parameters()}
+    hidden = [p for p in params if id(p) not in odd]
+    if not hidden and layers and layers[0].weight.ndim >= 2:
+        hidden = [layers[0].weight]
+    hidden_ids = {id(p) for p in hidden}
+    nonstandard = [p for p in params if id(p) not in hidden_ids]
+    return hidden, nonstandard
+
+
 def matrix_param_groups(model: nn.Module, fallback_lr: float, fallback_weight_decay: float = 0.0,
                         head_fallback: bool = True) -> list[dict]:
     """Param groups for a MatrixOptimizer: {"matrix": True} for hidden matrices and

@@ -22,7 +22,7 @@ import torch
 from experiments.optim.kfac import KFAC
 from experiments.optim.muon import Muon
 from experiments.optim.nmd import NMD
-from experiments.optim.param_groups import matrix_param_groups
+from experiments.optim.param_groups import matrix_param_groups, split_nonstandard
 from experiments.optim.shampoo import Shampoo
 from experiments.optim.signum import Signum
 from experiments.optim.specgd import SpecGD
@@ -59,8 +59,14 @@ def _matrix_method(cls):
     return factory
 
 
-def _splus(model, lr, **hyper):
-    return SPlus(model.parameters(), lr=lr, **hyper)
+def _splus(model, lr, nonstandard_layers=False, **hyper):
+    """nonstandard_layers=True: the input layer, embeddings, head and non-matrices step by
+    sign(momentum) x nonstandard_constant (the paper's rule; param_groups.split_nonstandard)."""
+    if not nonstandard_layers:
+        return SPlus(model.parameters(), lr=lr, **hyper)
+    hidden, nonstandard = split_nonstandard(model)
+    groups = [g for g in ({"params": hidden}, {"params": nonstandard, "nonstandard": True}) if g["params"]]
+    return SPlus(groups, lr=lr, **hyper)
 
 
 def _shampoo(model, lr, **hyper):
@@ -90,7 +96,8 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
                              "sign of EMA momentum on hidden matrices; AdamW fallback (lr 1e-3)"),
     "splus": OptimizerEntry("SPlus", _splus, {},
                             "sign in cached Shampoo eigenbases, lr x 2/(m+n), EMA weights for eval(); "
-                            "every parameter (non-matrices: sign(M) x 1e-3)"),
+                            "every parameter (non-matrices: sign(M) x 1e-3; nonstandard_layers=True: also the input "
+                            "layer, embeddings and head)"),
     "shampoo": OptimizerEntry("Shampoo", _shampoo,
                               {"momentum": 0.9, "beta": 0.999, "eps": 1e-8, "precondition_frequency": 10,
                                "start_preconditioning_step": 10, "grafting": "adam"},

@@ -17,6 +17,10 @@ EMA, and weight decay scaled by lr * nonstandard_constant. SPlus handles every p
 (no AdamW fallback): embeddings and heads are matrices to it, as in the paper.
 eval() swaps in the bias-corrected EMA E / (1 - ema_rate^t), train() swaps the training weights
 back; step() refuses to run in eval mode. eval() before the first step leaves the weights alone.
+Nonstandard layers: a param group with "nonstandard": True is stepped like non-matrix parameters
+whatever its shape (the paper's treatment of input and output layers: embeddings, the head, an
+input layer; the registry's nonstandard_layers=True builds that group, see
+experiments.optim.param_groups.split_nonstandard). Default False: every matrix is rotated.
 In a multi-process run eval() and train() are collective (experiments.optim.distributed).
 Defaults: lr 0.1, betas (0.9, 0.999) (the paper's runs use b2 = 0.95), weight_decay 0.01,
 ema_rate 0.999, inverse_steps 100, nonstandard_constant 1e-3, max_dim 10000, eps 1e-30.
@@ -70,7 +74,7 @@ class SPlus(CheckedOptimizer):
         defaults = {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay, "ema_rate": ema_rate,
                     "inverse_steps": inverse_steps, "nonstandard_constant": nonstandard_constant,
                     "max_dim": max_dim, "eps": eps, "conv_as_matrix": conv_as_matrix, "shape_scaling": shape_scaling,
-                    "train_mode": True}
+                    "nonstandard": False, "train_mode": True}
         super().__init__(params, defaults)
         self._shard = RankSharding(self, self._item_cost)
 
@@ -89,7 +93,7 @@ class SPlus(CheckedOptimizer):
 
     @staticmethod
     def _is_matrix(p: torch.Tensor, group: dict) -> bool:
-        return p.ndim == 2 or (p.ndim > 2 and group["conv_as_matrix"])
+        return not group["nonstandard"] and (p.ndim == 2 or (p.ndim > 2 and group["conv_as_matrix"]))
 
     def _item_cost(self, p: torch.Tensor, group: dict) -> float | None:
         """Eigendecompositions and rotations of a matrix, for the split across processes; the

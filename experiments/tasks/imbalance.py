@@ -107,7 +107,8 @@ def gap_close_step(majority, minority, steps, rel_gap: float, floor: float) -> i
     """First step with majority >= floor and (majority - minority) <= rel_gap * majority; None if never.
     The floor rules out the untrained state (both near chance); the relative form keeps a method
     from 'closing' the gap by learning the majority classes slowly."""
-    for s, a, b in zip(steps, majority, minority):
-        if a >= floor and a - b <= rel_gap * a:
-            return int(s)
-    return None
+    from theory.metrics import first_step
+
+    a, b = np.asarray(majority, dtype=float), np.asarray(minority, dtype=float)
+    excess = np.where(a >= floor, (a - b) - rel_gap * a, np.inf)  # <= 0 exactly when the gap is closed
+    return first_step(steps, excess, 0.0, "<=")
