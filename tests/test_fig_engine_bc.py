@@ -83,3 +83,16 @@ def test_autoencoder_task_is_deterministic_and_pads_a_stopped_run():
     bad = autoencoder.run({**cfg, "lr": 1e6})
     assert bad["status"] != "ok" and len(bad["train_loss"]) == 3 and math.isnan(bad["train_loss"][-1])
     assert RunSpec("autoencoder", cfg).key() != RunSpec("autoencoder", {**cfg, "seed": 4}).key()
+
+
+def test_user_optimizers_join_the_methods_and_may_not_reuse_a_name():
+    from paperfigs.context import Context, ExternalOptimizer
+    from paperfigs.protocol import Method, with_extras
+
+    own = [Method("Adam", "adam", 1e-2)]
+    ctx = Context(extra_optimizers=(ExternalOptimizer("rms", "torch.optim:RMSprop", (("alpha", 0.9),)),))
+    ms = with_extras(own, ctx, center=1e-3)
+    assert [m.name for m in ms] == ["Adam", "rms"]
+    assert ms[1].optimizer == "torch.optim:RMSprop" and ms[1].kwargs == {"alpha": 0.9} and ms[1].center == 1e-3
+    with pytest.raises(ValueError, match="clash"):
+        with_extras(own, Context(extra_optimizers=(ExternalOptimizer("Adam", "torch.optim:Adam"),)), 1e-3)
