@@ -195,6 +195,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                                         "selected lr, on the tuning seeds"}
     notes = [f"{name} stopped on seed(s) {[s for s, r in zip(seeds, rs) if r['status'] != 'ok']}"
              for name, rs in runs.items() if any(r["status"] != "ok" for r in rs)]
+    notes += [f"{m.name}: the selected lr {selections[m.name].lr:.3g} is on the edge of its extended grid"
+              for m in methods if selections[m.name].at_edge]
     return {"params": params, "series": series, "claims": claims, "tables": tables, "notes": notes}
 
 
