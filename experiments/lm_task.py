@@ -72,7 +72,7 @@ def make_lm_task(config: LMTaskConfig, seed: int) -> LMTask:
     Xv, Yv = make_windows(corpus.val, config.T)
     Xv, Yv = Xv[:config.n_val_windows], Yv[:config.n_val_windows]
     info = {"corpus": config.corpus, "vocab_size": config.vocab_size, "train_tokens": int(len(corpus.train)),
-            "train_windows": int(len(X)), "val_windows": int(len(Xv)), "T": config.T,
+            "train_windows": int(len(X)), "val_windows": int(len(Xv)), "T": config.T, "data_source": corpus.data_source,
             "model": f"TinyTransformer(d_model={config.d_model}, n_layers={config.n_layers}, "
                      f"n_heads={config.n_heads})"}
     return LMTask(config, X, Y, Xv, Yv, info)

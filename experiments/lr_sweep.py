@@ -7,10 +7,10 @@ A figure module that supports tuning defines `sweep_problem(mode, device) -> Swe
 `score(optimizer, lr)` trains on the training split and returns a validation number (higher is
 better, -inf for a diverged run) -- the test split is never looked at. The CLI
 
-    python -m experiments.lr_sweep --figure 1 [--quick] [--device cpu]
+    python -m experiments.lr_sweep --figure 9 [--quick] [--device cpu]
 
 writes the chosen lr per optimizer, the grid, every score, the criterion, the date and the command
-into experiments/tuned_lrs.json under "fig1" / "quick" (or "full"). Figures read it with
+into experiments/tuned_lrs.json under "fig9" / "quick" (or "full"). Figures read it with
 `stored_lrs`, which also says where each lr came from (recorded in the figure's params).
 A chosen lr on the edge of its grid is flagged in the record: the grid should then be moved.
 """

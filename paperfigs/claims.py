@@ -12,8 +12,10 @@ class Claim:
     value: float | None
     threshold: float | None
     holds: bool
-    ci: tuple[float, float] | None = None   # 95% bootstrap interval of value over paired seeds
-    verdict: str | None = None              # "holds" | "fails" | "inconclusive" (paperfigs.stats)
+    # Optional: a 95% interval of value over paired seeds, and the verdict it gives ("holds",
+    # "fails", "inconclusive"); left out of the JSON when absent.
+    ci: tuple[float, float] | None = None
+    verdict: str | None = None
 
     def __post_init__(self):
         if self.verdict is not None and (self.verdict == "holds") != bool(self.holds):
@@ -22,17 +24,16 @@ class Claim:
     def to_json(self) -> dict:
         d = asdict(self)
         d["holds"] = bool(self.holds)
-        if self.ci is None:
-            d.pop("ci")
-        else:
-            d["ci"] = [float(x) if math.isfinite(float(x)) else None for x in self.ci]
-        if self.verdict is None:
-            d.pop("verdict")
         for key in ("value", "threshold"):
             v = d[key]
             if v is not None:
                 v = float(v)
                 d[key] = v if math.isfinite(v) else None
+        for key in ("ci", "verdict"):
+            if d[key] is None:
+                del d[key]
+        if "ci" in d:
+            d["ci"] = [float(v) for v in d["ci"]]
         return d
 
 
@@ -53,23 +54,3 @@ def at_most(name: str, statement: str, value, threshold) -> Claim:
 def verdict(name: str, statement: str, holds: bool, value=None, threshold=None) -> Claim:
     """A claim whose verdict is computed by the caller (e.g. an ordering of several numbers)."""
     return Claim(name, statement, value, threshold, bool(holds))
-
-
-def paired(name: str, statement: str, per_seed, threshold: float, direction: str = ">=",
-           statistic=None, censored: bool = False) -> Claim:
-    """A claim judged over paired seeds: value = statistic(*per_seed) (default: the mean of one
-    per-seed sample, e.g. method minus baseline per seed), ci its paired bootstrap interval, and the
-    verdict from the interval (paperfigs.stats.verdict_of); holds exactly when the verdict is holds.
-
-    per_seed: one array per seed-indexed sample, e.g. [differences] or [method, baseline]."""
-    import numpy as np
-
-    from paperfigs.stats import paired_ci, verdict_of
-
-    samples = [np.asarray(s, float) for s in per_seed]
-    stat = statistic or (lambda a: float(np.mean(a)))
-    if any(not np.all(np.isfinite(s)) for s in samples):
-        return Claim(name, statement, None, threshold, False, None, "inconclusive")
-    ci = paired_ci(stat, *samples)
-    v = verdict_of(ci, threshold, direction, censored)
-    return Claim(name, statement, float(stat(*samples)), threshold, v == "holds", ci, v)

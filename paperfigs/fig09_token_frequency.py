@@ -97,7 +97,7 @@ def make_task(cfg: Config, seed: int) -> Task:
     va = torch.randperm(len(Xv), generator=g)[: cfg.eval_windows]
     buckets = torch.from_numpy(frequency_buckets(c.vocab, cfg.edges))
     share = np.bincount(buckets.numpy()[c.train][buckets.numpy()[c.train] >= 0], minlength=3) / len(c.train)
-    info = {"train_tokens": len(c.train), "val_tokens": len(c.val), "docs": list(c.n_docs),
+    info = {"train_tokens": len(c.train), "val_tokens": len(c.val), "docs": list(c.n_docs), "data_source": c.data_source,
             "unk_share_train": float(np.mean(c.train == 0)), "bucket_token_share_train": share.tolist(),
             "bucket_min_count": [int(c.vocab.counts[buckets.numpy() == b].min()) for b in range(3)],
             "bucket_max_count": [int(c.vocab.counts[buckets.numpy() == b].max()) for b in range(3)]}

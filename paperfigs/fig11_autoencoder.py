@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from experiments.data import load_raw
 from experiments.engine import RunSpec
 from paperfigs import protocol
 from paperfigs.claims import paired
@@ -182,6 +183,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     finals = {m.name: float(np.nanmean(final(runs[m.name]))) for m in methods}
     params = {
         "dataset": "mnist5k", "n_images": cfg.n_images, "image_size": 28 // cfg.pool,
+        "data_source": {"mnist5k": load_raw("mnist5k").source},
         "encoder_sizes": list(cfg.encoder_sizes), "activation": "ReLU hidden, linear code, logit output",
         "loss": "per-pixel BCE summed over pixels, mean over images", "batch_size": cfg.batch_size,
         "epochs": cfg.epochs, "seed_list": seeds, "device": device,

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from experiments.data import load_raw
 from experiments.engine import RunSpec
 from experiments.optim.registry import optimizer_version
 from paperfigs import protocol
@@ -158,6 +159,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                           "method": m.name, "panel": "test accuracy"}
     params = {
         "dataset": "fashion", "split": first["split"] | {"normalisation": "train mean/std"},
+        "data_source": {"fashion": load_raw("fashion", os.environ.get("PAPER_REPRO_DATA_ROOT")).source},
         "image_size": first["image_size"], "pool": cfg.pool,
         "model": f"ResNetCNN(width={cfg.width}, blocks={list(cfg.blocks)})", "n_params": first["n_params"],
         "batch_size": cfg.batch_size, "epochs": cfg.epochs, "weight_decay": 0.0, "seed_list": seeds,

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from experiments.data import load_raw
 from experiments.engine import RunSpec
 from experiments.tuning import TuneSpec, tune_all
 from paperfigs.claims import Claim
@@ -193,6 +194,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                                   "width": w}
     params = {
         "dataset": "mnist5k", "image_size": 28 // cfg.pool, "widths": list(cfg.widths), "depth": cfg.depth,
+        "data_source": {"mnist5k": load_raw("mnist5k").source},
         "steps": cfg.steps, "batch_size": cfg.batch_size, "seed_list": seeds, "device": device,
         "methods": {l: {"optimizer": o, "kwargs": kw} for l, (o, kw, _) in methods.items()},
         "splus_betas": SPLUS_BETAS, "splus_ema_rate": 1 - 10 / max(cfg.steps, 20),

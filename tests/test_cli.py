@@ -11,7 +11,7 @@ import pytest
 import paper_repro
 from paperfigs import registry, runner
 from paperfigs.claims import at_least, at_most, verdict
-from paperfigs.output import atomic_write_json, jsonable, write_claims_md
+from paperfigs.output import atomic_write_json, claims_table, jsonable, write_claims_md
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,10 +42,11 @@ def _fake_module(crash: bool = False):
 
 @pytest.fixture
 def fake_figures(monkeypatch):
-    """Figures 98 (works) and 99 (crashes) backed by in-memory modules."""
+    """Figures 97, 98 (work) and 99 (crashes) backed by in-memory modules."""
     monkeypatch.setitem(sys.modules, "fake_fig_ok", _fake_module())
     monkeypatch.setitem(sys.modules, "fake_fig_crash", _fake_module(crash=True))
-    figs = {98: registry.FigureSpec(98, "ok", registry.PAPER_A, "fake_fig_ok", 1),
+    figs = {97: registry.FigureSpec(97, "ok too", registry.PAPER_A, "fake_fig_ok", 1),
+            98: registry.FigureSpec(98, "ok", registry.PAPER_A, "fake_fig_ok", 1),
             99: registry.FigureSpec(99, "crash", registry.PAPER_A, "fake_fig_crash", 1)}
     monkeypatch.setattr(registry, "FIGURES", figs)
     monkeypatch.setattr(runner, "FIGURES", figs)
@@ -70,7 +71,10 @@ def test_list_names_all_fifteen_figures():
     (["--figure", "two"], "must be an integer"),
     (["--figure", "2", "--device", "tpu"], "invalid choice"),
     (["--figure", "2", "--seed", "x"], "invalid int"),
-    (["--figure", "1", "--seed", "-1", "--quick"], "--seed must be >= 0"),
+    (["--figure", "1", "--seed", "-1", "--quick"], "--seed must be in 0..2000000000"),
+    (["--figure", "1", "--seed", str(2**64), "--quick"], "--seed must be in 0..2000000000"),
+    (["--figure", "1", "--seed", "2000000001", "--quick"], "--seed must be in 0..2000000000"),
+    (["--figure", "2", "--quick", "--out", ""], "--out must name a folder"),
     (["--figure", "2", "--quick", "--data-root", "/nonexistent/data"], "is not a folder"),
     ([], "required"),
 ])
@@ -147,7 +151,7 @@ def test_figure_outputs_follow_the_json_format(fake_figures, tmp_path):
     assert [c["holds"] for c in result["claims"]] == [True, False]
     assert (tmp_path / "fig98.png").stat().st_size > 0 and (tmp_path / "fig98.pdf").stat().st_size > 0
     claims_md = (tmp_path / "CLAIMS.md").read_text()
-    assert "1 of 2 claims hold" in claims_md and "**no**" in claims_md
+    assert "1 of 2 claims hold" in claims_md and "| 98 | quick | 7 | c2 | 3 |  | 2 | **fails** |" in claims_md
     # --replot re-draws from the JSON without calling compute
     (tmp_path / "fig98.png").unlink()
     assert paper_repro.main(["--figure", "98", "--replot", "--out", str(tmp_path)]) == 0
@@ -157,6 +161,7 @@ def test_figure_outputs_follow_the_json_format(fake_figures, tmp_path):
 def test_all_keeps_going_past_a_crash(fake_figures, tmp_path, capsys):
     assert paper_repro.main(["--all", "--quick", "--out", str(tmp_path)]) == 1
     assert (tmp_path / "fig98.json").exists() and not (tmp_path / "fig99.json").exists()
+    assert not (tmp_path / "fig99.png").exists()
     assert "figures that crashed: 99" in capsys.readouterr().err
 
 
@@ -187,4 +192,223 @@ def test_claim_helpers_never_hold_on_missing_values():
 def test_claims_md_survives_a_corrupt_json(tmp_path):
     (tmp_path / "fig1.json").write_text("{not json")
     text = write_claims_md(tmp_path).read_text()
-    assert "0 of 0 claims" in text and "Unreadable result files (not counted): fig1.json" in text
+    assert "0 of 0 claims" in text
+    assert "- fig1.json is not a valid result (not JSON: Expecting property name" in text
+
+
+def _run(args, capsys):
+    rc = paper_repro.main(args)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_repeated_figure_option_runs_every_figure(fake_figures, tmp_path, capsys):
+    rc, out, _ = _run(["--figure", "97", "--figure", "98", "--quick", "--out", str(tmp_path)], capsys)
+    assert rc == 0 and "== figure 97" in out and "== figure 98" in out
+    assert "2 of 4 claims hold across 2 figure(s)" in (tmp_path / "CLAIMS.md").read_text()
+
+
+def test_seed_bound_is_the_runners():
+    assert paper_repro.SEED_MAX == runner.SEED_MAX
+    with pytest.raises(ValueError, match="seed must be an integer in 0..2000000000"):
+        runner.check_seed(2**64)
+
+
+def test_threads_above_the_core_count_warn(fake_figures, tmp_path, capsys):
+    rc, _, err = _run(["--figure", "98", "--quick", "--threads", "1000", "--out", str(tmp_path)], capsys)
+    assert rc == 0 and "warning: --threads 1000 is above the" in err
+    rc, _, err = _run(["--figure", "98", "--quick", "--threads", "1", "--out", str(tmp_path)], capsys)
+    assert rc == 0 and "warning" not in err
+
+
+def test_ctrl_c_before_any_figure_exits_130_without_traceback(fake_figures, tmp_path, monkeypatch, capsys):
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(paper_repro, "_output_dir", interrupted)
+    rc, _, err = _run(["--figure", "98", "--quick", "--out", str(tmp_path)], capsys)
+    assert rc == 130 and err.strip() == "interrupted before any figure was computed; no output was changed"
+
+
+def test_ctrl_c_while_importing_exits_130_without_traceback(tmp_path):
+    """Real SIGINTs to the CLI while it imports numpy/matplotlib/torch (its first seconds)."""
+    import signal
+    import time
+
+    for delay in (0.2, 0.8, 2.0):
+        p = subprocess.Popen([sys.executable, str(ROOT / "paper_repro.py"), "--figure", "2", "--quick", "--out",
+                              str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+        assert "Traceback" not in err, err
+        assert p.returncode in (0, 130), (p.returncode, err)  # 0: it finished first
+
+
+def test_replot_refuses_a_json_of_another_figure(fake_figures, tmp_path, capsys):
+    assert paper_repro.main(["--figure", "97", "98", "--quick", "--out", str(tmp_path)]) == 0
+    png97 = (tmp_path / "fig97.png").read_bytes()
+    (tmp_path / "fig98.json").write_bytes((tmp_path / "fig97.json").read_bytes())
+    capsys.readouterr()
+    rc, _, err = _run(["--figure", "98", "--replot", "--out", str(tmp_path)], capsys)
+    assert rc == 2
+    assert err.strip() == ("paper_repro.py: error: fig98.json is not a valid result (it holds figure 97, not "
+                           "figure 98); rerun --figure 98")
+    assert (tmp_path / "fig97.png").read_bytes() == png97
+
+
+def _saved(tmp_path, number=98):
+    return json.loads((tmp_path / f"fig{number}.json").read_text())
+
+
+def _edit(result, path):
+    """Apply an edit given as (key path, new value, or DELETE) to a copy of `result`."""
+    out = json.loads(json.dumps(result))
+    *parents, last = path[0]
+    node = out
+    for key in parents:
+        node = node[key]
+    if path[1] is DELETE:
+        del node[last]
+    else:
+        node[last] = path[1]
+    return json.dumps(out).encode()
+
+
+DELETE = object()
+BAD_FILES = {
+    "truncated": (lambda good: good[: len(good) // 2], "not JSON: "),
+    "empty": (lambda good: b"", "not JSON: Expecting value at line 1 column 1"),
+    "binary": (lambda good: bytes(range(256)), "not UTF-8 text"),
+    "list": (lambda good: b"[1]", "a result is a JSON object, got a list"),
+    "no series": (lambda good: _edit(json.loads(good), (["series"], DELETE)), "missing key 'series'"),
+    "no params": (lambda good: _edit(json.loads(good), (["params"], DELETE)), "missing key 'params'"),
+    "figure as text": (lambda good: _edit(json.loads(good), (["figure"], "98")),
+                       "figure must be a positive integer, got '98'"),
+    "string y": (lambda good: _edit(json.loads(good), (["series", "a", "y"], ["a", "b", "c"])),
+                 "series 'a': y must be a list of finite numbers or nulls"),
+    "unknown series": (lambda good: _edit(json.loads(good), (["series"], {"b": {"x": [1], "y": [2]}})),
+                       "cannot be drawn: KeyError: 'a'"),
+    "claim value text": (lambda good: _edit(json.loads(good), (["claims", 0, "value"], "abc")),
+                         "claim 'c1': value must be a finite number or null"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_FILES)
+def test_replot_of_a_bad_json_is_one_line(kind, fake_figures, tmp_path, capsys):
+    assert paper_repro.main(["--figure", "98", "--quick", "--out", str(tmp_path)]) == 0
+    make, reason = BAD_FILES[kind]
+    (tmp_path / "fig98.json").write_bytes(make((tmp_path / "fig98.json").read_bytes()))
+    capsys.readouterr()
+    rc, _, err = _run(["--figure", "98", "--replot", "--out", str(tmp_path)], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("paper_repro.py: error: fig98.json is not a valid result (")
+    assert reason in err and err.strip().endswith("; rerun --figure 98")
+
+
+def test_replot_rebuilds_claims_md(fake_figures, tmp_path):
+    assert paper_repro.main(["--figure", "98", "--quick", "--out", str(tmp_path)]) == 0
+    result = _saved(tmp_path)
+    result["claims"][1].update(holds=True, value=1.0)  # as a rerun with other numbers would give
+    (tmp_path / "fig98.json").write_text(json.dumps(result))
+    assert paper_repro.main(["--figure", "98", "--replot", "--out", str(tmp_path)]) == 0
+    assert "2 of 2 claims hold" in (tmp_path / "CLAIMS.md").read_text()
+
+
+@pytest.mark.parametrize("junk", [b"[1]\n", None])
+def test_a_bad_or_extra_result_file_does_not_break_other_figures(junk, fake_figures, tmp_path, capsys):
+    if junk is None:  # a claim whose value is text, in an otherwise valid fig97.json
+        assert paper_repro.main(["--figure", "97", "--quick", "--out", str(tmp_path)]) == 0
+        bad = _saved(tmp_path, 97)
+        bad["claims"][0]["value"] = "abc"
+        (tmp_path / "fig97.json").write_text(json.dumps(bad))
+        name = "fig97.json"
+    else:
+        (tmp_path / "fig5.json").write_bytes(junk)
+        name = "fig5.json"
+    (tmp_path / "fig3_old_backup.json").write_text("{}")  # only fig<N>.json files are results
+    (tmp_path / "fig03.json").write_text("{}")
+    (tmp_path / "runs").mkdir()  # folders of other tools are left alone
+    rc, out, err = _run(["--figure", "98", "--quick", "--out", str(tmp_path)], capsys)
+    assert rc == 0 and "wrote" in out and "Traceback" not in err
+    text = (tmp_path / "CLAIMS.md").read_text()
+    assert "1 of 2 claims hold across 1 figure(s)" in text
+    assert f"- {name} is not a valid result (" in text
+    assert "backup" not in text and "fig03" not in text
+
+
+def test_outputs_get_the_umask_mode(fake_figures, tmp_path):
+    names = ["fig98.png", "fig98.pdf", "fig98.json", "CLAIMS.md"]
+    old = os.umask(0o022)
+    try:
+        assert paper_repro.main(["--figure", "98", "--quick", "--out", str(tmp_path)]) == 0
+        assert {n: (tmp_path / n).stat().st_mode & 0o777 for n in names} == dict.fromkeys(names, 0o644)
+        os.umask(0o077)
+        assert paper_repro.main(["--figure", "98", "--quick", "--out", str(tmp_path)]) == 0
+        assert {n: (tmp_path / n).stat().st_mode & 0o777 for n in names} == dict.fromkeys(names, 0o600)
+    finally:
+        os.umask(old)
+
+
+def test_leftovers_of_a_killed_run_are_removed_by_the_next(fake_figures, tmp_path, capsys):
+    leftovers = [".fig98.json.abc123.tmp", ".fig4.png.0f0f0f0f.tmp", ".CLAIMS.md.x_y.tmp"]
+    kept = [".fig98.json.notes", ".hidden", "fig98.json.tmp"]
+    for name in leftovers + kept:
+        (tmp_path / name).write_text("partial")
+    rc, out, _ = _run(["--figure", "98", "--quick", "--out", str(tmp_path)], capsys)
+    assert rc == 0 and "3 temporary file(s) removed" in out
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == sorted(kept[:2])
+
+
+def test_claims_with_interval_and_verdict(tmp_path):
+    claim = verdict("n", "s", False, value=0.5, threshold=0.4)
+    assert set(claim.to_json()) == {"name", "statement", "value", "threshold", "holds"}  # as before
+    from paperfigs.claims import Claim
+
+    open_claim = Claim("c_open", "straddles", 0.5, 0.4, False, ci=(0.3, 0.7), verdict="inconclusive")
+    assert open_claim.to_json()["ci"] == [0.3, 0.7] and open_claim.to_json()["verdict"] == "inconclusive"
+    result = {"figure": 98, "title": "t", "paper": "p", "mode": "quick", "seed": 0, "params": {},
+              "series": {"a": {"x": [0], "y": [1]}}, "runtime_s": 1.0, "versions": {},
+              "claims": [open_claim.to_json(),
+                         Claim("c_hold", "clears", 0.9, 0.4, True, ci=(0.8, 1.0), verdict="holds").to_json(),
+                         at_least("c_plain", "no interval", 1.0, 2.0).to_json()]}
+    runner.validate_result(result, 98)
+    for bad in ({"verdict": "maybe"}, {"verdict": "holds"}, {"ci": [0.7, 0.3]}, {"ci": [0.3]}, {"ci": "x"},
+                {"extra": 1}):
+        broken = json.loads(json.dumps(result))
+        broken["claims"][0].update(bad)
+        with pytest.raises(ValueError, match="claim"):
+            runner.validate_result(broken, 98)
+    atomic_write_json(tmp_path / "fig98.json", result)
+    text = write_claims_md(tmp_path).read_text()
+    assert "1 of 3 claims hold across 1 figure(s) (1 inconclusive)" in text
+    assert "| 98 | quick | 0 | c_open | 0.5 | [0.3, 0.7] | 0.4 | inconclusive | straddles |" in text
+    assert "| c_hold | 0.9 | [0.8, 1] | 0.4 | holds |" in text
+    assert "| c_plain | 1 |  | 2 | **fails** |" in text
+    table = claims_table(result)
+    assert "INCONCLUSIVE c_open: value 0.5 [0.3, 0.7] vs threshold 0.4" in table
+    assert "FAILS        c_plain: value 1 vs threshold 2" in table
+
+
+def test_a_full_disk_keeps_the_previous_set(fake_figures, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from paperfigs import output
+
+    assert paper_repro.main(["--figure", "98", "--quick", "--seed", "1", "--out", str(tmp_path)]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real, calls = output._write_new, []
+
+    def full(path, data):
+        calls.append(path)
+        if len(calls) == 3:  # the JSON's temporary, after png and pdf were written
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(output, "_write_new", full)
+    capsys.readouterr()
+    rc, _, err = _run(["--figure", "98", "--quick", "--seed", "2", "--out", str(tmp_path)], capsys)
+    assert rc == 1 and "Traceback" not in err
+    assert err.splitlines()[0] == (f"figure 98 failed: cannot write figure 98's files in {tmp_path} (No space "
+                                   "left on device); its previous files are unchanged")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from experiments.data import load_raw
-from experiments.groups import (colored_digits, conflicting_attribute, decoded_worst_group_accuracy, dominoes,
+from experiments.tasks.groups import (colored_digits, conflicting_attribute, decoded_worst_group_accuracy, dominoes,
                                 group_ids, head_inputs, minority_group_accuracy, worst_group_accuracy)
 from experiments.models import MLP
 

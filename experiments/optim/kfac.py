@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
 from experiments.optim.kronecker import compute_dtype, damped_inverse
 
 
@@ -85,27 +86,14 @@ def _supported(module: nn.Module) -> bool:
             and not isinstance(module.padding, str))
 
 
-class KFAC(torch.optim.Optimizer):
+class KFAC(CheckedOptimizer):
     """KFAC over the Linear/Conv2d layers of `model`; everything else gets SGD with momentum."""
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, momentum: float = 0.9, damping: float = 1e-3,
                  beta: float = 0.95, curvature_frequency: int = 10, inverse_frequency: int = 100,
                  weight_decay: float = 0.0, pi_damping: bool = False, params=None):
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if not damping > 0:
-            raise ValueError(f"damping must be positive, got {damping}")
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must be in [0, 1), got {beta}")
-        for name, val in (("curvature_frequency", curvature_frequency), ("inverse_frequency", inverse_frequency)):
-            if int(val) != val or val < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {val}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be non-negative, got {weight_decay}")
         defaults = dict(lr=lr, momentum=momentum, damping=damping, beta=beta,
-                        curvature_frequency=int(curvature_frequency), inverse_frequency=int(inverse_frequency),
+                        curvature_frequency=curvature_frequency, inverse_frequency=inverse_frequency,
                         weight_decay=weight_decay, pi_damping=bool(pi_damping))
         super().__init__(model.parameters() if params is None else params, defaults)
         owned = {p for g in self.param_groups for p in g["params"]}
@@ -123,6 +111,26 @@ class KFAC(torch.optim.Optimizer):
         for module, _ in self._layers.values():
             self._hooks.append(module.register_forward_pre_hook(self._save_input))
             self._hooks.append(module.register_forward_hook(self._hook_output))
+
+    def _validate_group(self, g: dict) -> None:
+        for key in ("lr", "damping"):
+            if not g[key] > 0:
+                raise ValueError(f"{key} must be positive, got {g[key]}")
+        for key in ("momentum", "beta"):
+            check_unit_interval(key, g[key])
+        for key in ("curvature_frequency", "inverse_frequency"):
+            check_count(key, g[key])
+        if not g["weight_decay"] >= 0:
+            raise ValueError(f"weight_decay must be non-negative, got {g['weight_decay']}")
+
+    def _state_shapes(self, p: torch.Tensor, group: dict) -> dict:
+        shapes = {"momentum_buffer": tuple(p.shape)}
+        if p in self._layers:
+            module = self._layers[p][0]
+            cols = p[0].numel() + (module.bias is not None)  # the bias column of A
+            shapes.update(A=(cols, cols), A_inv=(cols, cols), G=(p.shape[0], p.shape[0]),
+                          G_inv=(p.shape[0], p.shape[0]))
+        return shapes
 
     def remove_hooks(self) -> None:
         for h in self._hooks:
@@ -262,6 +270,7 @@ class KFAC(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._check_gradients()
         for group in self.param_groups:
             t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
             for p in group["params"]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from experiments.optim.checks import CheckedOptimizer, check_unit_interval
+
 
 def work_dtype(t: torch.Tensor) -> torch.dtype:
     """float32 for half-precision tensors, the tensor's own dtype for float32/float64."""
@@ -37,28 +39,16 @@ def adamw_update(p: torch.Tensor, g: torch.Tensor, exp_avg: torch.Tensor, exp_av
     p.addcdiv_(exp_avg, denom, value=-lr / (1 - b1 ** step))
 
 
-def check_unit_interval(name: str, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-
-
-class MatrixOptimizer(torch.optim.Optimizer):
-    """Base class; subclasses define `_direction`, optionally `_lr_scale` and `_check_group`."""
+class MatrixOptimizer(CheckedOptimizer):
+    """Base class; subclasses define `_direction`, optionally `_lr_scale` and `_check_group`.
+    Input checks (gradients, parameters, state dicts) are experiments.optim.checks'."""
 
     def __init__(self, params, defaults: dict):
         base = {"lr": 1e-3, "weight_decay": 0.0, "matrix": True,
                 "adamw_betas": (0.9, 0.999), "adamw_eps": 1e-8}
         super().__init__(params, {**base, **defaults})
 
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        try:
-            self._validate(self.param_groups[-1])
-        except ValueError:
-            self.param_groups.pop()  # a rejected group must not stay behind
-            raise
-
-    def _validate(self, group: dict) -> None:
+    def _validate_group(self, group: dict) -> None:
         if not group["lr"] >= 0:
             raise ValueError(f"lr must be >= 0, got {group['lr']}")
         if not group["weight_decay"] >= 0:
@@ -79,6 +69,10 @@ class MatrixOptimizer(torch.optim.Optimizer):
     def _check_group(self, group: dict) -> None:
         """Validate the subclass's hyperparameters in `group` (raise ValueError)."""
 
+    def _state_shapes(self, p: torch.Tensor, group: dict) -> dict:
+        shape = tuple(p.shape)  # momentum (matrix groups) and AdamW moments are parameter-shaped
+        return {"momentum_buffer": shape, "exp_avg": shape, "exp_avg_sq": shape}
+
     def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> torch.Tensor:
         """Update direction D: (rows, cols) in work dtype, from grad (shaped like the parameter)."""
         raise NotImplementedError
@@ -92,12 +86,11 @@ class MatrixOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._check_gradients()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
                 state = self.state[p]
                 if group["matrix"]:
                     direction = self._direction(p.grad, state, group)

@@ -12,6 +12,7 @@ matrix).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -113,8 +114,8 @@ def build_optimizer(name: str, model: torch.nn.Module, lr: float, **hyper) -> to
         return build_external(name, model, lr, **hyper)
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be positive and finite, got {lr}")
     entry = OPTIMIZERS[name]
     return entry.factory(model, lr, **{**entry.defaults, **hyper})
 

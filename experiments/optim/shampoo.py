@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import torch
 
+from experiments.optim.checks import CheckedOptimizer, check_count
 from experiments.optim.kronecker import compute_dtype, inverse_root, mode_contraction, precondition
 
 GRAFTING = ("none", "sgd", "adam")
@@ -45,7 +46,7 @@ def shampoo_roots(factors: list[torch.Tensor | None], order: int, eps: float, co
     return [None if H is None else inverse_root(H / correction, 2 * order, eps) for H in factors]
 
 
-class Shampoo(torch.optim.Optimizer):
+class Shampoo(CheckedOptimizer):
     """Tensor Shampoo with cached inverse roots, optional grafting, momentum and decoupled weight decay.
 
     Defaults are the original algorithm (running-sum statistics, roots every step, no grafting, no
@@ -56,34 +57,36 @@ class Shampoo(torch.optim.Optimizer):
                  eps: float = 1e-6, precondition_frequency: int = 1, start_preconditioning_step: int = 1,
                  grafting: str = "none", graft_beta2: float = 0.999, graft_eps: float = 1e-8,
                  weight_decay: float = 0.0, max_precond_dim: int = 4096):
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if not 0.0 < beta <= 1.0:
-            raise ValueError(f"beta must be in (0, 1], got {beta}")
-        if not eps > 0:
-            raise ValueError(f"eps must be positive, got {eps}")
-        if int(precondition_frequency) != precondition_frequency or precondition_frequency < 1:
-            raise ValueError(f"precondition_frequency must be an integer >= 1, got {precondition_frequency}")
-        if int(start_preconditioning_step) != start_preconditioning_step or start_preconditioning_step < 1:
-            raise ValueError(f"start_preconditioning_step must be an integer >= 1, got {start_preconditioning_step}")
-        if grafting not in GRAFTING:
-            raise ValueError(f"grafting must be one of {GRAFTING}, got {grafting!r}")
-        if not 0.0 <= graft_beta2 < 1.0:
-            raise ValueError(f"graft_beta2 must be in [0, 1), got {graft_beta2}")
-        if not graft_eps > 0:
-            raise ValueError(f"graft_eps must be positive, got {graft_eps}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be non-negative, got {weight_decay}")
-        if int(max_precond_dim) != max_precond_dim or max_precond_dim < 1:
-            raise ValueError(f"max_precond_dim must be an integer >= 1, got {max_precond_dim}")
         defaults = dict(lr=lr, momentum=momentum, beta=beta, eps=eps,
-                        precondition_frequency=int(precondition_frequency),
-                        start_preconditioning_step=int(start_preconditioning_step), grafting=grafting,
+                        precondition_frequency=precondition_frequency,
+                        start_preconditioning_step=start_preconditioning_step, grafting=grafting,
                         graft_beta2=graft_beta2, graft_eps=graft_eps, weight_decay=weight_decay,
-                        max_precond_dim=int(max_precond_dim))
+                        max_precond_dim=max_precond_dim)
         super().__init__(params, defaults)
+
+    def _validate_group(self, g: dict) -> None:
+        if not g["lr"] > 0:
+            raise ValueError(f"lr must be positive, got {g['lr']}")
+        if not 0.0 <= g["momentum"] < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {g['momentum']}")
+        if not 0.0 < g["beta"] <= 1.0:
+            raise ValueError(f"beta must be in (0, 1], got {g['beta']}")
+        if g["grafting"] not in GRAFTING:
+            raise ValueError(f"grafting must be one of {GRAFTING}, got {g['grafting']!r}")
+        if not 0.0 <= g["graft_beta2"] < 1.0:
+            raise ValueError(f"graft_beta2 must be in [0, 1), got {g['graft_beta2']}")
+        for key in ("eps", "graft_eps"):
+            if not g[key] > 0:
+                raise ValueError(f"{key} must be positive, got {g[key]}")
+        if not g["weight_decay"] >= 0:
+            raise ValueError(f"weight_decay must be non-negative, got {g['weight_decay']}")
+        for key in ("precondition_frequency", "start_preconditioning_step", "max_precond_dim"):
+            check_count(key, g[key])
+
+    def _state_shapes(self, p: torch.Tensor, group: dict) -> dict:
+        shape = tuple(p.shape) if p.dim() > 0 else (1,)
+        factors = [None if d > group["max_precond_dim"] else (d, d) for d in shape]
+        return {"momentum_buffer": shape, "graft_sq": shape, "factors": factors, "roots": factors}
 
     def _init_state(self, p: torch.Tensor, group: dict) -> dict:
         state = self.state[p]
@@ -117,6 +120,7 @@ class Shampoo(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._check_gradients()
         for group in self.param_groups:
             lr, mu, beta = group["lr"], group["momentum"], group["beta"]
             for p in group["params"]:

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import torch
 
-from experiments.optim.matrix_optimizer import check_unit_interval, work_dtype
+from experiments.optim.checks import CheckedOptimizer, check_unit_interval
+from experiments.optim.matrix_optimizer import work_dtype
 from experiments.optim.param_groups import matrix_view
 
 
@@ -57,7 +58,7 @@ def rotated_sign(M: torch.Tensor, QL: torch.Tensor | None, QR: torch.Tensor | No
     return U
 
 
-class SPlus(torch.optim.Optimizer):
+class SPlus(CheckedOptimizer):
     """SPlus(params, lr=0.1, betas=(0.9, 0.999), weight_decay=0.01, ...)."""
 
     def __init__(self, params, lr: float = 0.1, betas: tuple[float, float] = (0.9, 0.999),
@@ -70,16 +71,7 @@ class SPlus(torch.optim.Optimizer):
                     "train_mode": True}
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        try:
-            self._validate(self.param_groups[-1])
-        except ValueError:
-            self.param_groups.pop()  # a rejected group must not stay behind
-            raise
-
-    @staticmethod
-    def _validate(g: dict) -> None:
+    def _validate_group(self, g: dict) -> None:
         if not g["lr"] >= 0:
             raise ValueError(f"lr must be >= 0, got {g['lr']}")
         check_unit_interval("betas[0]", g["betas"][0])
@@ -110,6 +102,14 @@ class SPlus(torch.optim.Optimizer):
                 state["R"] = torch.zeros(n, n, **opts)
                 state["QR"] = torch.eye(n, **opts)
 
+    def _state_shapes(self, p: torch.Tensor, group: dict) -> dict:
+        shape = tuple(p.shape)
+        shapes = {"momentum": shape, "ema": shape, "param_buffer": shape}
+        if self._is_matrix(p, group):
+            m, n = matrix_view(p).shape
+            shapes.update(L=(m, m), QL=(m, m), R=(n, n), QR=(n, n))
+        return shapes
+
     def _scaled_lr(self, p: torch.Tensor, group: dict) -> float:
         if self._is_matrix(p, group):
             m, n = matrix_view(p).shape
@@ -123,6 +123,7 @@ class SPlus(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._check_gradients()
         for group in self.param_groups:
             if not group["train_mode"]:
                 raise RuntimeError("SPlus.step() called in eval mode (EMA weights swapped in); call train() first")
@@ -130,8 +131,6 @@ class SPlus(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("SPlus does not support sparse gradients")
                 state = self.state[p]
                 if not state:
                     self._init_state(p, state, group)

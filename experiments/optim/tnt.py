@@ -35,6 +35,7 @@ import warnings
 
 import torch
 
+from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
 from experiments.optim.kronecker import compute_dtype, damped_inverse, mode_contraction, precondition
 
 
@@ -71,28 +72,32 @@ def tnt_direction(m: torch.Tensor, inverses: list[torch.Tensor]) -> torch.Tensor
     return precondition(m, inverses)
 
 
-class TNT(torch.optim.Optimizer):
+class TNT(CheckedOptimizer):
     """Tensor Normal Training; a training loop must call curvature_step (or warm_start) for it."""
 
     def __init__(self, params, lr: float = 1e-4, momentum: float = 0.9, beta: float = 0.9, eps: float = 0.01,
                  curvature_frequency: int = 10, inverse_frequency: int = 100, weight_decay: float = 0.0):
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must be in [0, 1), got {beta}")
-        if not eps > 0:
-            raise ValueError(f"eps must be positive, got {eps}")
-        for name, val in (("curvature_frequency", curvature_frequency), ("inverse_frequency", inverse_frequency)):
-            if int(val) != val or val < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {val}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be non-negative, got {weight_decay}")
-        defaults = dict(lr=lr, momentum=momentum, beta=beta, eps=eps, curvature_frequency=int(curvature_frequency),
-                        inverse_frequency=int(inverse_frequency), weight_decay=weight_decay)
+        defaults = dict(lr=lr, momentum=momentum, beta=beta, eps=eps, curvature_frequency=curvature_frequency,
+                        inverse_frequency=inverse_frequency, weight_decay=weight_decay)
         super().__init__(params, defaults)
         self._warned = False
+
+    def _validate_group(self, g: dict) -> None:
+        if not g["lr"] > 0:
+            raise ValueError(f"lr must be positive, got {g['lr']}")
+        for key in ("momentum", "beta"):
+            check_unit_interval(key, g[key])
+        if not g["eps"] > 0:
+            raise ValueError(f"eps must be positive, got {g['eps']}")
+        for key in ("curvature_frequency", "inverse_frequency"):
+            check_count(key, g[key])
+        if not g["weight_decay"] >= 0:
+            raise ValueError(f"weight_decay must be non-negative, got {g['weight_decay']}")
+
+    def _state_shapes(self, p: torch.Tensor, group: dict) -> dict:
+        view = tnt_view(p.shape)
+        factors = [(d, d) for d in view]
+        return {"momentum_buffer": view, "factors": factors, "inverses": factors}
 
     # -- state -------------------------------------------------------------------------------------
     def _state(self, p: torch.Tensor) -> dict:
@@ -179,6 +184,7 @@ class TNT(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._check_gradients()
         for group in self.param_groups:
             lr, t1, t2 = group["lr"], group["curvature_frequency"], group["inverse_frequency"]
             for p in group["params"]:

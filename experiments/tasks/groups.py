@@ -1,4 +1,17 @@
-"""Spurious-correlation datasets with group labels, and the decoded worst-group accuracy.
+"""Engine task "groups": spurious-correlation datasets with group labels (figures 6 and 8), one MLP
+trained by one optimizer, group accuracies over training, and the decoded worst-group accuracy.
+
+    config = {"dataset": "colored_digits" | "dominoes", "agreement": 0.99, "pool": 2, "width": 128,
+              "depth": 2, "steps": 400, "batch_size": 128, "eval_every": 20, "optimizer": "muon",
+              "lr": 0.1, "optimizer_kwargs": {}, "seed": 0, "device": "cpu",
+              # dominoes only: "n_train", "n_decode", "n_test", "fashion_classes"}
+    result = run(config)   # {"steps", "status", "wall_s", "metrics": {name: [value per evaluation]}}
+
+The seed fixes the split, the initial weights and the batch order. Metrics, at step 0, every
+eval_every steps and at the end (a run stopped by a non-finite loss has fewer evaluations):
+colored digits: val/minority, val/worst, test/minority, test/worst (minority = accuracy over
+the groups where colour and label disagree; worst = worst-group accuracy); dominoes: test/worst,
+decode/worst (the trained network on the decode split) and test/decoded_worst (below).
 
 Both datasets are binary: a core label y (what the task is about) and a spurious attribute a
 that agrees with y on most TRAINING images (a = y) and is independent of y on test images.
@@ -33,7 +46,8 @@ the core feature is linearly present in the representation even if the trained h
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -41,6 +55,7 @@ import torch
 from experiments.data import load_raw
 from experiments.metrics import group_accuracy
 
+VERSION = 1
 N_GROUPS = 4
 MINORITY_GROUPS = (1, 2)
 GROUP_NAMES = ("y=0,a=0", "y=0,a=1", "y=1,a=0", "y=1,a=1")
@@ -53,17 +68,22 @@ def group_ids(y: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class GroupSplit:
-    """x: (n, c, h, w) float32 in [0, 1]; y, a, g: (n,) int64 label, attribute, group."""
+    """x: (n, c, h, w) float32 in [0, 1]; y, a, g: (n,) int64 label, attribute, group.
+
+    data_source: {dataset: experiments.datafiles.source_record} of the files the images came from
+    ({} for images the caller passed in), for a figure's params.
+    """
     x: torch.Tensor
     y: torch.Tensor
     a: torch.Tensor
     g: torch.Tensor
+    data_source: dict = field(default_factory=dict, compare=False)
 
     @classmethod
-    def make(cls, x: np.ndarray, y: np.ndarray, a: np.ndarray) -> "GroupSplit":
+    def make(cls, x: np.ndarray, y: np.ndarray, a: np.ndarray, data_source: dict | None = None) -> "GroupSplit":
         y, a = np.asarray(y, dtype=np.int64), np.asarray(a, dtype=np.int64)
         return cls(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y),
-                   torch.from_numpy(a), torch.from_numpy(group_ids(y, a)))
+                   torch.from_numpy(a), torch.from_numpy(group_ids(y, a)), dict(data_source or {}))
 
     def group_counts(self) -> list[int]:
         return np.bincount(self.g.numpy(), minlength=N_GROUPS).tolist()
@@ -117,9 +137,14 @@ def colored_digits(seed: int, agreement: float = 0.99, test_per_digit: int = 100
     pool > 1 averages pool x pool pixel blocks first (pool = 2: 14 x 14 images, a 4x smaller input
     layer, which is what makes the CPU quick mode affordable for Muon's Newton-Schulz).
     """
+    source = {}
     if images is None:
         raw = load_raw("mnist5k")
-        images, digits = raw.x, raw.y
+        images, digits, source = raw.x, raw.y, {"mnist5k": raw.source}
+    else:
+        images, digits = np.asarray(images), np.asarray(digits)
+        if images.ndim != 4 or images.shape[1] != 1 or digits.shape != (len(images),):
+            raise ValueError(f"need images (n, 1, h, w) and digits (n,); got {images.shape} and {digits.shape}")
     images = avg_pool(images, pool)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 6]))
     parts = {"test": [], "val": [], "train": []}
@@ -133,7 +158,7 @@ def colored_digits(seed: int, agreement: float = 0.99, test_per_digit: int = 100
         idx = np.concatenate(parts[name])
         y = (digits[idx] >= 5).astype(np.int64)
         a = conflicting_attribute(y, agreement, rng) if name == "train" else chance_attribute(y, rng)
-        out[name] = GroupSplit.make(colorize(images[idx], a), y, a)
+        out[name] = GroupSplit.make(colorize(images[idx], a), y, a, source)
     return out["train"], out["val"], out["test"]
 
 
@@ -153,6 +178,7 @@ def dominoes(seed: int, n_train: int = 4000, n_decode: int = 800, n_test: int = 
         raise ValueError(f"need n_train even and n_decode, n_test multiples of 4; got {n_train}, {n_decode}, {n_test}")
     fashion = load_raw("fashion")  # raises naming `apt-get install dataset-fashion-mnist` when missing
     mnist = load_raw("mnist5k")
+    source = {"fashion": fashion.source, "mnist5k": mnist.source}
     rng = np.random.default_rng(np.random.SeedSequence([seed, 8]))
     # MNIST halves: per digit, a disjoint test pool and a train/decode pool.
     mnist_pools = {}
@@ -181,7 +207,7 @@ def dominoes(seed: int, n_train: int = 4000, n_decode: int = 800, n_test: int = 
         for d in (0, 1):
             where = np.flatnonzero(a == d)
             top_idx[where] = rng.choice(mnist_pools[d][mnist_part], size=len(where), replace=True)
-        return GroupSplit.make(avg_pool(_pair(mnist.x[top_idx], bottom), pool), y, a)
+        return GroupSplit.make(avg_pool(_pair(mnist.x[top_idx], bottom), pool), y, a, source)
 
     y_train = np.repeat([0, 1], n_train // 2)
     train = build(fa_train, fashion.x, conflicting_attribute(y_train, agreement, rng), 0)
@@ -241,3 +267,64 @@ def decoded_worst_group_accuracy(f_fit, y_fit, g_fit, f_test, y_test, g_test, se
     pred = clf.predict((f_test - mean) / std)
     per = group_accuracy(pred, y_test, g_test)
     return {"worst": min(per.values()), "per_group": per, "n_per_group": m}
+
+
+@functools.lru_cache(maxsize=4)
+def _colored(seed: int, agreement: float, pool: int):
+    # Cached per process: every optimizer and lr of a seed trains on the same split.
+    return colored_digits(seed, agreement, pool=pool)
+
+
+@functools.lru_cache(maxsize=4)
+def _dominoes(seed: int, n_train: int, n_decode: int, n_test: int, agreement: float, fashion_classes: tuple,
+              pool: int):
+    return dominoes(seed, n_train, n_decode, n_test, agreement, fashion_classes, pool=pool)
+
+
+def splits_of(config: dict) -> tuple[GroupSplit, GroupSplit, GroupSplit]:
+    """(train, val or decode, test) of the config's dataset."""
+    seed, agreement, pool = int(config["seed"]), float(config["agreement"]), int(config["pool"])
+    if config["dataset"] == "colored_digits":
+        return _colored(seed, agreement, pool)
+    if config["dataset"] == "dominoes":
+        return _dominoes(seed, int(config["n_train"]), int(config["n_decode"]), int(config["n_test"]), agreement,
+                         tuple(config["fashion_classes"]), pool)
+    raise ValueError(f"dataset must be 'colored_digits' or 'dominoes', got {config['dataset']!r}")
+
+
+def run(config: dict) -> dict:
+    from experiments.metrics import predict_logits
+    from experiments.models import MLP
+    from experiments.train import TrainConfig, train
+
+    train_split, mid, test = splits_of(config)
+    seed = int(config["seed"])
+    model = MLP(int(np.prod(train_split.x.shape[1:])), 2, int(config["width"]), int(config["depth"]),
+                generator=torch.Generator().manual_seed(seed))
+
+    def predict(m, split):
+        return predict_logits(m, split.x).argmax(1)
+
+    if config["dataset"] == "colored_digits":
+        def evaluate(m, step):
+            out = {}
+            for name, split in (("val", mid), ("test", test)):
+                pred = predict(m, split)
+                out[f"{name}/minority"] = minority_group_accuracy(pred, split.y, split.g)
+                out[f"{name}/worst"] = worst_group_accuracy(pred, split.y, split.g)
+            return out
+    else:
+        def evaluate(m, step):
+            decoded = decoded_worst_group_accuracy(
+                head_inputs(m, mid.x).numpy(), mid.y.numpy(), mid.g.numpy(),
+                head_inputs(m, test.x).numpy(), test.y.numpy(), test.g.numpy(), seed=seed)["worst"]
+            return {"test/worst": worst_group_accuracy(predict(m, test), test.y, test.g),
+                    "decode/worst": worst_group_accuracy(predict(m, mid), mid.y, mid.g),
+                    "test/decoded_worst": decoded}
+
+    cfg = TrainConfig(config["optimizer"], float(config["lr"]), int(config["steps"]), int(config["batch_size"]),
+                      int(config["eval_every"]), seed=seed, device=config.get("device", "cpu"),
+                      optimizer_kwargs=tuple(sorted(dict(config.get("optimizer_kwargs") or {}).items())))
+    h = train(model, train_split.x, train_split.y, cfg, evaluate, progress=False)
+    return {"steps": h["step"], "status": h["status"], "wall_s": h["wall_s"][-1], "metrics": h["metrics"],
+            "train_group_counts": train_split.group_counts(), "image_shape": list(train_split.x.shape[1:])}
