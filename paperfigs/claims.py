@@ -54,3 +54,23 @@ def at_most(name: str, statement: str, value, threshold) -> Claim:
 def verdict(name: str, statement: str, holds: bool, value=None, threshold=None) -> Claim:
     """A claim whose verdict is computed by the caller (e.g. an ordering of several numbers)."""
     return Claim(name, statement, value, threshold, bool(holds))
+
+
+def paired(name: str, statement: str, per_seed, threshold: float, direction: str = ">=",
+           statistic=None, censored: bool = False) -> Claim:
+    """A claim judged over paired seeds: value = statistic(*per_seed) (default: the mean of one
+    per-seed sample, e.g. method minus baseline per seed), ci its paired bootstrap interval, and the
+    verdict from the interval (paperfigs.stats.verdict_of); holds exactly when the verdict is holds.
+
+    per_seed: one array per seed-indexed sample, e.g. [differences] or [method, baseline]."""
+    import numpy as np
+
+    from paperfigs.stats import paired_ci, verdict_of
+
+    samples = [np.asarray(s, float) for s in per_seed]
+    stat = statistic or (lambda a: float(np.mean(a)))
+    if any(not np.all(np.isfinite(s)) for s in samples):
+        return Claim(name, statement, None, threshold, False, None, "inconclusive")
+    ci = paired_ci(stat, *samples)
+    v = verdict_of(ci, threshold, direction, censored)
+    return Claim(name, statement, float(stat(*samples)), threshold, v == "holds", ci, v)
