@@ -10,17 +10,9 @@ prints its claims table and refreshes CLAIMS.md there.
 """
 from __future__ import annotations
 
-import argparse
-import math
 import os
-import re
-import sys
-import threading
-import time
-import traceback
 import signal
-from contextlib import contextmanager
-from pathlib import Path
+import sys
 
 
 def _quit_interrupted(signum, frame):
@@ -29,8 +21,19 @@ def _quit_interrupted(signum, frame):
     os._exit(130)
 
 
+# First thing, before any import that takes time (even the standard library's): a Ctrl-C during
+# start-up exits cleanly. See _quit_on_ctrl_c for the rest of the run.
 if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _quit_interrupted)  # before the imports below; see _quit_on_ctrl_c
+    signal.signal(signal.SIGINT, _quit_interrupted)
+
+import argparse  # noqa: E402
+import math  # noqa: E402
+import re  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from paperfigs.registry import FIGURES, PAPER_LETTER, data_root_warning  # noqa: E402
 

@@ -17,7 +17,7 @@ class FigureSpec:
     title: str
     paper: str
     module: str | None  # dotted module path; None while the figure is not implemented
-    quick_budget_s: int  # figures.md budget for --quick on a 2-core CPU
+    quick_budget_s: int  # the time budget of --quick on a 2-core CPU
 
     @property
     def implemented(self) -> bool:

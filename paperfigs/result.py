@@ -58,8 +58,8 @@ def _check_claim(c, i: int) -> None:
 
 
 def validate_result(result, number: int | None = None) -> None:
-    """Raise ValueError (naming the first problem, one line) unless `result` follows the figures.md
-    JSON format; with `number`, its "figure" must be that number."""
+    """Raise ValueError (naming the first problem, one line) unless `result` follows the result
+    JSON format (see the README); with `number`, its "figure" must be that number."""
     if not isinstance(result, dict):
         raise ValueError(f"a result is a JSON object, got a {type(result).__name__}")
     for key in _REQUIRED:

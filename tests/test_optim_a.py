@@ -35,8 +35,8 @@ def _run(opt_factory, W0, grads):
 @pytest.mark.parametrize("shape, adjust", [((64, 32), "original"), ((32, 64), "match_rms_adamw")])
 def test_muon_matches_torch_muon(shape, adjust):
     """torch.optim.Muon always runs Newton-Schulz in bfloat16. With ns_dtype=bfloat16 and the same
-    hyperparameters ours agrees to 1e-6 of the total movement (in practice bit for bit); with the
-    float32 default the difference is bf16 rounding, a few percent of the movement at most.
+    hyperparameters ours agrees to 1e-6 of the total movement (in practice bit for bit); in
+    float32 the difference is bf16 rounding, a few percent of the movement at most.
     Momentum convention: torch's docstring says B <- mu B + g, its code lerps B <- mu B + (1 - mu) g
     as ours does. The two differ only by the factor (1 - mu) on B and on the Nesterov mix, which the
     Frobenius normalisation inside Newton-Schulz removes, so Muon's step is the same either way."""
@@ -46,7 +46,7 @@ def test_muon_matches_torch_muon(shape, adjust):
     hyper = dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.05)
     ref, _ = _run(lambda ps: torch.optim.Muon(ps, adjust_lr_fn=adjust, **hyper), W0, grads)
     ours16, _ = _run(lambda ps: Muon(ps, ns_dtype="bfloat16", adjust_lr=adjust, **hyper), W0, grads)
-    ours32, _ = _run(lambda ps: Muon(ps, adjust_lr=adjust, **hyper), W0, grads)
+    ours32, _ = _run(lambda ps: Muon(ps, ns_dtype="float32", adjust_lr=adjust, **hyper), W0, grads)
     moved = (ref - W0).norm()
     assert moved > 0.1
     assert (ours16 - ref).norm() / moved < 1e-6
@@ -75,7 +75,7 @@ def test_muon_rank_one_gradient_is_normalised_step():
     lr = 0.1
     W0 = torch.zeros(40, 25)
     scale = (40 / 25) ** 0.5  # torch's default shape scaling for a tall matrix
-    ns, _ = _run(lambda ps: Muon(ps, lr=lr, momentum=0.0), W0, [G])
+    ns, _ = _run(lambda ps: Muon(ps, lr=lr, momentum=0.0, ns_dtype="float32"), W0, [G])
     svd, _ = _run(lambda ps: Muon(ps, lr=lr, momentum=0.0, orthogonalize="svd"), W0, [G])
     torch.testing.assert_close(svd, -lr * scale * G / G.norm(), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(ns, -lr * scale * x * G / G.norm(), atol=1e-5, rtol=1e-4)

@@ -21,7 +21,7 @@ def test_alpha_star_and_saturation_check_values():
     traj = _full_path(CHECK, "specgd", 0.01, 60)
     np.testing.assert_allclose(traj[10], [0.1, 0.1, 0.1], atol=1e-12)
     sat = first_crossing(traj, CHECK.alpha_star())
-    # theory.md: "saturations near steps 34, 23, 17"; the overshoot step is ceil(alpha*/lr).
+    # Saturation is the overshoot step ceil(alpha*/lr): 34, 24, 17 (24, not 23, for the middle class).
     assert np.all(np.abs(sat - np.array([34, 23, 17])) <= 1)
     np.testing.assert_array_equal(sat, np.ceil(CHECK.alpha_star() / 0.01))
     assert np.argmin(sat) == CHECK.minority  # the minority class saturates first

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
+from experiments.optim.distributed import RankSharding, average
 from experiments.optim.kronecker import compute_dtype, damped_inverse
 
 
@@ -104,6 +105,8 @@ class KFAC(CheckedOptimizer):
                 bias = module.bias if module.bias is not None and module.bias in owned else None
                 self._layers[module.weight] = (module, bias)
         self._bias_of = {b: w for w, (_, b) in self._layers.items() if b is not None}
+        self._shard = RankSharding(self, self._item_cost, count_steps=True,
+                                   companions={w: [b] for w, (_, b) in self._layers.items() if b is not None})
         self._inputs: dict[nn.Module, torch.Tensor] = {}
         self._out_grads: dict[nn.Module, list[torch.Tensor]] = {}
         self._capturing = False
@@ -111,6 +114,14 @@ class KFAC(CheckedOptimizer):
         for module, _ in self._layers.values():
             self._hooks.append(module.register_forward_pre_hook(self._save_input))
             self._hooks.append(module.register_forward_hook(self._hook_output))
+
+    def _item_cost(self, p: torch.Tensor, group: dict) -> float | None:
+        """Inverses and products of a layer's factors, for the split across processes; the
+        SGD-momentum step of other parameters stays on every rank (None)."""
+        if p not in self._layers:
+            return None
+        out, cols = p.shape[0], p[0].numel() + (self._layers[p][0].bias is not None)
+        return float(out ** 3 + cols ** 3) + float(out) * cols * (out + cols)
 
     def _validate_group(self, g: dict) -> None:
         for key in ("lr", "damping"):
@@ -203,8 +214,13 @@ class KFAC(CheckedOptimizer):
 
     @torch.no_grad()
     def update_curvature(self, grads: dict[torch.Tensor, torch.Tensor | None]) -> None:
-        """A, G <- beta (A, G) + (1 - beta) (this batch's factors); the first update sets them."""
-        for w, (A, G) in self._batch_factors().items():
+        """A, G <- beta (A, G) + (1 - beta) (this batch's factors); the first update sets them.
+        The batch factors are averaged across processes first (those of the global batch)."""
+        factors = self._batch_factors()
+        average([t for pair in factors.values() for t in pair])
+        for w, (A, G) in factors.items():
+            if not self._shard.is_mine(w):
+                continue
             state = self._layer_state(w)
             if state["A"] is None:
                 state["A"], state["G"] = A, G
@@ -232,9 +248,12 @@ class KFAC(CheckedOptimizer):
                 counts[w] = counts.get(w, 0) + 1
         if not sums:
             raise ValueError("warm_start captured no layer: run the sampled backwards inside capturing_curvature()")
-        for w, (A, G) in sums.items():
-            state = self._layer_state(w)
-            state["A"], state["G"] = A / counts[w], G / counts[w]
+        means = {w: (A / counts[w], G / counts[w]) for w, (A, G) in sums.items()}
+        average([t for pair in means.values() for t in pair])
+        for w, (A, G) in means.items():
+            if self._shard.is_mine(w):
+                state = self._layer_state(w)
+                state["A"], state["G"] = A, G
 
     # -- state -------------------------------------------------------------------------------------
     def _layer_state(self, w: torch.Tensor) -> dict:
@@ -273,7 +292,7 @@ class KFAC(CheckedOptimizer):
         self._check_gradients()
         for group in self.param_groups:
             t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
-            for p in group["params"]:
+            for p in self._shard.owned(group["params"]):
                 if p.grad is None:
                     continue
                 if p in self._bias_of and self._bias_of[p].grad is not None:
@@ -307,4 +326,5 @@ class KFAC(CheckedOptimizer):
                 if bgrad is not None:
                     self._momentum_step(bias, D[:, -1], group)
                     self.state[bias]["step"] = t
+        self._shard.sync()
         return loss

@@ -16,9 +16,12 @@ dtype, on the parameter's device.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_unit_interval
+from experiments.optim.distributed import RankSharding
 
 
 def work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -47,6 +50,7 @@ class MatrixOptimizer(CheckedOptimizer):
         base = {"lr": 1e-3, "weight_decay": 0.0, "matrix": True,
                 "adamw_betas": (0.9, 0.999), "adamw_eps": 1e-8}
         super().__init__(params, {**base, **defaults})
+        self._shard = RankSharding(self, self._item_cost)
 
     def _validate_group(self, group: dict) -> None:
         if not group["lr"] >= 0:
@@ -80,6 +84,14 @@ class MatrixOptimizer(CheckedOptimizer):
     def _lr_scale(self, rows: int, cols: int, group: dict) -> float:
         return 1.0
 
+    def _work_cost(self, rows: int, cols: int) -> float | None:
+        """Cost of the direction of a (rows, cols) matrix for the split across processes
+        (experiments.optim.distributed); None: cheap elementwise work every rank does itself."""
+        return None
+
+    def _item_cost(self, p: torch.Tensor, group: dict) -> float | None:
+        return self._work_cost(p.shape[0], math.prod(p.shape[1:])) if group["matrix"] else None
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -88,7 +100,7 @@ class MatrixOptimizer(CheckedOptimizer):
                 loss = closure()
         self._check_gradients()
         for group in self.param_groups:
-            for p in group["params"]:
+            for p in self._shard.owned(group["params"]):
                 if p.grad is None:
                     continue
                 state = self.state[p]
@@ -105,6 +117,7 @@ class MatrixOptimizer(CheckedOptimizer):
                     state["step"] += 1
                     adamw_update(p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
                                  group["lr"], group["adamw_betas"], group["adamw_eps"], group["weight_decay"])
+        self._shard.sync()
         return loss
 
     @staticmethod

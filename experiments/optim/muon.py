@@ -4,20 +4,36 @@ Update, for each hidden matrix W: (rows, cols) (conv kernels viewed as (out, in*
 gradient G and momentum buffer B (zero at start), mu = `momentum`:
     B <- mu B + (1 - mu) G                         (an exponential average)
     M <- (1 - mu) G + mu B   if nesterov else B
-    O <- NS_5(M)  (orthogonalize="newton_schulz")   or   U V^T of M (orthogonalize="svd")
+    O <- NS_k(M)  (orthogonalize="newton_schulz")   or   U V^T of M (orthogonalize="svd")
     W <- W (1 - lr * weight_decay) - lr * s(rows, cols) * O
-NS_k: X = M / ||M||_F (transposed so that rows <= cols), then k times
-    A = X X^T;  X <- a X + (b A + c A^2) X,   (a, b, c) = ns_coefficients,
-three matrix products per iteration, 15 for the default 5 steps. It maps singular values into
-about [0.7, 1.05], not exactly 1 (the SVD option gives exactly 1).
+NS_k: X = M / ||M||_F (transposed so that rows <= cols), then for t = 1..k
+    A = X X^T;  X <- a_t X + (b_t A + c_t A^2) X,
+three matrix products per iteration, 15 for the default 5 steps. Each singular value x of
+M / ||M||_F goes through the quintics p_t(x) = a_t x + b_t x^3 + c_t x^5:
+- ns_coefficients=(a, b, c) uses one quintic every step; the default (3.4445, -4.7750, 2.0315)
+  (Jordan et al., torch's default) maximises the slope at 0. After 5 steps singular values
+  x >= 3e-3 ||M||_F end in [0.68, 1.21] (x >= 1e-3: [0.471, 1.202]; smaller ones stay small):
+  measured [0.68, 1.20] on random matrices of condition number 1e2 (`python -m
+  experiments.ns_report`).
+- ns_coefficients="polar_express": the per-step minimax quintics of Polar Express (Amsel et al.
+  2025; derived in experiments.optim.polar_express): x >= 1e-3 ||M||_F end in [0.846, 1.124]
+  after 5 steps; measured [0.87, 1.12] at condition number 1e2.
+The norm is taken after an exact power-of-two rescaling, so gradients of any finite scale
+(1e-30 or 1e30) give the same direction as a unit-scale one; M = 0 gives a zero update.
+ns_dtype: the precision of the iteration. "auto" (default) is bfloat16 where the hardware
+multiplies bfloat16 natively (CUDA; CPUs with avx512_bf16 or AMX) and float32 elsewhere, where
+torch emulates bfloat16 products about 20x slower than float32; see `auto_ns_dtype`. "float32",
+"bfloat16", "float64", "float16" force one.
 Shape scaling s: adjust_lr="original" (torch's default) sqrt(max(1, rows/cols));
 "match_rms_adamw" 0.2 sqrt(max(rows, cols)) (Moonshot); "none" 1.
-Defaults: momentum 0.95, nesterov True, ns_steps 5, ns_coefficients (3.4445, -4.7750, 2.0315),
-ns_dtype "float32", weight_decay 0 -- NOTE torch.optim.Muon defaults weight_decay to 0.1; the
-paper reproduction uses 0 unless a figure says otherwise.
-Differences from torch.optim.Muon: Newton-Schulz runs in `ns_dtype` (float32 by default;
-torch always uses bfloat16, which this CPU emulates slowly), an exact-SVD option, conv kernels
-and an AdamW fallback group (matrix=False) instead of rejecting non-2-D parameters.
+Defaults: momentum 0.95, nesterov True, ns_steps 5, the classic ns_coefficients, ns_dtype
+"auto", weight_decay 0 -- NOTE torch.optim.Muon defaults weight_decay to 0.1; the paper
+reproduction uses 0 unless a figure says otherwise.
+Differences from torch.optim.Muon: Newton-Schulz runs in `ns_dtype` (torch always uses
+bfloat16; with ns_dtype="bfloat16" the two agree bit for bit), the norm cannot overflow or
+underflow (torch's gives a zero update from gradient norms of about 1e19 and leaves norms below
+its eps 1e-7 unnormalised), Polar Express and exact-SVD options, conv kernels and an AdamW
+fallback group (matrix=False) instead of rejecting non-2-D parameters.
 torch's docstring writes B <- mu B + g, its code (and this class) lerps: B <- mu B + (1 - mu) G;
 the two differ by a factor (1 - mu) that the normalisation inside Newton-Schulz removes.
 Reference: Jordan et al. 2024, "Muon: an optimizer for hidden layers in neural networks".
@@ -25,11 +41,16 @@ Reference: Jordan et al. 2024, "Muon: an optimizer for hidden layers in neural n
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
 
+from experiments.optim.distributed import matrix_cost
 from experiments.optim.matrix_optimizer import MatrixOptimizer, check_unit_interval, work_dtype
+from experiments.optim.nmd import unit_rescale
 from experiments.optim.param_groups import matrix_view
+from experiments.optim.polar_express import polar_express_coefficients
 from experiments.optim.specgd import truncated_polar
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -37,19 +58,56 @@ NS_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": to
              "float16": torch.float16}
 ORTHOGONALIZERS = ("newton_schulz", "svd")
 LR_ADJUSTMENTS = ("original", "match_rms_adamw", "none")
-_NORM_EPS = 1e-7  # guards ||M||_F = 0 (a zero update stays zero)
+_NORM_EPS = 1e-7  # torch's; only keeps 0 / 0 finite (a rescaled nonzero M has norm >= 0.5)
 
 
-def newton_schulz(M: torch.Tensor, steps: int = 5, coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+@lru_cache(maxsize=None)
+def auto_ns_dtype(device_type: str) -> tuple[torch.dtype, str]:
+    """The precision ns_dtype="auto" picks on `device_type` ("cpu", "cuda", ...), and why.
+
+    Decided once per process from the hardware's capabilities, never from timings, so the same
+    machine always gives the same numbers."""
+    if device_type == "cuda":
+        return torch.bfloat16, "CUDA multiplies bfloat16 natively"
+    if device_type == "cpu":
+        native = [name for name, check in (("avx512_bf16", "_is_avx512_bf16_supported"),
+                                           ("AMX", "_is_amx_tile_supported"))
+                  if getattr(torch.cpu, check, lambda: False)()]
+        if native:
+            return torch.bfloat16, f"this CPU multiplies bfloat16 natively ({', '.join(native)})"
+        return torch.float32, "this CPU has no native bfloat16 multiply (torch would emulate it, ~20x slower)"
+    return torch.float32, f"no bfloat16 rule for device type {device_type!r}; float32 is safe"
+
+
+def resolve_ns_dtype(ns_dtype: str, device: torch.device) -> torch.dtype:
+    """torch dtype for an ns_dtype name; "auto" resolves per device type (see auto_ns_dtype)."""
+    if ns_dtype == "auto":
+        return auto_ns_dtype(device.type)[0]
+    return NS_DTYPES[ns_dtype]
+
+
+def ns_schedule(coefficients: tuple[float, float, float] | str, steps: int) -> tuple[tuple[float, float, float], ...]:
+    """The (a_t, b_t, c_t) of each of `steps` iterations for an ns_coefficients setting."""
+    if coefficients == "polar_express":
+        return polar_express_coefficients(steps)
+    return (tuple(coefficients),) * steps
+
+
+def newton_schulz(M: torch.Tensor, steps: int = 5,
+                  coefficients: tuple[float, float, float] | Sequence[tuple[float, float, float]] = NS_COEFFICIENTS,
                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Quintic Newton-Schulz orthogonalisation of M: (m, n) in `dtype`; returns (m, n) in `dtype`."""
-    a, b, c = coefficients
-    X = M.to(dtype)
+    """Quintic Newton-Schulz orthogonalisation of M: (m, n) in `dtype`; returns (m, n) in `dtype`.
+
+    `coefficients` is one (a, b, c) for every step or a sequence of `steps` of them."""
+    schedule = list(coefficients) if isinstance(coefficients[0], Sequence) else [coefficients] * steps
+    if len(schedule) != steps:
+        raise ValueError(f"got {len(schedule)} per-step coefficients for {steps} steps")
+    X = unit_rescale(M).to(dtype)
     wide = X.shape[0] <= X.shape[1]
     if not wide:
         X = X.T
     X = X / X.norm().clamp(min=_NORM_EPS)
-    for _ in range(steps):
+    for a, b, c in schedule:
         A = X @ X.T
         B = torch.addmm(A, A, A, beta=b, alpha=c)
         X = torch.addmm(X, B, X, beta=a)
@@ -70,12 +128,14 @@ class Muon(MatrixOptimizer):
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  weight_decay: float = 0.0, orthogonalize: str = "newton_schulz", ns_steps: int = 5,
-                 ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS, ns_dtype: str = "float32",
+                 ns_coefficients: tuple[float, float, float] | str = NS_COEFFICIENTS, ns_dtype: str = "auto",
                  adjust_lr: str = "original", rtol: float | None = None,
                  adamw_betas: tuple[float, float] = (0.9, 0.999), adamw_eps: float = 1e-8):
         super().__init__(params, {"lr": lr, "momentum": momentum, "nesterov": nesterov,
                                   "weight_decay": weight_decay, "orthogonalize": orthogonalize,
-                                  "ns_steps": ns_steps, "ns_coefficients": tuple(ns_coefficients),
+                                  "ns_steps": ns_steps,
+                                  "ns_coefficients": ns_coefficients if isinstance(ns_coefficients, str)
+                                  else tuple(ns_coefficients),
                                   "ns_dtype": ns_dtype, "adjust_lr": adjust_lr, "rtol": rtol,
                                   "adamw_betas": adamw_betas, "adamw_eps": adamw_eps})
 
@@ -85,10 +145,14 @@ class Muon(MatrixOptimizer):
             raise ValueError(f"orthogonalize must be one of {ORTHOGONALIZERS}, got {group['orthogonalize']!r}")
         if not (isinstance(group["ns_steps"], int) and 1 <= group["ns_steps"] < 100):
             raise ValueError(f"ns_steps must be an int in [1, 100), got {group['ns_steps']!r}")
-        if len(group["ns_coefficients"]) != 3:
-            raise ValueError(f"ns_coefficients must be (a, b, c), got {group['ns_coefficients']!r}")
-        if group["ns_dtype"] not in NS_DTYPES:
-            raise ValueError(f"ns_dtype must be one of {tuple(NS_DTYPES)}, got {group['ns_dtype']!r}")
+        coefficients = group["ns_coefficients"]
+        if isinstance(coefficients, str):
+            if coefficients != "polar_express":
+                raise ValueError(f"ns_coefficients must be (a, b, c) or 'polar_express', got {coefficients!r}")
+        elif len(coefficients) != 3 or not all(math.isfinite(x) for x in coefficients):
+            raise ValueError(f"ns_coefficients must be (a, b, c) finite or 'polar_express', got {coefficients!r}")
+        if group["ns_dtype"] != "auto" and group["ns_dtype"] not in NS_DTYPES:
+            raise ValueError(f"ns_dtype must be 'auto' or one of {tuple(NS_DTYPES)}, got {group['ns_dtype']!r}")
         if group["adjust_lr"] not in LR_ADJUSTMENTS:
             raise ValueError(f"adjust_lr must be one of {LR_ADJUSTMENTS}, got {group['adjust_lr']!r}")
         if group["rtol"] is not None and not 0 <= group["rtol"] < 1:
@@ -101,8 +165,12 @@ class Muon(MatrixOptimizer):
         M = matrix_view(update)
         if group["orthogonalize"] == "svd":
             return truncated_polar(M, group["rtol"])
-        O = newton_schulz(M, group["ns_steps"], group["ns_coefficients"], NS_DTYPES[group["ns_dtype"]])
+        O = newton_schulz(M, group["ns_steps"], ns_schedule(group["ns_coefficients"], group["ns_steps"]),
+                          resolve_ns_dtype(group["ns_dtype"], M.device))
         return O.to(work_dtype(M))
 
     def _lr_scale(self, rows: int, cols: int, group: dict) -> float:
         return shape_scale(rows, cols, group["adjust_lr"])
+
+    def _work_cost(self, rows: int, cols: int) -> float:
+        return matrix_cost(rows, cols)

@@ -4,22 +4,43 @@ Update, for each hidden matrix W with gradient G and momentum buffer M (zero at 
     M <- mu M + (1 - mu) G                       (mu = `momentum`, an exponential average)
     W <- W (1 - lr * weight_decay) - lr * M / ||M||_F      (per matrix; M = 0 gives no move)
 Defaults: momentum 0.9, weight_decay 0. Parameters in matrix=False groups get AdamW (see
-experiments.optim.matrix_optimizer). With momentum 0 this is NGD, G / ||G||_F.
+experiments.optim.matrix_optimizer). With momentum 0 this is NGD, G / ||G||_F. The norm is
+taken after an exact power-of-two rescaling (`unit_rescale`), so the step has length lr for
+any finite scale of M (a plain float32 norm overflows from |M| ~ 1e19 and underflows below ~1e-20).
 Reference: Vasudeva et al. 2025 (arXiv 2510.22980), the NMD baseline of the colored-digits study.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
 from experiments.optim.matrix_optimizer import MatrixOptimizer, check_unit_interval, work_dtype
 from experiments.optim.param_groups import matrix_view
 
-_NORM_EPS = 1e-30  # only keeps 0 / 0 from becoming NaN; any nonzero M is unaffected
+_NORM_EPS = 1e-30  # only keeps 0 / 0 from becoming NaN (a rescaled nonzero M has norm >= 0.5)
+
+
+def unit_rescale(M: torch.Tensor) -> torch.Tensor:
+    """M * 2^-e in at least float32, e the binary exponent of max|M|, so max|result| is in [0.5, 1)
+    (in [2^-23, 1) for subnormal M).
+
+    Scaling by a power of two is exact, so a norm taken afterwards neither overflows (float32
+    squares overflow from |M| ~ 1e19) nor underflows (|M| ~ 1e-20) and M / ||M|| keeps its bits;
+    M = 0 stays 0."""
+    X = M.to(work_dtype(M))
+    if X.numel() == 0:
+        return X
+    _, exponent = torch.frexp(X.abs().amax())
+    # 2^-exponent must stay finite for subnormal M (with the clamp max|result| >= 2^-23)
+    exponent = exponent.clamp(min=math.frexp(torch.finfo(X.dtype).tiny)[1] - 1)
+    # one 0-dim power of two times X: torch.ldexp(X, -exponent) is exact too but ~20x slower
+    return X * torch.ldexp(torch.ones((), dtype=X.dtype, device=X.device), -exponent)
 
 
 def frobenius_normalize(M: torch.Tensor) -> torch.Tensor:
-    """M / ||M||_F in at least float32; zeros for M = 0."""
-    X = M.to(work_dtype(M))
+    """M / ||M||_F in at least float32, for any finite scale of M; zeros for M = 0."""
+    X = unit_rescale(M)
     return X / X.norm().clamp(min=_NORM_EPS)
 
 

@@ -3,12 +3,13 @@
     build_optimizer(name, model, lr, **hyper) -> torch.optim.Optimizer
 
 `name` is a registry key (lower case, e.g. "sgd", "adam", "muon"); `hyper` overrides the
-entry's defaults. Methods that only apply to hidden matrices hand the other parameters to a
-documented fallback inside the same optimizer (see each entry). For specgd, muon, nmd and signum
-that fallback is AdamW and `hyper` may also hold fallback_lr (default 1e-3),
-fallback_weight_decay (0) and head_fallback (True); which parameters fall back is decided in one
-place, experiments.optim.param_groups (ndim < 2, embeddings, `model.head` unless it is the only
-matrix).
+entry's defaults. `model` may be wrapped in DistributedDataParallel (how the methods then split
+their work across processes: experiments.optim.distributed). Methods that only apply to hidden
+matrices hand the other parameters to a documented fallback inside the same optimizer (see each
+entry). For specgd, muon, nmd and signum that fallback is AdamW and `hyper` may also hold
+fallback_lr (default 1e-3), fallback_weight_decay (0) and head_fallback (True); which parameters
+fall back is decided in one place, experiments.optim.param_groups (ndim < 2, embeddings,
+`model.head` unless it is the only matrix).
 """
 from __future__ import annotations
 
@@ -117,6 +118,8 @@ def build_optimizer(name: str, model: torch.nn.Module, lr: float, **hyper) -> to
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be positive and finite, got {lr}")
     entry = OPTIMIZERS[name]
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module  # the head rule reads `model.head`, which the wrapper hides
     return entry.factory(model, lr, **{**entry.defaults, **hyper})
 
 

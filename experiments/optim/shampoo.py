@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_count
+from experiments.optim.distributed import RankSharding, kronecker_cost
 from experiments.optim.kronecker import compute_dtype, inverse_root, mode_contraction, precondition
 
 GRAFTING = ("none", "sgd", "adam")
@@ -63,6 +64,13 @@ class Shampoo(CheckedOptimizer):
                         graft_beta2=graft_beta2, graft_eps=graft_eps, weight_decay=weight_decay,
                         max_precond_dim=max_precond_dim)
         super().__init__(params, defaults)
+        self._shard = RankSharding(self, self._item_cost)
+
+    @staticmethod
+    def _item_cost(p: torch.Tensor, group: dict) -> float:
+        """Work of p's factors and preconditioning, for the split across processes."""
+        shape = p.shape if p.dim() > 0 else (1,)
+        return kronecker_cost([d if d <= group["max_precond_dim"] else None for d in shape], p.numel())
 
     def _validate_group(self, g: dict) -> None:
         if not g["lr"] > 0:
@@ -123,7 +131,7 @@ class Shampoo(CheckedOptimizer):
         self._check_gradients()
         for group in self.param_groups:
             lr, mu, beta = group["lr"], group["momentum"], group["beta"]
-            for p in group["params"]:
+            for p in self._shard.owned(group["params"]):
                 if p.grad is None:
                     continue
                 state = self._init_state(p, group)
@@ -158,4 +166,5 @@ class Shampoo(CheckedOptimizer):
                 if group["weight_decay"] > 0:
                     p.mul_(1 - lr * group["weight_decay"])
                 p.add_(D.reshape(p.shape).to(p.dtype), alpha=-lr)
+        self._shard.sync()
         return loss

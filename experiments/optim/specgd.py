@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from experiments.optim.distributed import matrix_cost
 from experiments.optim.matrix_optimizer import MatrixOptimizer, work_dtype
 from experiments.optim.param_groups import matrix_view
 
@@ -44,3 +45,6 @@ class SpecGD(MatrixOptimizer):
 
     def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> torch.Tensor:
         return truncated_polar(matrix_view(grad), group["rtol"])
+
+    def _work_cost(self, rows: int, cols: int) -> float:
+        return matrix_cost(rows, cols)

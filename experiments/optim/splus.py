@@ -17,6 +17,7 @@ EMA, and weight decay scaled by lr * nonstandard_constant. SPlus handles every p
 (no AdamW fallback): embeddings and heads are matrices to it, as in the paper.
 eval() swaps in the bias-corrected EMA E / (1 - ema_rate^t), train() swaps the training weights
 back; step() refuses to run in eval mode. eval() before the first step leaves the weights alone.
+In a multi-process run eval() and train() are collective (experiments.optim.distributed).
 Defaults: lr 0.1, betas (0.9, 0.999) (the paper's runs use b2 = 0.95), weight_decay 0.01,
 ema_rate 0.999, inverse_steps 100, nonstandard_constant 1e-3, max_dim 10000, eps 1e-30.
 shape_scaling=False drops the 2/(m+n) factor (matrices step by lr itself; the lr-transfer
@@ -34,6 +35,7 @@ from __future__ import annotations
 import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_unit_interval
+from experiments.optim.distributed import RankSharding
 from experiments.optim.matrix_optimizer import work_dtype
 from experiments.optim.param_groups import matrix_view
 
@@ -70,6 +72,7 @@ class SPlus(CheckedOptimizer):
                     "max_dim": max_dim, "eps": eps, "conv_as_matrix": conv_as_matrix, "shape_scaling": shape_scaling,
                     "train_mode": True}
         super().__init__(params, defaults)
+        self._shard = RankSharding(self, self._item_cost)
 
     def _validate_group(self, g: dict) -> None:
         if not g["lr"] >= 0:
@@ -87,6 +90,14 @@ class SPlus(CheckedOptimizer):
     @staticmethod
     def _is_matrix(p: torch.Tensor, group: dict) -> bool:
         return p.ndim == 2 or (p.ndim > 2 and group["conv_as_matrix"])
+
+    def _item_cost(self, p: torch.Tensor, group: dict) -> float | None:
+        """Eigendecompositions and rotations of a matrix, for the split across processes; the
+        elementwise sign step of a non-matrix parameter stays on every rank (None)."""
+        if not self._is_matrix(p, group):
+            return None
+        m, n = matrix_view(p).shape
+        return float(sum(d ** 3 for d in (m, n) if d < group["max_dim"])) + float(m) * n * (m + n)
 
     def _init_state(self, p: torch.Tensor, state: dict, group: dict) -> None:
         state["step"] = 0
@@ -128,7 +139,7 @@ class SPlus(CheckedOptimizer):
             if not group["train_mode"]:
                 raise RuntimeError("SPlus.step() called in eval mode (EMA weights swapped in); call train() first")
             b1, b2 = group["betas"]
-            for p in group["params"]:
+            for p in self._shard.owned(group["params"]):
                 if p.grad is None:
                     continue
                 state = self.state[p]
@@ -146,6 +157,7 @@ class SPlus(CheckedOptimizer):
                 p.add_(update, alpha=-scaled_lr)
                 state["ema"].lerp_(p, 1 - group["ema_rate"])
                 p.mul_(1 - scaled_lr * group["weight_decay"])
+        self._shard.sync()
         return loss
 
     @staticmethod
@@ -179,6 +191,7 @@ class SPlus(CheckedOptimizer):
                     state["param_buffer"] = p.clone()
                     p.copy_(state["ema"]).mul_(1.0 / (1 - group["ema_rate"] ** state["step"]))
             group["train_mode"] = False
+        self._shard.sync()
 
     @torch.no_grad()
     def train(self) -> None:
@@ -191,3 +204,4 @@ class SPlus(CheckedOptimizer):
                 if "param_buffer" in state:
                     p.copy_(state.pop("param_buffer"))
             group["train_mode"] = True
+        self._shard.sync()

@@ -36,6 +36,7 @@ import warnings
 import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
+from experiments.optim.distributed import RankSharding, average, kronecker_cost
 from experiments.optim.kronecker import compute_dtype, damped_inverse, mode_contraction, precondition
 
 
@@ -81,6 +82,8 @@ class TNT(CheckedOptimizer):
                         inverse_frequency=inverse_frequency, weight_decay=weight_decay)
         super().__init__(params, defaults)
         self._warned = False
+        self._shard = RankSharding(self, lambda p, group: kronecker_cost(tnt_view(p.shape), p.numel()),
+                                   count_steps=True)
 
     def _validate_group(self, g: dict) -> None:
         if not g["lr"] > 0:
@@ -147,9 +150,11 @@ class TNT(CheckedOptimizer):
 
     @torch.no_grad()
     def update_curvature(self, grads: dict[torch.Tensor, torch.Tensor | None]) -> None:
-        """H_j <- beta H_j + (1 - beta) G_hat_(j) G_hat_(j)^T for each parameter with a sampled gradient."""
+        """H_j <- beta H_j + (1 - beta) G_hat_(j) G_hat_(j)^T for each parameter with a sampled gradient
+        (averaged across processes first, so G_hat is the gradient of the global batch)."""
+        average([g for g in grads.values() if g is not None])
         for group in self.param_groups:
-            for p in group["params"]:
+            for p in filter(self._shard.is_mine, group["params"]):
                 g = grads.get(p)
                 if g is not None:
                     self._set_factors(p, self._contractions(p, g), group["beta"])
@@ -161,9 +166,13 @@ class TNT(CheckedOptimizer):
         # No torch.no_grad() here: iterating `grad_batches` runs the sampled backward passes.
         sums: dict[torch.Tensor, list[torch.Tensor]] = {}
         counts: dict[torch.Tensor, int] = {}
+        seen = False
         for grads in grad_batches:
-            for p, g in grads.items():
-                if g is None:
+            present = {p: g for p, g in grads.items() if g is not None}
+            seen = seen or bool(present)
+            average(list(present.values()))
+            for p, g in present.items():
+                if not self._shard.is_mine(p):
                     continue
                 cs = self._contractions(p, g)
                 if p in sums:
@@ -172,7 +181,7 @@ class TNT(CheckedOptimizer):
                 else:
                     sums[p] = cs
                 counts[p] = counts.get(p, 0) + 1
-        if not sums:
+        if not seen:
             raise ValueError("warm_start got no sampled-label gradients")
         for p, cs in sums.items():
             self._state(p)["factors"] = [c / counts[p] for c in cs]
@@ -187,7 +196,7 @@ class TNT(CheckedOptimizer):
         self._check_gradients()
         for group in self.param_groups:
             lr, t1, t2 = group["lr"], group["curvature_frequency"], group["inverse_frequency"]
-            for p in group["params"]:
+            for p in self._shard.owned(group["params"]):
                 if p.grad is None:
                     continue
                 state = self._state(p)
@@ -209,4 +218,5 @@ class TNT(CheckedOptimizer):
                 if group["weight_decay"] > 0:
                     p.mul_(1 - lr * group["weight_decay"])
                 p.add_(D.reshape(p.shape).to(p.dtype), alpha=-lr)
+        self._shard.sync()
         return loss

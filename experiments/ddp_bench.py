@@ -1,0 +1,185 @@
+"""Optimizer step time at 1 and 2 processes, side by side in one run.
+
+    python -m experiments.ddp_bench [--quick] [--ranks N] [--json PATH]
+
+Model: an MLP 784 -> width -> ... -> 10 (experiments.models.MLP, `depth` layers) on a synthetic
+global batch; one torch thread per process; gloo on the CPU. For Muon, SpecGD, Shampoo, SPlus,
+TNT and KFAC (registry defaults) it measures
+- step: wall time of optimizer.step() alone; at N ranks each updates the matrices it owns and the
+  new weights are all-gathered (experiments.optim.distributed);
+- step CPU: CPU time of the step on the calling thread (all torch work with one thread; gloo
+  communicates on its own threads), at N ranks the busiest rank's: the split of the work itself,
+  which other load on the machine does not inflate;
+- iteration: zero_grad, forward, curvature_step, backward, step on the global batch; at N ranks
+  each process takes 1/N of the batch and DDP averages the gradients.
+Each figure is the mean over a block of `block` consecutive iterations (every-10-steps work of
+TNT, KFAC and Shampoo amortised in it), best block of `rounds` (load on a shared machine only
+adds time); at N ranks a block lasts until the slowest rank finishes it. The 1-process run is
+this process without torch.distributed; the N-process run is spawned (FileStore rendezvous in a
+temporary folder, TCP between the ranks over loopback). The two alternate `repeats` times and
+each keeps its best. `share` is the largest fraction of the method's per-matrix cost one rank
+owns: 1 / share bounds the step speed-up. On fewer free cores than ranks the processes share
+cores and the N-rank times say nothing about scaling.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from experiments.cpu_threads import torch_threads
+from experiments.models import MLP
+from experiments.optim import build_optimizer
+from experiments.optim.curvature import curvature_step
+
+METHODS = ("muon", "specgd", "shampoo", "splus", "tnt", "kfac")
+
+
+@dataclass(frozen=True)
+class DDPBenchConfig:
+    width: int = 1024
+    depth: int = 4
+    batch: int = 256       # global batch, split over the ranks
+    warmup: int = 2        # untimed iterations (step 1 builds state and eigenbases)
+    block: int = 10
+    rounds: int = 3
+    repeats: int = 2       # alternations of the 1-process and N-process runs
+    lr: float = 1e-4       # small, so no method diverges while timed
+    seed: int = 0
+
+
+FULL = DDPBenchConfig()
+QUICK = replace(FULL, width=512, batch=128, rounds=2, repeats=1)
+SMOKE = replace(FULL, width=16, depth=3, batch=8, warmup=1, block=2, rounds=1, repeats=1)  # for tests
+
+
+def _data(cfg: DDPBenchConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    return torch.randn(cfg.batch, 784, generator=g), torch.randint(0, 10, (cfg.batch,), generator=g)
+
+
+def measure(cfg: DDPBenchConfig, methods: tuple[str, ...]) -> dict[str, dict]:
+    """{method: {"step_s", "iteration_s", "share"}} for this process's world (1 or the initialised
+    group), every rank calling it; the times are the slowest rank's."""
+    rank, size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if cfg.batch % size:
+        raise ValueError(f"batch {cfg.batch} does not split over {size} ranks")
+    X, y = _data(cfg)
+    local = slice(rank * cfg.batch // size, (rank + 1) * cfg.batch // size)
+    X, y = X[local], y[local]
+    out = {}
+    for name in methods:
+        model = MLP(784, 10, width=cfg.width, depth=cfg.depth, generator=torch.Generator().manual_seed(cfg.seed))
+        net = torch.nn.parallel.DistributedDataParallel(model) if size > 1 else model
+        opt = build_optimizer(name, net, cfg.lr)
+        g = torch.Generator().manual_seed(cfg.seed)
+
+        def iteration() -> torch.Tensor:
+            """(step wall s, step CPU s of this thread) of one iteration."""
+            opt.zero_grad(set_to_none=True)
+            logits = net(X)
+            loss = F.cross_entropy(logits, y)
+            curvature_step(opt, logits, "ce", g)
+            loss.backward()
+            t0, c0 = time.perf_counter(), time.thread_time()
+            opt.step()
+            return torch.tensor([time.perf_counter() - t0, time.thread_time() - c0], dtype=torch.float64)
+
+        for _ in range(cfg.warmup):
+            iteration()
+        best = torch.full((3,), float("inf"), dtype=torch.float64)
+        for _ in range(cfg.rounds):
+            if size > 1:
+                dist.barrier()
+            t0 = time.perf_counter()
+            step = sum(iteration() for _ in range(cfg.block))
+            block = torch.cat([step, torch.tensor([time.perf_counter() - t0], dtype=torch.float64)]) / cfg.block
+            if size > 1:
+                dist.all_reduce(block, op=dist.ReduceOp.MAX)
+            best = torch.minimum(best, block)
+        step_s, step_cpu_s, iteration_s = best.tolist()
+        out[name] = {"step_s": step_s, "step_cpu_s": step_cpu_s, "iteration_s": iteration_s,
+                     "share": max(opt._shard.cost_shares(size))}
+        if hasattr(opt, "remove_hooks"):
+            opt.remove_hooks()
+    return out
+
+
+def _rank_main(rank: int, size: int, store: str, cfg: DDPBenchConfig, methods: tuple[str, ...],
+               result: str) -> None:
+    if Path("/sys/class/net/lo").exists():
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only
+    dist.init_process_group("gloo", store=dist.FileStore(store, size), rank=rank, world_size=size)
+    try:
+        with torch_threads(1):
+            times = measure(cfg, methods)
+        if rank == 0:
+            Path(result).write_text(json.dumps(times))
+    finally:
+        dist.destroy_process_group()
+
+
+def measure_spawned(cfg: DDPBenchConfig, methods: tuple[str, ...], ranks: int) -> dict[str, dict]:
+    """`measure` in `ranks` fresh processes (gloo over loopback)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = os.path.join(tmp, "result.json")
+        mp.spawn(_rank_main, args=(ranks, os.path.join(tmp, "store"), cfg, methods, result), nprocs=ranks)
+        return json.loads(Path(result).read_text())
+
+
+def run(cfg: DDPBenchConfig, ranks: int = 2, methods: tuple[str, ...] = METHODS, verbose: bool = True) -> dict:
+    """Best step and iteration times at 1 and `ranks` processes, alternated cfg.repeats times."""
+    if ranks < 2:
+        raise ValueError(f"ranks must be >= 2 (1 is always measured), got {ranks}")
+    one: dict[str, dict] = {}
+    many: dict[str, dict] = {}
+    for _ in range(cfg.repeats):
+        with torch_threads(1):
+            _keep_best(one, measure(cfg, methods))
+        _keep_best(many, measure_spawned(cfg, methods, ranks))
+    rows = []
+    for m in methods:
+        row = {"method": m, "share": many[m]["share"]}
+        for key in ("step_s", "step_cpu_s", "iteration_s"):
+            row[f"{key[:-2]}_1_ms"], row[f"{key[:-2]}_{ranks}_ms"] = 1e3 * one[m][key], 1e3 * many[m][key]
+            row[f"{key[:-2]}_speedup"] = one[m][key] / many[m][key]
+        rows.append(row)
+    if verbose:
+        print(f"MLP width {cfg.width} depth {cfg.depth}, global batch {cfg.batch}, 1 thread per process, "
+              f"{os.cpu_count()} CPUs visible; ms per iteration, 1 vs {ranks} processes; step CPU: "
+              "the busiest rank's own thread")
+        print(f"{'method':8s} {'share':>5s} | {'step wall':^24s} | {'step CPU':^24s} | {'iteration wall':^24s}")
+        for r in rows:
+            cells = " | ".join(f"{r[f'{k}_1_ms']:7.2f} {r[f'{k}_{ranks}_ms']:7.2f} {r[f'{k}_speedup']:6.2f}x"
+                               for k in ("step", "step_cpu", "iteration"))
+            print(f"{r['method']:8s} {r['share']:5.2f} | {cells}")
+    return {"config": asdict(cfg), "ranks": ranks, "rows": rows}
+
+
+def _keep_best(best: dict, new: dict) -> None:
+    for m, v in new.items():
+        best[m] = v if m not in best else {k: min(best[m][k], v[k]) for k in v}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller MLP and fewer blocks")
+    parser.add_argument("--ranks", type=int, default=2, help="processes of the data-parallel run (default 2)")
+    parser.add_argument("--json", type=Path, help="also write the table here")
+    args = parser.parse_args(argv)
+    result = run(QUICK if args.quick else FULL, args.ranks)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
