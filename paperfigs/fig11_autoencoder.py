@@ -133,6 +133,9 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     ctx = ctx or Context()
     cfg = CONFIGS[mode]
+    # Read (and so check) the data here: a missing or malformed file is then the CLI's one-line error,
+    # not a failure inside a worker's run.
+    source = load_raw("mnist5k").source
     methods = protocol.with_extras(list(METHODS), ctx, center=1e-2)
     extras = [m.name for m in methods[len(METHODS):]]
     seeds = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
@@ -183,7 +186,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     finals = {m.name: float(np.nanmean(final(runs[m.name]))) for m in methods}
     params = {
         "dataset": "mnist5k", "n_images": cfg.n_images, "image_size": 28 // cfg.pool,
-        "data_source": {"mnist5k": load_raw("mnist5k").source},
+        "data_source": {"mnist5k": source},
         "encoder_sizes": list(cfg.encoder_sizes), "activation": "ReLU hidden, linear code, logit output",
         "loss": "per-pixel BCE summed over pixels, mean over images", "batch_size": cfg.batch_size,
         "epochs": cfg.epochs, "seed_list": seeds, "device": device,

@@ -122,6 +122,9 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     ctx = ctx or Context()
     cfg = CONFIGS[mode]
+    # Read (and so check) the data here: a missing or malformed file is then the CLI's one-line error,
+    # not a failure inside a worker's run.
+    source = load_raw("fashion", os.environ.get("PAPER_REPRO_DATA_ROOT")).source
     methods = protocol.with_extras(list(METHODS), ctx, center=1e-2)
     seeds = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
 
@@ -159,7 +162,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                           "method": m.name, "panel": "test accuracy"}
     params = {
         "dataset": "fashion", "split": first["split"] | {"normalisation": "train mean/std"},
-        "data_source": {"fashion": load_raw("fashion", os.environ.get("PAPER_REPRO_DATA_ROOT")).source},
+        "data_source": {"fashion": source},
         "image_size": first["image_size"], "pool": cfg.pool,
         "model": f"ResNetCNN(width={cfg.width}, blocks={list(cfg.blocks)})", "n_params": first["n_params"],
         "batch_size": cfg.batch_size, "epochs": cfg.epochs, "weight_decay": 0.0, "seed_list": seeds,

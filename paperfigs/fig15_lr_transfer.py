@@ -127,6 +127,9 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     ctx = ctx or Context()
     cfg = CONFIGS[mode]
+    # Read (and so check) the data here: a missing or malformed file is then the CLI's one-line error,
+    # not a failure inside a worker's run.
+    source = load_raw("mnist5k").source
     methods = dict(METHODS)
     for o in ctx.extra_optimizers:
         if o.name in methods:
@@ -194,7 +197,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                                   "width": w}
     params = {
         "dataset": "mnist5k", "image_size": 28 // cfg.pool, "widths": list(cfg.widths), "depth": cfg.depth,
-        "data_source": {"mnist5k": load_raw("mnist5k").source},
+        "data_source": {"mnist5k": source},
         "steps": cfg.steps, "batch_size": cfg.batch_size, "seed_list": seeds, "device": device,
         "methods": {l: {"optimizer": o, "kwargs": kw} for l, (o, kw, _) in methods.items()},
         "splus_betas": SPLUS_BETAS, "splus_ema_rate": 1 - 10 / max(cfg.steps, 20),

@@ -40,7 +40,7 @@ def _stand_in() -> types.ModuleType:
     random walk and two claims, one of which depends on the seed."""
     mod = types.ModuleType("fault_fig")
 
-    def compute(mode, seed, device):
+    def compute(mode, seed, device, ctx=None):
         y = np.cumsum(np.random.default_rng(seed).standard_normal(50))
         return {"params": {"n": 50}, "series": {"walk": {"x": np.arange(50), "y": y}},
                 "claims": [at_least("ends_up", "the walk ends above 0", y[-1], 0.0),

@@ -334,7 +334,7 @@ def test_a_bad_or_extra_result_file_does_not_break_other_figures(junk, fake_figu
         name = "fig5.json"
     (tmp_path / "fig3_old_backup.json").write_text("{}")  # only fig<N>.json files are results
     (tmp_path / "fig03.json").write_text("{}")
-    (tmp_path / "runs").mkdir()  # folders of other tools are left alone
+    (tmp_path / "runs").mkdir(exist_ok=True)  # folders (the run store, other tools') are left alone
     rc, out, err = _run(["--figure", "98", "--quick", "--out", str(tmp_path)], capsys)
     assert rc == 0 and "wrote" in out and "Traceback" not in err
     text = (tmp_path / "CLAIMS.md").read_text()
@@ -402,7 +402,7 @@ def test_a_full_disk_keeps_the_previous_set(fake_figures, tmp_path, monkeypatch,
     from paperfigs import output
 
     assert paper_repro.main(["--figure", "98", "--quick", "--seed", "1", "--out", str(tmp_path)]) == 0
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}  # not the run store
     real, calls = output._write_new, []
 
     def full(path, data):
@@ -417,4 +417,4 @@ def test_a_full_disk_keeps_the_previous_set(fake_figures, tmp_path, monkeypatch,
     assert rc == 1 and "Traceback" not in err
     assert err.splitlines()[0] == (f"figure 98 failed: cannot write figure 98's files in {tmp_path} (No space "
                                    "left on device); its previous files are unchanged")
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
