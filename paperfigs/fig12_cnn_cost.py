@@ -1,42 +1,65 @@
 """Figure 12 (TNT paper): CNN classification, test accuracy vs epoch, and per-iteration cost.
 
-Data: Fashion-MNIST (Debian package), balanced train / validation / test split of
-experiments.data.load_image_split (all of it in full mode; a per-class subset, and images
-average-pooled 2x2 to 14x14, in quick). Model: experiments.models.ResNetCNN (BatchNorm ResNet).
-Methods: TNT (official CNN setting T1 = 10, T2 = 100, eps = 0.01), KFAC (same T1/T2), Shampoo
-(registry configuration), Adam, SGD with momentum 0.9; no weight decay for any of them, so that
-the comparison is of the preconditioners alone. Each method is run at every lr of its own grid
-(half-decade spacing); the tuned lr has the highest final validation accuracy, and its test
-accuracy curve is drawn.
+Task: experiments.tasks.cnn_cost. Data: Fashion-MNIST (Debian package), balanced train /
+validation / test split drawn by each run's seed (all of it in full mode; a per-class subset,
+images average-pooled 2x2 to 14x14, in quick). Model: experiments.models.ResNetCNN (BatchNorm
+ResNet). Methods: TNT (official CNN setting T1 = 10, T2 = 100, eps = 0.01), KFAC (same T1/T2),
+Shampoo (registry configuration), Adam, SGD with momentum 0.9, and any user optimizer
+(--optimizer); no weight decay for any of them, so that the comparison is of the preconditioners.
 
-Cost table: experiments.cost.measure_step_costs (the harness experiments.bench uses too) runs all
-methods (plus SPlus, for the SPlus paper's cost question) side by side on copies of the same model
+Protocol (issue 10): each method's lr is tuned on a quarter-decade grid (extended past an edge
+optimum and up to divergence) on TUNING_SEEDS, disjoint from the reporting seeds; score: the
+best-over-time validation accuracy (mean over tuning seeds; the panel shows whole curves, so no
+end-of-run value). The panel draws the mean test accuracy over the reporting seeds (band min-max).
+
+Cost table: one stored run (the timings are side by side, so they belong together) in which
+experiments.cost.measure_step_costs (the harness experiments.bench uses too) runs all methods at
+their selected lrs (plus SPlus, for the SPlus paper's cost question) on copies of the same model
 and batches: seconds per iteration (forward + sampled-label backward when due + backward + step;
 median over timed whole periods of each method's periodic work, past its start-up phase) and
 optimizer-state bytes, both relative to SGD-m.
 
-Claims (thresholds fixed before running): TNT's time per iteration is at most 2x SGD-m's, and
-its optimizer-state memory at most 3x SGD-m's (SGD-m keeps one momentum buffer; TNT keeps the
-momentum plus a factor and its inverse per tensor mode).
+Claims (thresholds fixed before running, unchanged with the engine): TNT's time per iteration is
+at most 2x SGD-m's, and its optimizer-state memory at most 3x SGD-m's (SGD-m keeps one momentum
+buffer; TNT keeps the momentum plus a factor and its inverse per tensor mode). Intervals: the
+memory ratio is exact (state sizes do not vary with seeds or time), so its interval is the point
+[v, v] and its verdict is exact; the time ratio is one side-by-side measurement whose harness
+reports one mean per method, so it carries no interval and no verdict beyond holds (repeating
+the measurement over seeds would time runs that were not side by side). The harness takes the
+median over its timed periods; those replicates are within one run, not independent seeds.
+
+Quick mode drops: 200 training / 30 validation / 100 test images per class instead of all /
+500 / 1000, 14 px instead of 28, width 8 and 2 stages instead of 16 and 3, 4 instead of 10
+epochs, 3 reporting seeds instead of 5, grids of +-0.25 decade instead of +-0.5.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
-from experiments.data import load_image_split, pool_images
-from experiments.lr_select import tune_over_grid
-from experiments.lr_sweep import log_grid
-from experiments.metrics import classification_evaluator
-from experiments.models import ResNetCNN
-from experiments.cost import clock, measure_step_costs
-from experiments.train import TrainConfig, train
-from paperfigs.claims import at_most
+from experiments.data import load_raw
+from experiments.engine import RunSpec
+from experiments.optim.registry import optimizer_version
+from paperfigs import protocol
+from paperfigs.claims import Claim, at_most
+from paperfigs.protocol import Method
 from paperfigs.style import color
 
-TNT_KW = (("curvature_frequency", 10), ("inverse_frequency", 100), ("eps", 0.01))
+NUMBER = 12
+TIME_FACTOR = 2.0
+MEMORY_FACTOR = 3.0
+CNN_T = {"curvature_frequency": 10, "inverse_frequency": 100}
+METHODS = (
+    Method("TNT", "tnt", 3e-4, {**CNN_T, "eps": 0.01}),
+    Method("KFAC", "kfac", 1e-1, dict(CNN_T)),
+    Method("Shampoo", "shampoo", 1e-2),
+    Method("Adam", "adam", 1e-2),
+    Method("SGD-m", "sgd", 3e-2),
+)
+COST_ONLY = (Method("SPlus", "splus", 0.1),)   # rows of the cost table only, at this lr
 
 
 @dataclass(frozen=True)
@@ -44,118 +67,129 @@ class Fig12Config:
     n_train_per_class: int | None = None   # None: every training image
     n_val_per_class: int = 500
     n_test_per_class: int = 1000
-    pool: int = 1                          # average-pool images by this factor (1: 28x28)
+    pool: int = 1
     width: int = 16
     blocks: tuple[int, ...] = (1, 1, 1)
     batch_size: int = 128
     epochs: int = 10
-    lr_points: int = 5
-    # label -> (registry key, grid centre, optimizer kwargs)
-    methods: tuple = (
-        ("TNT", "tnt", 3e-4, TNT_KW),
-        ("KFAC", "kfac", 1e-1, (("curvature_frequency", 10), ("inverse_frequency", 100))),
-        ("Shampoo", "shampoo", 1e-2, ()),
-        ("Adam", "adam", 1e-2, ()),
-        ("SGD-m", "sgd", 3e-2, ()),
-    )
-    # extra rows of the cost table only (not trained for the accuracy panel)
-    cost_only: tuple = (("SPlus", "splus", 0.1, ()),)
+    seeds: int = 5
+    half_width: float = 0.5
+    extend: int = 3
+    tuning_seeds: tuple[int, ...] = protocol.TUNING_SEEDS
     cost_rounds: int = 3            # timed rounds per method, interleaved (see experiments.cost)
     cost_min_run_time: float = 0.2  # seconds per Timer.blocked_autorange call
+    cost_short_periods: bool = False  # smoke only: short curvature/eigenbasis periods (whole periods are timed)
 
 
 FULL = Fig12Config()
 QUICK = dataclasses.replace(FULL, n_train_per_class=200, n_val_per_class=30, n_test_per_class=100, pool=2,
-                            width=8, blocks=(1, 1), batch_size=64, epochs=4, lr_points=3, cost_rounds=2)
-SMOKE_KW = (("curvature_frequency", 2), ("inverse_frequency", 4))  # short periods: the cost harness times whole ones
+                            width=8, blocks=(1, 1), batch_size=64, epochs=4, seeds=3, half_width=0.25, extend=2,
+                            cost_rounds=2)
 SMOKE = dataclasses.replace(QUICK, n_train_per_class=16, n_val_per_class=4, n_test_per_class=4, pool=4,
-                            width=4, batch_size=32, epochs=1, lr_points=1, cost_rounds=1, cost_min_run_time=1e-3,
-                            methods=tuple((label, key, centre, SMOKE_KW if key in ("tnt", "kfac") else kw)
-                                          for label, key, centre, kw in QUICK.methods),
-                            cost_only=(("SPlus", "splus", 0.1, (("inverse_steps", 4),)),))
+                            width=4, batch_size=32, epochs=1, seeds=2, half_width=0.0, extend=1,
+                            tuning_seeds=(1000,), cost_rounds=1, cost_min_run_time=1e-3, cost_short_periods=True)
+SHORT_PERIODS = {"tnt": {"curvature_frequency": 2, "inverse_frequency": 4},
+                 "kfac": {"curvature_frequency": 2, "inverse_frequency": 4}, "splus": {"inverse_steps": 4}}
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
-TIME_FACTOR = 2.0
-MEMORY_FACTOR = 3.0
+
+def _data(cfg: Fig12Config, seed: int, device: str) -> dict:
+    return {"dataset": "fashion", "n_train_per_class": cfg.n_train_per_class, "n_val_per_class": cfg.n_val_per_class,
+            "n_test_per_class": cfg.n_test_per_class, "pool": cfg.pool, "width": cfg.width,
+            "blocks": list(cfg.blocks), "batch_size": cfg.batch_size, "seed": int(seed), "device": device,
+            "data_root": os.environ.get("PAPER_REPRO_DATA_ROOT")}
 
 
-def _model(cfg: Fig12Config, seed: int) -> ResNetCNN:
-    return ResNetCNN(1, 10, width=cfg.width, blocks=cfg.blocks, generator=torch.Generator().manual_seed(seed))
+def run_spec(cfg: Fig12Config, m: Method, lr: float, seed: int, device: str) -> RunSpec:
+    return RunSpec("cnn_cost", {"kind": "train", **_data(cfg, seed, device), "epochs": cfg.epochs,
+                                "optimizer": m.optimizer, "lr": float(lr), "optimizer_kwargs": dict(m.kwargs)})
 
 
-def _val_error(history: dict) -> float | None:
-    return 1.0 - history["metrics"]["val/acc"][-1] if history["status"] == "ok" else None
+def cost_spec(cfg: Fig12Config, rows: list[tuple[Method, float]], seed: int, device: str) -> RunSpec:
+    def kwargs(m: Method) -> dict:
+        short = SHORT_PERIODS.get(m.optimizer, {}) if cfg.cost_short_periods else {}
+        return {**dict(m.kwargs), **short}
+
+    return RunSpec("cnn_cost", {"kind": "cost", **_data(cfg, seed, device),
+                                "methods": [[m.name, m.optimizer, float(lr), kwargs(m)] for m, lr in rows],
+                                "optimizer_versions": {m.name: optimizer_version(m.optimizer) for m, _ in rows},
+                                "rounds": cfg.cost_rounds, "min_run_time": cfg.cost_min_run_time})
+
+
+def _acc(result: dict, part: str) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in result[f"{part}_acc"]], float)
+
+
+def best_val(result: dict) -> float | None:
+    """Best-over-time validation accuracy (None: a stopped run)."""
+    v = _acc(result, "val")
+    return float(np.nanmax(v)) if result["status"] == "ok" and np.isfinite(v).any() else None
 
 
 def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
+    from paperfigs.context import Context
+
+    ctx = ctx or Context()
     cfg = CONFIGS[mode]
-    split = load_image_split("fashion", profile="none", n_max=cfg.n_train_per_class,
-                             n_val_per_class=cfg.n_val_per_class, n_test_per_class=cfg.n_test_per_class, seed=seed)
-    Xtr, Xva, Xte = (pool_images(x, cfg.pool) for x in (split.x_train, split.x_val, split.x_test))
-    n = len(Xtr)
-    steps_per_epoch = n // cfg.batch_size
-    steps = cfg.epochs * steps_per_epoch
-    evaluate = classification_evaluator({"val": (Xva, split.y_val), "test": (Xte, split.y_test)}, 10)
+    # Read (and so check) the data here: a missing or malformed file is then the CLI's one-line error,
+    # not a failure inside a worker's run.
+    source = load_raw("fashion", os.environ.get("PAPER_REPRO_DATA_ROOT")).source
+    methods = protocol.with_extras(list(METHODS), ctx, center=1e-2)
+    seeds = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
 
-    series, grids, tuned, notes, final_test = {}, {}, {}, [], {}
-    for label, key, centre, kwargs in cfg.methods:
-        def run(lr, key=key, kwargs=kwargs):
-            tc = TrainConfig(optimizer=key, lr=lr, steps=steps, batch_size=cfg.batch_size,
-                             eval_every=steps_per_epoch, seed=seed, device=device, loss="ce",
-                             optimizer_kwargs=kwargs)
-            return train(_model(cfg, seed), Xtr, split.y_train, tc, evaluate, progress=False)
+    def spec(m, lr, s):
+        return run_spec(cfg, m, lr, s, device)
 
-        grid = log_grid(centre, cfg.lr_points, 0.5 * (cfg.lr_points - 1))
-        # Validation error as the score: lower is better, a stopped (diverged) run has none.
-        best, h, scores = tune_over_grid(grid, run, _val_error, label, notes)
-        grids[label] = {"lrs": list(scores), "val_error": list(scores.values())}
-        tuned[label] = best
-        final_test[label] = h["metrics"]["test/acc"][-1]
-        series[label] = {"x": [s / steps_per_epoch for s in h["step"]], "y": h["metrics"]["test/acc"]}
-
-    # Cost: same model init and batches for every method, at its tuned lr (SPlus at its default).
-    gen = torch.Generator().manual_seed(seed)
-    dev = torch.device(device)
-    batches = []
-    for _ in range(4):
-        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
-        batches.append((Xtr[idx].to(dev), split.y_train[idx].to(dev)))
-    cost_methods = {label: (key, tuned[label], dict(kw)) for label, key, _, kw in cfg.methods}
-    cost_methods.update({label: (key, lr, dict(kw)) for label, key, lr, kw in cfg.cost_only})
-    costs = measure_step_costs(_model(cfg, seed).to(dev), cost_methods, batches, "ce", seed=seed,
-                               rounds=cfg.cost_rounds, min_run_time=cfg.cost_min_run_time)
+    criterion = "best-over-time validation accuracy, mean over tuning seeds"
+    selections, runs, _ = protocol.tune_and_report(ctx, methods, spec, seeds, best_val, True, criterion,
+                                                   cfg.half_width, cfg.extend, tuning_seeds=cfg.tuning_seeds)
+    lrs = {m.name: selections[m.name].lr for m in methods}
+    rows = [(m, lrs[m.name]) for m in methods] + [(m, m.center) for m in COST_ONLY]
+    (costs,) = ctx.engine.run([cost_spec(cfg, rows, seed, device)], desc="cost table")
     base = costs["SGD-m"]
     cost_table = {
-        label: {"s_per_iter": c.seconds_per_step, "time_rel_sgdm": c.seconds_per_step / base.seconds_per_step,
-                "state_mb": c.state_bytes / 2 ** 20, "memory_rel_sgdm": c.state_bytes / base.state_bytes}
-        for label, c in costs.items()
-    }
-    claims = [
-        at_most("tnt_time_per_iter_vs_sgdm",
-                f"TNT's time per iteration (side by side, amortised over inverse periods) is at most "
-                f"{TIME_FACTOR:g}x SGD-m's", cost_table["TNT"]["time_rel_sgdm"], TIME_FACTOR),
-        at_most("tnt_state_memory_vs_sgdm",
-                f"TNT's optimizer-state memory is at most {MEMORY_FACTOR:g}x SGD-m's (momentum buffer)",
-                cost_table["TNT"]["memory_rel_sgdm"], MEMORY_FACTOR),
-    ]
+        label: {"s_per_iter": c["s_per_iter"], "time_rel_sgdm": c["s_per_iter"] / base["s_per_iter"],
+                "state_mb": c["state_bytes"] / 2 ** 20, "memory_rel_sgdm": c["state_bytes"] / base["state_bytes"]}
+        for label, c in costs.items()}
+    time_claim = at_most("tnt_time_per_iter_vs_sgdm",
+                         f"TNT's time per iteration (side by side, amortised over inverse periods) is at most "
+                         f"{TIME_FACTOR:g}x SGD-m's (one measurement: no interval)",
+                         cost_table["TNT"]["time_rel_sgdm"], TIME_FACTOR)
+    mem = cost_table["TNT"]["memory_rel_sgdm"]
+    mem_holds = mem <= MEMORY_FACTOR
+    mem_claim = Claim("tnt_state_memory_vs_sgdm",
+                      f"TNT's optimizer-state memory is at most {MEMORY_FACTOR:g}x SGD-m's (momentum buffer; exact, "
+                      f"so the interval is the point)", mem, MEMORY_FACTOR, mem_holds, (mem, mem),
+                      "holds" if mem_holds else "fails")
+
+    series = {}
+    first = runs[methods[0].name][0]
+    for m in methods:
+        acc = np.stack([_acc(r, "test") for r in runs[m.name]])
+        series[m.name] = {"x": list(map(float, first["epoch"])), "y": np.nanmean(acc, 0).tolist(),
+                          "y_lo": np.nanmin(acc, 0).tolist(), "y_hi": np.nanmax(acc, 0).tolist(),
+                          "method": m.name, "panel": "test accuracy"}
     params = {
-        "dataset": "fashion", "split": split.info | {"normalisation": "train mean/std"},
-        "image_size": int(Xtr.shape[-1]), "pool": cfg.pool,
-        "model": f"ResNetCNN(width={cfg.width}, blocks={list(cfg.blocks)})",
-        "n_params": sum(p.numel() for p in _model(cfg, seed).parameters()),
-        "batch_size": cfg.batch_size, "epochs": cfg.epochs, "steps": steps, "weight_decay": 0.0,
-        "lr_grid_rule": f"{cfg.lr_points} lr(s) per method, factor 10^0.5 apart around its centre; "
-                        "tuned lr = highest final validation accuracy",
-        "optimizer_kwargs": {label: dict(kw) for label, _, _, kw in cfg.methods + cfg.cost_only},
-        "lr": tuned, "final_test_acc": final_test,
-        "cost_protocol": f"experiments.cost: untimed start-up (whole periods), then {cfg.cost_rounds} interleaved rounds of "
-                         f"Timer.blocked_autorange (min_run_time {cfg.cost_min_run_time} s) over whole periods "
-                         f"({', '.join(f'{k} {c.period}' for k, c in costs.items())} steps); median per step, "
-                         f"{costs['SGD-m'].replicates} SGD-m replicates; clock: "
-                         f"{clock(dev, torch.get_num_threads())[1]}; state = distinct storages in optimizer.state",
+        "dataset": "fashion", "split": first["split"] | {"normalisation": "train mean/std"},
+        "data_source": {"fashion": source},
+        "image_size": first["image_size"], "pool": cfg.pool,
+        "model": f"ResNetCNN(width={cfg.width}, blocks={list(cfg.blocks)})", "n_params": first["n_params"],
+        "batch_size": cfg.batch_size, "epochs": cfg.epochs, "weight_decay": 0.0, "seed_list": seeds,
+        "device": device, "band": "min..max over seeds",
+        "methods": {m.name: {"optimizer": m.optimizer, "kwargs": m.kwargs} for m in methods + list(COST_ONLY)},
+        "lr": lrs, "lr_selection": {m.name: selections[m.name].to_json() for m in methods},
+        "final_test_acc": {m.name: float(np.nanmean([_acc(r, "test")[-1] for r in runs[m.name]])) for m in methods},
+        "cost_protocol": f"one stored run on seed {seed}'s split at the selected lrs (SPlus at lr "
+                         f"{COST_ONLY[0].center:g}), experiments.cost: each method past its start-up phase, then "
+                         f"{cfg.cost_rounds} interleaved rounds of torch.utils.benchmark timings over whole periods of "
+                         f"its periodic work; median per step; state = distinct storages in optimizer.state",
     }
-    return {"params": params, "series": series, "claims": claims,
-            "tables": {"cost": cost_table, "lr_grid": grids}, "notes": notes}
+    notes = [f"{name} stopped on seed(s) {[s for s, r in zip(seeds, rs) if r['status'] != 'ok']}"
+             for name, rs in runs.items() if any(r["status"] != "ok" for r in rs)]
+    notes += [f"{m.name}: the selected lr {selections[m.name].lr:.3g} is on the edge of its extended grid"
+              for m in methods if selections[m.name].at_edge]
+    return {"params": params, "series": series, "claims": [time_claim, mem_claim],
+            "tables": {"cost": cost_table}, "notes": notes}
 
 
 def plot(result: dict):
@@ -163,13 +197,18 @@ def plot(result: dict):
 
     fig, (ax, tab) = plt.subplots(1, 2, figsize=(7.0, 2.8), gridspec_kw={"width_ratios": [1.15, 1]})
     lrs = result["params"]["lr"]
-    for label, s in result["series"].items():
-        ax.plot(s["x"], [100 * v for v in s["y"]], color=color(label), marker="o", ms=3,
-                label=f"{label} (lr {lrs[label]:.2g})")
+    for s in result["series"].values():
+        c = color(s["method"])
+        ax.plot(s["x"], [100 * v for v in s["y"]], color=c, marker="o", ms=3,
+                label=f"{s['method']} (lr {lrs[s['method']]:.2g})")
+        lo = [np.nan if v is None else 100 * v for v in s["y_lo"]]
+        hi = [np.nan if v is None else 100 * v for v in s["y_hi"]]
+        ax.fill_between(s["x"], lo, hi, color=c, alpha=0.15, linewidth=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Fashion-MNIST {result['params']['image_size']}px, {result['params']['model']}", fontsize=8)
-    ax.legend(loc="lower right")
+    p = result["params"]
+    ax.set_title(f"Fashion-MNIST {p['image_size']}px, {p['model']}, {len(p['seed_list'])} seeds", fontsize=8)
+    ax.legend(loc="lower right", fontsize=6.5)
     cost = result["tables"]["cost"]
     rows = list(cost)
     cells = [[f"{1000 * cost[r]['s_per_iter']:.1f}", f"{cost[r]['time_rel_sgdm']:.2f}x",

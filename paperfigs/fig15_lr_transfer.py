@@ -1,20 +1,35 @@
 """Figure 15 (SPlus paper): learning-rate transfer across width. Final validation loss vs lr at
-several widths for SPlus with its 2/(m+n) lr scaling, SPlus without it, and Adam.
+several widths for SPlus with its 2/(m+n) lr scaling, SPlus without it, and Adam (and any user
+optimizer given with --optimizer).
 
-Task: an MLP d-w-...-w-10 (experiments.models.MLP, `depth` layers) on the MNIST-5k digits
-(balanced split of experiments.data; d = 784, or 196 in quick mode, where the digits are
-average-pooled 2x2 so that SPlus's rotations by the input-side eigenbasis stay cheap on a CPU),
-same steps and batch at every width. SPlus is evaluated at
-its EMA weights (EMA horizon a tenth of the run, ema_rate = 1 - 10 / steps; betas (0.9, 0.95)
-as in the paper's runs); "SPlus (no
-scaling)" is the same optimizer with shape_scaling=False, so a matrix steps by lr itself.
-For each method and width the best lr is the grid lr with the lowest final validation loss
-(averaged over `seeds` initialisations and data orders: single runs made near-tied lrs flip); its
-spread across widths is max - min of log10(best lr), counted in whole grid steps (resolution:
-log10 of the grid's factor: a quarter decade).
+Task: experiments.tasks.width_mlp, an MLP d-w-...-w-10 with `depth` linear layers on the MNIST-5k
+digits average-pooled by 4 to 7x7 (d = 49; by 7 to 4x4, d = 16, in quick mode), a balanced split
+drawn by each seed (seed s: the same split, init and batch order for every method and width), same
+steps and batch at every width. With depth 5 the three w x w hidden layers
+hold most of the weights (full, widths 16-256: 46% at 16, 93% at 256; quick, widths 8-128: 49% at
+8, 79% at 32, 93% at 128), and the widths span 16x, so the lr transfer is tested on layers whose both sides grow.
+SPlus is evaluated at its EMA weights (ema_rate 1 - 10/steps, betas (0.9, 0.95) as in the paper's
+runs); "SPlus (no scaling)" is the same optimizer with shape_scaling=False.
 
-Claim (fixed before running): SPlus's best lr moves least across widths: its spread is strictly
-smaller than both the unscaled SPlus's and Adam's.
+Measurement: for every method and width, the final validation loss on a quarter-decade lr grid
+(extended past an optimum on its edge), for each of the seeds seed..seed+n-1 (init and batch
+order). The optimum is not the grid's argmin (near-ties flip it between neighbours) but the vertex
+of a quadratic in log10(lr) fitted to the mean-over-seeds loss at the argmin and its two
+neighbours on each side (clipped to those points; the argmin itself when the fit is not convex).
+No lr is selected, so there are no tuning seeds: the grid is the measurement.
+
+Claim (unchanged in meaning): SPlus's best lr moves least across widths. Value: the spread (max -
+min over widths) of SPlus's fitted log10 optimum minus the smaller spread of the other methods;
+it holds when the 95% paired bootstrap interval (seeds resampled jointly for every method, width
+and lr) lies below 0. History (issue 10): until the engine the optimum was the grid argmin (spreads
+counted in whole grid steps), on a depth-3 MLP with 196 inputs whose input and output layers did
+not grow with width, over widths 8-128 in quick mode; the fit, the interval, the 49-input depth-5
+model and the 16x range replace those.
+
+Quick mode drops: 4x4 digits instead of 7x7, widths (8, 32, 128) instead of (16, 32, 64, 128,
+256), 200 instead of 1000 steps, batch 64 instead of 128, 3 seeds instead of 5, a 2-decade instead of
+a 2.5-decade initial grid. (Width 256 with SPlus's per-step rotations cost 5 s a run on the shared
+CPU, too much for the quick budget; the smaller input keeps the hidden layers dominant at 8-128.)
 """
 from __future__ import annotations
 
@@ -23,135 +38,212 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from experiments.data import load_image_split, pool_images
-from experiments.lr_select import select_lr
-from experiments.models import MLP
-from experiments.train import TrainConfig, train
-from paperfigs.claims import verdict
+from experiments.data import load_raw
+from experiments.engine import RunSpec
+from experiments.tuning import TuneSpec, tune_all
+from paperfigs.claims import Claim
+from paperfigs.protocol import grid_of
+from paperfigs.stats import paired_ci
 from paperfigs.style import color
 
-# label -> (registry key, extra optimizer kwargs)
-METHODS = {
-    "SPlus": ("splus", ()),
-    "SPlus (no scaling)": ("splus", (("shape_scaling", False),)),
-    "Adam": ("adam", ()),
-}
+NUMBER = 15
 SPLUS_BETAS = (0.9, 0.95)  # the paper's runs (the optimizer's default b2 is 0.999)
+# label -> (optimizer, kwargs, grid centre)
+METHODS = {
+    "SPlus": ("splus", {}, 0.1),
+    "SPlus (no scaling)": ("splus", {"shape_scaling": False}, 10 ** -2.75),
+    "Adam": ("adam", {}, 10 ** -2.75),
+}
 LINESTYLES = {"SPlus": "-", "SPlus (no scaling)": "--", "Adam": "-"}
+FIT_HALF = 2   # grid points each side of the argmin in the quadratic fit
 
 
 @dataclass(frozen=True)
 class Fig15Config:
-    widths: tuple[int, ...] = (8, 32, 128, 512)
-    depth: int = 3
-    pool: int = 1               # average-pool the 28x28 digits by this factor
+    widths: tuple[int, ...] = (16, 32, 64, 128, 256)
+    depth: int = 5
+    pool: int = 4
     steps: int = 1000
     batch_size: int = 128
-    seeds: int = 3              # final validation loss averaged over init/data-order seeds
-    # lr grids: lo * factor^i, i = 0..points-1
-    grid_factor: float = 10 ** 0.25
-    grids: tuple = (("SPlus", 1e-2, 13), ("SPlus (no scaling)", 1e-4, 13), ("Adam", 1e-4, 13))
+    seeds: int = 5
+    half_width: float = 1.25    # initial grid: decades each side of the centre
+    extend: int = 3
 
 
 FULL = Fig15Config()
-QUICK = dataclasses.replace(FULL, widths=(8, 32, 128), pool=2, steps=200, batch_size=64, seeds=2,
-                            grids=(("SPlus", 1e-2, 11), ("SPlus (no scaling)", 1e-4, 11), ("Adam", 1e-4, 11)))
-SMOKE = dataclasses.replace(QUICK, widths=(4, 16), depth=2, steps=5, batch_size=32, seeds=1, grid_factor=10 ** 0.5,
-                            grids=(("SPlus", 1e-1, 2), ("SPlus (no scaling)", 1e-3, 2), ("Adam", 1e-3, 2)))
+QUICK = dataclasses.replace(FULL, widths=(8, 32, 128), pool=7, steps=200, batch_size=64, seeds=3, half_width=1.0)
+SMOKE = dataclasses.replace(QUICK, widths=(4, 16), depth=3, steps=5, batch_size=32, seeds=1, half_width=0.25,
+                            extend=0)
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
 
+def run_spec(cfg: Fig15Config, optimizer: str, kwargs: dict, width: int, lr: float, seed: int,
+             device: str) -> RunSpec:
+    kw = dict(kwargs)
+    if optimizer == "splus":
+        kw.update(ema_rate=1 - 10 / max(cfg.steps, 20), betas=list(SPLUS_BETAS))
+    return RunSpec("width_mlp", {"dataset": "mnist5k", "pool": cfg.pool, "width": int(width), "depth": cfg.depth,
+                                 "steps": cfg.steps, "batch_size": cfg.batch_size, "eval_every": cfg.steps,
+                                 "seed": int(seed), "optimizer": optimizer, "lr": float(lr), "optimizer_kwargs": kw,
+                                 "n_val_per_class": 50, "n_test_per_class": 50, "train_loss_eval": False,
+                                 "device": device})
+
+
+def final_val_loss(result: dict) -> float | None:
+    """The final validation loss (None: the run stopped)."""
+    v = result["metrics"]["val_loss"][-1] if result["metrics"].get("val_loss") else None
+    return float(v) if result["status"] == "ok" and v is not None and math.isfinite(v) else None
+
+
+def fit_optimum(lrs, mean_loss) -> float:
+    """log10 of the loss-minimising lr: vertex of a quadratic in log10(lr) through the argmin and up
+    to FIT_HALF finite neighbours each side, clipped to them; the argmin when the fit is not convex;
+    NaN when every lr diverged (NaN loss)."""
+    x = np.log10(np.asarray(lrs, float))
+    y = np.asarray(mean_loss, float)
+    if not np.isfinite(y).any():
+        return math.nan
+    i = int(np.nanargmin(y))
+    w = [j for j in range(max(0, i - FIT_HALF), min(len(x), i + FIT_HALF + 1)) if np.isfinite(y[j])]
+    if len(w) < 3:
+        return float(x[i])
+    a, b, _ = np.polyfit(x[w], y[w], 2)
+    if a <= 0:
+        return float(x[i])
+    return float(np.clip(-b / (2 * a), x[w].min(), x[w].max()))
+
+
+def strictly_below_zero(ci) -> str:
+    """The verdict of "value < 0" from its interval: holds when the whole interval is below 0, fails
+    when none of it is (equal spreads, [0, 0], fail: SPlus then does not move less), else inconclusive."""
+    if ci is None or not all(map(math.isfinite, ci)):
+        return "inconclusive"
+    return "holds" if ci[1] < 0 else "fails" if ci[0] >= 0 else "inconclusive"
+
+
 def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
+    from paperfigs.context import Context
+
+    ctx = ctx or Context()
     cfg = CONFIGS[mode]
-    split = load_image_split("mnist5k", profile="none", n_val_per_class=50, n_test_per_class=50, seed=seed)
-    Xtr, Xv, yv = pool_images(split.x_train, cfg.pool), pool_images(split.x_val, cfg.pool), split.y_val
-    d_in = Xtr[0].numel()
+    # Read (and so check) the data here: a missing or malformed file is then the CLI's one-line error,
+    # not a failure inside a worker's run.
+    source = load_raw("mnist5k").source
+    methods = dict(METHODS)
+    for o in ctx.extra_optimizers:
+        if o.name in methods:
+            raise ValueError(f"--optimizer name {o.name!r} clashes with the figure's own methods")
+        methods[o.name] = (o.target, dict(o.kwargs), METHODS["Adam"][2])
+    seeds = list(range(seed, seed + cfg.seeds))
 
-    def evaluate(model, step):
-        logits = model(Xv.to(next(model.parameters()).device))
-        return {"val_loss": float(F.cross_entropy(logits, yv.to(logits.device)))}
+    tunes = []
+    for label, (opt, kw, centre) in methods.items():
+        for width in cfg.widths:
+            tunes.append(TuneSpec(f"{label}@{width}", grid_of(centre, cfg.half_width), seeds,
+                                  (lambda lr, s, opt=opt, kw=kw, width=width:
+                                   run_spec(cfg, opt, kw, width, lr, s, device)),
+                                  final_val_loss, False, "final validation loss (the measured curve, not a selection)",
+                                  extend=cfg.extend))
+    # Every grid point is a measurement here: no lr overrides and no recorded shortcut.
+    sweeps = tune_all(ctx.engine, tunes, use_record=False, write_record=False)
 
-    grids = {label: [lo * cfg.grid_factor ** i for i in range(n)] for label, lo, n in cfg.grids}
-    series, best, results, notes = {}, {}, {}, []
-    for label, (key, kw) in METHODS.items():
-        best[label], results[label] = {}, {}
+    cells = [(label, width, lr) for label in methods for width in cfg.widths
+             for lr in sorted(sweeps[f"{label}@{width}"].scores)]
+    samples = [np.array([np.nan if v is None else v for v in sweeps[f"{l}@{w}"].scores[lr]], float)
+               for l, w, lr in cells]
+    index = {}
+    for k, (l, w, lr) in enumerate(cells):
+        index.setdefault((l, w), []).append((lr, k))
+
+    def optima(*arrays) -> dict:
+        means = [float(np.mean(a)) for a in arrays]  # NaN when a resampled seed diverged
+        return {(l, w): fit_optimum([lr for lr, _ in ks], [means[k] for _, k in ks]) for (l, w), ks in index.items()}
+
+    def spreads(opt: dict) -> dict:
+        return {l: float(np.ptp([opt[(l, w)] for w in cfg.widths])) for l in methods}
+
+    def margin(*arrays) -> float:
+        s = spreads(optima(*arrays))
+        return s["SPlus"] - min(v for l, v in s.items() if l != "SPlus")
+
+    point = optima(*samples)
+    spread = spreads(point)
+    value = margin(*samples)
+    ci = paired_ci(margin, *samples, n_resamples=1999) if math.isfinite(value) else None
+    v = strictly_below_zero(ci)
+    others = ", ".join(l for l in methods if l != "SPlus")
+    claims = [Claim("splus_best_lr_moves_least",
+                    f"spread across widths of the fitted log10 optimal lr: SPlus's minus the smallest of ({others}) "
+                    "is below 0 (95% paired bootstrap over seeds)", value, 0.0, v == "holds", ci, v)]
+
+    optimum_ci = {}
+    for l in methods:
+        optimum_ci[l] = {}
         for w in cfg.widths:
-            scores = {}
-            for lr in grids[label]:
-                extra = (("ema_rate", 1 - 10 / max(cfg.steps, 20)), ("betas", SPLUS_BETAS)) if key == "splus" else ()
-                finals = []
-                for s in range(seed, seed + cfg.seeds):
-                    tc = TrainConfig(optimizer=key, lr=lr, steps=cfg.steps, batch_size=cfg.batch_size,
-                                     eval_every=cfg.steps, seed=s, device=device, loss="ce",
-                                     optimizer_kwargs=kw + extra)
-                    model = MLP(d_in, 10, width=w, depth=cfg.depth, generator=torch.Generator().manual_seed(s))
-                    h = train(model, Xtr, split.y_train, tc, evaluate, progress=False)
-                    v = h["metrics"]["val_loss"][-1]
-                    finals.append(v if h["status"] == "ok" and math.isfinite(v) else math.nan)
-                # A diverged seed makes the lr diverged; otherwise the mean over seeds.
-                mean = float(np.mean(finals))
-                scores[lr] = mean if math.isfinite(mean) else None
-            lr_best, at_edge = select_lr(scores)
-            if at_edge:
-                notes.append(f"{label}, width {w}: best lr {lr_best:.3g} is at the edge of the grid")
-            best[label][str(w)] = lr_best
-            results[label][str(w)] = list(scores.values())
-            series[f"{label}|{w}"] = {"x": list(scores), "y": list(scores.values())}
-
-    def steps_spread(label):
-        """Spread of the best lr across widths in grid steps (exact integers: no float ties)."""
-        idx = [grids[label].index(v) for v in best[label].values() if v is not None]
-        return max(idx) - min(idx) if len(idx) == len(cfg.widths) else None
-
-    step_spreads = {label: steps_spread(label) for label in METHODS}
-    decades_per_step = math.log10(cfg.grid_factor)
-    spreads = {label: None if k is None else k * decades_per_step for label, k in step_spreads.items()}
-    others = [step_spreads["SPlus (no scaling)"], step_spreads["Adam"]]
-    ok = step_spreads["SPlus"] is not None and all(o is not None and step_spreads["SPlus"] < o for o in others)
-    others = [spreads["SPlus (no scaling)"], spreads["Adam"]]
-    claims = [verdict("splus_best_lr_moves_least",
-                      "spread of log10(best lr) across widths: SPlus (2/(m+n) scaling) strictly below both "
-                      "SPlus without scaling and Adam (threshold: the smaller of those two)",
-                      ok, spreads["SPlus"], min((o for o in others if o is not None), default=None))]
+            ks = index[(l, w)]
+            arrs = [samples[k] for _, k in ks]
+            f = (lambda *a, ks=ks: fit_optimum([lr for lr, _ in ks], [np.mean(x) for x in a]))
+            c = paired_ci(f, *arrs, n_resamples=1999) if math.isfinite(point[(l, w)]) else None
+            optimum_ci[l][str(w)] = {"log10_lr": point[(l, w)], "ci": None if c is None else list(c),
+                                     "lr": 10 ** point[(l, w)] if math.isfinite(point[(l, w)]) else None,
+                                     "grid_argmin": sweeps[f"{l}@{w}"].lr}
+    series = {}
+    for l in methods:
+        for w in cfg.widths:
+            sel = sweeps[f"{l}@{w}"]
+            lrs = sorted(sel.scores)
+            series[f"{l}|{w}"] = {"x": lrs, "y": [sel.means[lr] for lr in lrs], "method": l, "panel": l,
+                                  "width": w}
     params = {
         "dataset": "mnist5k", "image_size": 28 // cfg.pool, "widths": list(cfg.widths), "depth": cfg.depth,
-        "data_source": split.info["data_source"],
-        "steps": cfg.steps,
-        "batch_size": cfg.batch_size, "lr_grids": grids, "grid_factor": cfg.grid_factor,
-        "selection": "best lr = lowest final validation loss, mean over seeds (SPlus at EMA weights, "
-                     "ema_rate 1 - 10/steps)", "seeds": cfg.seeds,
-        "splus_betas": SPLUS_BETAS,
-        "best_lr": best, "log10_best_lr_spread": spreads, "best_lr_spread_grid_steps": step_spreads,
+        "data_source": {"mnist5k": source},
+        "steps": cfg.steps, "batch_size": cfg.batch_size, "seed_list": seeds, "device": device,
+        "methods": {l: {"optimizer": o, "kwargs": kw} for l, (o, kw, _) in methods.items()},
+        "splus_betas": SPLUS_BETAS, "splus_ema_rate": 1 - 10 / max(cfg.steps, 20),
+        "optimum_rule": f"vertex of a quadratic in log10(lr) fitted to the mean-over-seeds final validation "
+                        f"loss at the grid argmin and up to {FIT_HALF} neighbours each side (clipped to them)",
+        "lr_grids": {k: sorted(s.grid) for k, s in sweeps.items()},
+        "log10_optimum": {l: {str(w): point[(l, w)] for w in cfg.widths} for l in methods},
+        "log10_optimum_spread": spread,
+        "sweeps": {k: s.to_json() for k, s in sweeps.items()},
     }
-    return {"params": params, "series": series, "claims": claims, "tables": {"val_loss": results}, "notes": notes}
+    notes = [f"{k}: the grid argmin {s.lr:.3g} is still on the edge of the extended grid"
+             for k, s in sweeps.items() if s.at_edge]
+    return {"params": params, "series": series, "claims": claims, "tables": {"optimum": optimum_ci},
+            "notes": notes}
 
 
 def plot(result: dict):
     import matplotlib.pyplot as plt
 
-    widths = result["params"]["widths"]
-    labels = list(METHODS)
-    fig, axes = plt.subplots(1, len(labels), figsize=(7.0, 2.6), sharey=True)
+    p = result["params"]
+    widths = p["widths"]
+    labels = list(p["methods"])
+    fig, axes = plt.subplots(1, len(labels), figsize=(2.4 * len(labels) + 0.2, 2.6), sharey=True)
     shades = plt.cm.viridis(np.linspace(0.0, 0.85, len(widths)))
-    for ax, label in zip(axes, labels):
+    optimum = result["tables"]["optimum"]
+    for ax, label in zip(np.atleast_1d(axes), labels):
         for w, shade in zip(widths, shades):
             s = result["series"][f"{label}|{w}"]
-            y = [np.nan if v is None else v for v in s["y"]]
-            ax.plot(s["x"], y, color=shade, ls=LINESTYLES[label], marker="o", ms=2.5, label=f"width {w}")
-            b = result["params"]["best_lr"][label][str(w)]
-            if b is not None:
-                ax.plot([b], [y[s["x"].index(b)]], marker="*", ms=9, color=shade, mec="black", mew=0.5)
+            y = np.array([np.nan if v is None else v for v in s["y"]])
+            ax.plot(s["x"], y, color=shade, ls=LINESTYLES.get(label, ":"), marker="o", ms=2.5, label=f"width {w}")
+            o = optimum[label][str(w)]
+            if o["log10_lr"] is not None and np.isfinite(y).any():
+                x0 = 10 ** o["log10_lr"]
+                y0 = float(np.interp(np.log10(x0), np.log10(s["x"]), np.where(np.isfinite(y), y, np.nanmax(y))))
+                xerr = None
+                if o["ci"] is not None:
+                    xerr = [[x0 - 10 ** o["ci"][0]], [10 ** o["ci"][1] - x0]]
+                ax.errorbar([x0], [y0], xerr=xerr, marker="*", ms=9, color=shade, mec="black", mew=0.5, capsize=2)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
-        sp = result["params"]["log10_best_lr_spread"][label]
-        ax.set_title(f"{label}\nbest-lr spread {'n/a' if sp is None else f'{sp:.2f}'} decades",
-                     color=color(label.split()[0]))
-    axes[0].set_ylabel("final validation loss (nats)")
-    axes[0].legend(loc="upper right", fontsize=6.5)
+        sp = p["log10_optimum_spread"][label]
+        ax.set_title(f"{label}\noptimum spread {sp:.2f} decades", color=color(label.split()[0]), fontsize=8)
+    np.atleast_1d(axes)[0].set_ylabel("final validation loss (nats)")
+    np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=6.5)
     lo = min((v for s in result["series"].values() for v in s["y"] if v is not None), default=0.0)
-    axes[0].set_ylim(lo * 0.8 if lo > 0 else None, min(3.0, axes[0].get_ylim()[1]))
+    ax0 = np.atleast_1d(axes)[0]
+    ax0.set_ylim(lo * 0.8 if lo > 0 else None, min(3.0, ax0.get_ylim()[1]))
     fig.tight_layout()
     return fig

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from experiments.autoencoder import DeepAutoencoder
+from experiments.tasks.autoencoder import DeepAutoencoder
 from experiments.cpu_threads import torch_threads
 from experiments.lr_select import select_lr
 from experiments.optim.registry import build_optimizer

@@ -1,0 +1,112 @@
+"""Engine task "autoencoder": the deep autoencoder of the second-order literature on MNIST-5k
+(figure 11), trained by one optimizer, with its full-training-set loss after every epoch.
+
+    config = {"encoder_sizes": [196, 128, 64, 16], "n_images": 5000, "pool": 2, "batch_size": 500,
+              "epochs": 30, "optimizer": "tnt", "lr": 3e-4,
+              "optimizer_kwargs": {"curvature_frequency": 1, "inverse_frequency": 20, "eps": 0.1},
+              "seed": 0, "data_seed": 0, "device": "cpu"}
+    result = run(config)   # {"epoch", "train_loss", "wall_s", "status"}
+
+Model (Hinton and Salakhutdinov 2006; used by KFAC, K-BFGS and TNT): a fully connected encoder to
+a small linear code and its mirror image. Paper shape (MNIST): encoder 784-1000-500-250-30,
+decoder 30-250-500-1000-784. Hidden units are ReLU (the TNT/K-BFGS code; Hinton and Salakhutdinov
+used logistic units); the code is linear; the output is one logit per pixel, trained with
+per-pixel binary cross-entropy against intensities in [0, 1] (loss "bce" of experiments.train:
+summed over pixels, averaged over images). The output layer is exposed as `head`.
+
+Data: `n_images` MNIST-5k digits (all 5,000 unless fewer are asked for; then a subset drawn by
+`data_seed`), average-pooled by `pool`, every image used for training (the paper's autoencoder
+curves are training loss). `seed` draws the initial weights, the batch order and TNT/KFAC's
+sampled labels: seed s gives every optimizer the same start (paired across methods). A run
+stopped by a non-finite loss keeps its evaluations and is padded with NaN to the full length.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from torch import nn
+
+VERSION = 1
+
+
+class DeepAutoencoder(nn.Module):
+    """x: (batch, d) in [0, 1] -> logits (batch, d), d = encoder_sizes[0]; weights drawn from `generator`."""
+
+    def __init__(self, encoder_sizes: tuple[int, ...] = (784, 1000, 500, 250, 30),
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        from experiments.models import _init_linear
+
+        if len(encoder_sizes) < 2 or any(int(s) < 1 for s in encoder_sizes):
+            raise ValueError(f"encoder_sizes needs >= 2 positive widths, got {encoder_sizes}")
+        sizes = tuple(int(s) for s in encoder_sizes)
+        self.encoder_sizes = sizes
+        layers: list[nn.Module] = []
+        # Encoder: ReLU after every layer except the one producing the linear code.
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        self.encoder = nn.Sequential(*layers)
+        mirrored = sizes[::-1]
+        layers = []
+        for a, b in zip(mirrored[:-2], mirrored[1:-1]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.decoder = nn.Sequential(*layers)
+        self.head = nn.Linear(mirrored[-2], mirrored[-1])
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                _init_linear(m, g)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.decoder(self.encoder(x.flatten(1))))
+
+
+@functools.lru_cache(maxsize=4)
+def images(n: int, pool: int, data_seed: int) -> torch.Tensor:
+    """n MNIST-5k images average-pooled by `pool`, flattened to (n, (28 / pool)^2) in [0, 1]
+    (cached per process: every run of a worker trains on the same tensor)."""
+    from experiments.data import load_raw, pool_images
+
+    raw = load_raw("mnist5k")
+    if not 1 <= n <= len(raw.x):
+        raise ValueError(f"n_images must be in [1, {len(raw.x)}], got {n}")
+    idx = np.arange(len(raw.x)) if n == len(raw.x) else np.sort(
+        np.random.default_rng(data_seed).permutation(len(raw.x))[:n])
+    return pool_images(torch.from_numpy(raw.x[idx].astype(np.float32)), pool).flatten(1)
+
+
+def full_loss(model: nn.Module, X: torch.Tensor, chunk: int = 1000) -> float:
+    """Mean per-image BCE (summed over pixels) over all of X."""
+    from experiments.optim.curvature import mean_loss
+
+    device = next(model.parameters()).device
+    total = 0.0
+    for i in range(0, len(X), chunk):
+        x = X[i:i + chunk].to(device)
+        total += float(mean_loss(model(x), x, "bce")) * len(x)
+    return total / len(X)
+
+
+def run(config: dict) -> dict:
+    from experiments.train import TrainConfig, train
+
+    X = images(int(config["n_images"]), int(config["pool"]), int(config.get("data_seed", 0)))
+    seed = int(config["seed"])
+    model = DeepAutoencoder(tuple(config["encoder_sizes"]), generator=torch.Generator().manual_seed(seed))
+    batch = int(config["batch_size"])
+    per_epoch = max(1, len(X) // batch)
+    epochs = int(config["epochs"])
+    cfg = TrainConfig(config["optimizer"], float(config["lr"]), epochs * per_epoch, batch, per_epoch, seed=seed,
+                      device=config.get("device", "cpu"), loss="bce",
+                      optimizer_kwargs=tuple(sorted(dict(config.get("optimizer_kwargs") or {}).items())))
+    h = train(model, X, X, cfg, lambda m, step: {"train_loss": full_loss(m, X)}, progress=False)
+    n = epochs + 1
+    loss = [float(v) for v in h["metrics"]["train_loss"]][:n]
+    wall = [float(v) for v in h["wall_s"]][:n]
+    pad = n - len(loss)
+    return {"epoch": list(range(n)), "train_loss": loss + [float("nan")] * pad,
+            "wall_s": wall + [float("nan")] * pad, "status": h["status"]}

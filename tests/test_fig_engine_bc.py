@@ -1,0 +1,98 @@
+"""Figures 11, 12 and 15 on the engine: their tasks and the read-outs their claims rest on."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.engine import RunSpec
+from experiments.tasks import autoencoder, cnn_cost
+from paperfigs import fig11_autoencoder as fig11
+from paperfigs import fig15_lr_transfer as fig15
+from paperfigs.protocol import grid_of, reporting_seeds
+
+
+def test_fit_optimum_finds_the_vertex_of_a_quadratic_between_grid_points():
+    lrs = 10 ** (np.arange(-12, 1) / 4)
+    x = np.log10(lrs)
+    loss = 0.7 * (x - (-1.6)) ** 2 + 0.3           # optimum at log10 lr = -1.6, off the grid
+    assert fig15.fit_optimum(lrs, loss) == pytest.approx(-1.6, abs=1e-9)
+    # diverged lrs (NaN) drop out of the fit; the vertex is still found from the finite neighbours
+    loss2 = loss.copy()
+    loss2[-4:] = np.nan
+    assert fig15.fit_optimum(lrs, loss2) == pytest.approx(-1.6, abs=1e-9)
+
+
+def test_fit_optimum_falls_back_to_the_argmin_and_reports_nan_when_all_diverged():
+    lrs = [1e-3, 1e-2, 1e-1]
+    assert fig15.fit_optimum(lrs, [2.0, 1.0, 1.5 + 1e-12]) == pytest.approx(math.log10(1e-2) + 0.0, abs=0.5)
+    # concave around the argmin (not a minimum): the argmin itself
+    assert fig15.fit_optimum([1e-3, 1e-2, 1e-1, 1.0], [1.0, 3.0, 3.5, 3.6]) == pytest.approx(-3.0)
+    assert math.isnan(fig15.fit_optimum(lrs, [math.nan] * 3))
+    # a single finite point: that point
+    assert fig15.fit_optimum(lrs, [math.nan, 0.5, math.nan]) == pytest.approx(-2.0)
+
+
+def test_strict_verdict_fails_on_equal_spreads_and_needs_the_whole_interval_below_zero():
+    assert fig15.strictly_below_zero((0.0, 0.0)) == "fails"
+    assert fig15.strictly_below_zero((-0.3, -0.1)) == "holds"
+    assert fig15.strictly_below_zero((-0.3, 0.1)) == "inconclusive"
+    assert fig15.strictly_below_zero(None) == "inconclusive"
+
+
+def test_grid_is_quarter_decade_around_the_nearest_point_and_never_empty():
+    assert grid_of(3e-4, 0.0) == [pytest.approx(10 ** -3.5)]
+    g = grid_of(0.1, 0.5)
+    assert len(g) == 5 and g[0] == pytest.approx(10 ** -1.5) and g[-1] == pytest.approx(10 ** -0.5)
+    with pytest.raises(ValueError, match="also reporting seeds"):
+        reporting_seeds(999, 3)      # 999..1001 meets the tuning seeds 1000..1002
+
+
+def test_autoencoder_weights_come_from_the_generator_only():
+    torch.manual_seed(123)                           # the global RNG must not matter
+    a = autoencoder.DeepAutoencoder((20, 8, 3), generator=torch.Generator().manual_seed(5))
+    torch.manual_seed(456)
+    b = autoencoder.DeepAutoencoder((20, 8, 3), generator=torch.Generator().manual_seed(5))
+    c = autoencoder.DeepAutoencoder((20, 8, 3), generator=torch.Generator().manual_seed(6))
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb) and not torch.equal(pa, pc)
+
+
+def test_late_window_and_final_loss_readouts():
+    r = {"train_loss": [9.0, 5.0, 4.0, 3.0, 2.0], "status": "ok"}
+    assert fig11.late_loss(r) == 2.0                # last quarter of 4 epochs: the last one
+    r8 = {"train_loss": [9.0] + [8, 7, 6, 5, 4, 3, 2, 1], "status": "ok"}
+    assert fig11.late_loss(r8) == 1.5
+    stopped = {"train_loss": [9.0, 5.0, None, None, None], "status": "stopped: non-finite loss at step 3"}
+    assert fig11.late_loss(stopped) is None
+    assert np.isnan(fig11.final([stopped])[0]) and fig11.final([r])[0] == 2.0
+    # the comparable-claim statistic: ratio of TNT's mean to the better comparator's mean
+    assert fig11.ratio_to_best(np.array([2.0, 4.0]), np.array([4.0, 4.0]), np.array([2.0, 2.0])) == 1.5
+
+
+def test_cnn_cost_rejects_an_unknown_kind_by_name():
+    with pytest.raises(ValueError, match="kind must be 'train' or 'cost'"):
+        cnn_cost.run({"kind": "bogus"})
+
+
+def test_autoencoder_task_is_deterministic_and_pads_a_stopped_run():
+    cfg = {"encoder_sizes": [49, 8, 3], "n_images": 200, "pool": 4, "batch_size": 50, "epochs": 2,
+           "optimizer": "sgd", "lr": 0.01, "optimizer_kwargs": {}, "seed": 3, "data_seed": 0, "device": "cpu"}
+    a, b = autoencoder.run(cfg), autoencoder.run(cfg)
+    assert a["train_loss"] == b["train_loss"] and len(a["train_loss"]) == 3 and a["status"] == "ok"
+    bad = autoencoder.run({**cfg, "lr": 1e6})
+    assert bad["status"] != "ok" and len(bad["train_loss"]) == 3 and math.isnan(bad["train_loss"][-1])
+    assert RunSpec("autoencoder", cfg).key() != RunSpec("autoencoder", {**cfg, "seed": 4}).key()
+
+
+def test_user_optimizers_join_the_methods_and_may_not_reuse_a_name():
+    from paperfigs.context import Context, ExternalOptimizer
+    from paperfigs.protocol import Method, with_extras
+
+    own = [Method("Adam", "adam", 1e-2)]
+    ctx = Context(extra_optimizers=(ExternalOptimizer("rms", "torch.optim:RMSprop", (("alpha", 0.9),)),))
+    ms = with_extras(own, ctx, center=1e-3)
+    assert [m.name for m in ms] == ["Adam", "rms"]
+    assert ms[1].optimizer == "torch.optim:RMSprop" and ms[1].kwargs == {"alpha": 0.9} and ms[1].center == 1e-3
+    with pytest.raises(ValueError, match="clash"):
+        with_extras(own, Context(extra_optimizers=(ExternalOptimizer("Adam", "torch.optim:Adam"),)), 1e-3)
