@@ -7,7 +7,6 @@ import torch
 
 from experiments.tasks.autoencoder import DeepAutoencoder
 from experiments.cpu_threads import torch_threads
-from experiments.lr_select import select_lr
 from experiments.optim.registry import build_optimizer
 from paperfigs.runner import run_figure, validate_result
 from theory.metrics import first_crossing, first_step
@@ -47,12 +46,6 @@ def test_autoencoder_shape_mirror_and_linear_code():
     assert m(torch.rand(3, 784)).shape == (3, 784)
     with pytest.raises(ValueError):
         DeepAutoencoder((784,))
-
-
-def test_lr_selection_lowest_finite_score_and_edge_flag():
-    assert select_lr({1e-4: 2.0, 1e-3: 1.0, 1e-2: None}) == (1e-3, False)
-    assert select_lr({1e-4: 2.0, 1e-3: 3.0, 1e-2: math.inf}) == (1e-4, True)
-    assert select_lr({1e-4: None, 1e-3: math.nan}) == (None, False)
 
 
 def test_first_crossing_one_rule_for_rising_falling_and_per_class_curves():

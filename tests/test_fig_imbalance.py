@@ -1,12 +1,10 @@
 """Figures 1 and 7 (smoke runs), the imbalance task and its read-outs, and the lr sweep's selection
 and storage (still used by figures that are not on the engine yet)."""
 import json
-import math
 
 import numpy as np
 import pytest
 
-from experiments import lr_sweep
 from experiments.tasks import imbalance
 from experiments.tasks.imbalance import early_mean, gap_close_step
 from paperfigs.runner import replot, run_figure, validate_result
@@ -50,38 +48,6 @@ def test_early_mean_and_gap_close_step():
     assert gap_close_step(majority, minority, steps, rel_gap=0.01, floor=0.5) is None
 
 
-def test_log_grid_and_selection():
-    grid = lr_sweep.log_grid(0.01, points=5, decades=2.0)
-    np.testing.assert_allclose(grid, [1e-3, 10 ** -2.5, 1e-2, 10 ** -1.5, 1e-1])
-    assert lr_sweep.select({0.1: 0.5, 0.01: 0.7, 1.0: -math.inf}) == (0.01, True)
-    assert lr_sweep.select({0.1: 0.7, 0.01: 0.7, 0.001: 0.1}) == (0.01, False)  # ties go to the smaller lr
-    with pytest.raises(ValueError, match="diverged"):
-        lr_sweep.select({0.1: -math.inf})
-
-
-def test_sweep_record_is_stored_and_read_back(tmp_path):
-    store = tmp_path / "tuned.json"
-    seen = []
-
-    def score(name, lr):  # a known optimum at 0.01 for "a"; "b" diverges above 1e-3
-        seen.append((name, lr))
-        if name == "a":
-            return -abs(math.log10(lr) + 2)
-        return -math.inf if lr > 1.5e-3 else lr
-
-    problem = lr_sweep.SweepProblem(99, "quick", ("a", "b"), {"a": 0.01, "b": 1e-3}, score, "toy", points=3)
-    record = lr_sweep.sweep(problem, log=lambda s: None)
-    assert len(seen) == 6
-    assert record["lrs"] == {"a": pytest.approx(0.01), "b": pytest.approx(1e-3)}
-    assert record["at_grid_edge"] == []
-    lr_sweep.write_record(99, "quick", record, "python -m experiments.lr_sweep --figure 99 --quick", store)
-    lrs, source = lr_sweep.stored_lrs(99, "smoke", {"a": 5.0, "c": 7.0}, store)
-    assert lrs == {"a": pytest.approx(0.01), "c": 7.0}
-    assert source["a"].startswith("tuned (quick sweep") and source["c"] == "default (untuned)"
-    saved = json.loads(store.read_text())["fig99"]["quick"]
-    assert saved["command"].endswith("--figure 99 --quick") and saved["date"].endswith("UTC")
-
-
 def _smoke_config(**kw):
     from paperfigs import fig01_imbalance_mlp as fig1
     from paperfigs import imbalance_common as common
@@ -106,17 +72,3 @@ def test_imbalance_task_is_a_pure_function_of_its_config():
         imbalance.run(_smoke_config(model="vit"))
 
 
-def test_lr_sweep_cli_bad_flags_give_one_line_errors(tmp_path, capsys):
-    """Unknown --optimizers, an unavailable/unknown --device and --threads 0 are exit 2 with one line,
-    before any training (was a KeyError / AssertionError traceback)."""
-    import torch
-
-    store = str(tmp_path / "s.json")
-    bad = [["--optimizers", "bogus"], ["--device", "nonsense"], ["--threads", "0"]]
-    if not torch.cuda.is_available():
-        bad.append(["--device", "cuda"])
-    for flags in bad:
-        assert lr_sweep.main(["--figure", "9", "--quick", "--store", store, *flags]) == 2
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("lr_sweep:") and "\n" not in err, (flags, err)
-    assert not (tmp_path / "s.json").exists()
