@@ -9,6 +9,8 @@ A *task* is a module registered in `TASKS` with an integer `VERSION` and a pure 
 seed inside the config) and returns a JSON-able result. A `RunSpec` is a task name plus its full
 configuration; its `key` is a SHA-256 of the canonical JSON of the task name, the task's VERSION,
 the version of the optimizer the config names (experiments.optim.registry.optimizer_version), the
+precision the hardware picks for it where that is chosen at run time (registry.hardware_numerics:
+Muon's ns_dtype="auto" is bfloat16 on a CPU with native bfloat16 and float32 on one without), the
 torch intra-op thread count and the config. Bump a task's VERSION (or an optimizer's) whenever its
 numbers change, and every stored result of it stops matching: a stale result is never reused.
 
@@ -78,7 +80,7 @@ class RunSpec:
 
     def identity(self, threads: int = 1) -> dict:
         """Everything the key depends on (see the module docstring)."""
-        from experiments.optim.registry import optimizer_version
+        from experiments.optim.registry import hardware_numerics, optimizer_version
 
         module = task_module(self.task)
         config = _canonical(self.config)
@@ -86,6 +88,9 @@ class RunSpec:
         opt = config.get("optimizer")
         if isinstance(opt, str):
             ident["optimizer_version"] = optimizer_version(opt)
+            numerics = hardware_numerics(opt, config.get("optimizer_kwargs") or {}, str(config.get("device", "cpu")))
+            if numerics is not None:  # e.g. Muon's ns_dtype="auto": bfloat16 here, float32 on another CPU
+                ident["numerics"] = numerics
         return ident
 
     def key(self, threads: int = 1) -> str:

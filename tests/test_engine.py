@@ -143,3 +143,20 @@ def test_disjoint_seeds():
     check_disjoint([1000, 1001], [0, 1])
     with pytest.raises(ValueError, match="1"):
         check_disjoint([1, 1000], [0, 1])
+
+
+def test_key_records_hardware_chosen_precision(monkeypatch):
+    """Muon's ns_dtype="auto" differs between CPUs with and without native bfloat16: a result from
+    one must not be reused on the other."""
+    import torch
+
+    from experiments.optim import muon
+
+    s = RunSpec("toy_regression", {"optimizer": "muon", "lr": 0.01, "steps": 3, "seed": 0, "device": "cpu"})
+    pinned = RunSpec("toy_regression", {"optimizer": "muon", "lr": 0.01, "steps": 3, "seed": 0, "device": "cpu",
+                                        "optimizer_kwargs": {"ns_dtype": "float32"}})
+    monkeypatch.setattr(muon, "auto_ns_dtype", lambda device: (torch.bfloat16, "native"))
+    k_bf16, p_bf16 = s.key(), pinned.key()
+    monkeypatch.setattr(muon, "auto_ns_dtype", lambda device: (torch.float32, "emulated"))
+    assert s.key() != k_bf16
+    assert pinned.key() == p_bf16  # an explicit precision does not depend on the machine

@@ -132,7 +132,23 @@ def build_optimizer(name: str, model: torch.nn.Module, lr: float, **hyper) -> to
 
 # Bump an optimizer's version when its numerics change: every stored run that used it then stops
 # matching its key (experiments.engine), so a stale result is never reused.
-VERSIONS: dict[str, int] = {}
+VERSIONS: dict[str, int] = {
+    "muon": 2,      # 2: ns_dtype "auto" by default (bfloat16 where the hardware multiplies it natively)
+    "shampoo": 2,   # 2: statistics accumulated in place, one matmul per mode product (round-off differs)
+    "tnt": 2,       # 2: mode products as reshaped matmuls (round-off differs)
+    "kfac": 2,      # 2: conv statistics without the transposed patch copy (round-off differs)
+}
+
+
+def hardware_numerics(name: str, kwargs: dict, device: str) -> str | None:
+    """The precision `name` picks at run time on `device` for these kwargs, where it depends on the
+    hardware (Muon's ns_dtype="auto"); None where the numerics do not depend on the machine."""
+    if name in ("muon",) and kwargs.get("ns_dtype", "auto") == "auto" and kwargs.get("orthogonalize",
+                                                                                          "newton_schulz") != "svd":
+        from experiments.optim.muon import auto_ns_dtype
+
+        return f"newton_schulz:{auto_ns_dtype(device.split(':', 1)[0])[0]}".replace("torch.", "")
+    return None
 
 
 def optimizer_version(name: str) -> str:
