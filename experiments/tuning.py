@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from experiments.datafiles import DataFormatError
 from experiments.engine import Engine, RunSpec
 from experiments.fileio import atomic_write_json
 
@@ -157,9 +158,10 @@ def _next_points(t: TuneSpec, scores: dict[float, list], added: dict[str, int]) 
 
 def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, float] | None = None,
              use_record: bool = True, write_record: bool = False,
-             record_dir: Path = RECORD_DIR) -> dict[str, Selection]:
+             record_dir: Path | None = None) -> dict[str, Selection]:
     """Select an lr for every TuneSpec; all tuning runs of a round go to the engine together."""
     overrides = overrides or {}
+    record_dir = RECORD_DIR if record_dir is None else Path(record_dir)
     out: dict[str, Selection] = {}
     active: dict[str, tuple[TuneSpec, dict, dict, str]] = {}
     for t in specs:
@@ -206,7 +208,9 @@ def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, flo
 
 def read_record(record_dir: Path, key: str) -> Selection | None:
     """The recorded selection of tuning key `key`, or None if there is none. A record that exists
-    but is malformed is an error naming the file (it is never silently used or ignored)."""
+    but is malformed (not JSON, an lr that is not a positive finite number, a key that does not
+    match its name) is a DataFormatError naming the file, which the CLI prints as one line: it is
+    never silently used or ignored."""
     path = Path(record_dir) / f"{key}.json"
     if not path.exists():
         return None
@@ -222,7 +226,7 @@ def read_record(record_dir: Path, key: str) -> Selection | None:
         return Selection(d["method"], float(lr), [float(x) for x in d["grid"]], scores, d["criterion"],
                          list(d["tuning_seeds"]), "record", bool(d["higher_is_better"]), keys, key)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"{path}: not a valid selection record ({e}); delete it to re-tune") from None
+        raise DataFormatError(path, f"not a valid selection record ({e}); delete it to re-tune") from None
 
 
 def write_record_file(record_dir: Path, sel: Selection) -> None:

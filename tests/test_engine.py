@@ -139,6 +139,21 @@ def test_override_and_bad_record(tmp_path):
         read_record(tmp_path, "abc")
 
 
+@pytest.mark.parametrize("text", ["{trunc", '{"lr": true}', '{"lr": Infinity}', '{"lr": -1.0}', "[1]"])
+def test_corrupted_record_names_the_file(tmp_path, text):
+    """A damaged committed record is one error naming the file, never used and never skipped."""
+    from experiments.datafiles import DataFormatError
+    from experiments.tuning import tuning_key
+
+    t = TuneSpec("sgd", [0.01, 0.1], [5], lambda lr, s: spec(lr=lr, seed=s), lambda r: 0.0, True, "c")
+    with Engine() as e:
+        key = tuning_key(e, t)
+        (tmp_path / f"{key}.json").write_text(text)
+        with pytest.raises(DataFormatError, match=f"{key}.json"):
+            tune_all(e, [t], record_dir=tmp_path)
+        assert e.counts["computed"] == 0
+
+
 def test_disjoint_seeds():
     check_disjoint([1000, 1001], [0, 1])
     with pytest.raises(ValueError, match="1"):
