@@ -53,7 +53,7 @@ from experiments.optim.param_groups import matrix_view, split_parameters
 from experiments.optim.registry import OPTIMIZERS, build_optimizer
 from experiments.optim.splus import SPlus
 from experiments.optim.tnt import tnt_view
-from paperfigs.output import atomic_write_json
+from experiments.fileio import atomic_write_json
 
 
 @dataclass(frozen=True)

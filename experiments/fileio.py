@@ -1,15 +1,17 @@
-"""JSON-safe conversion and atomic file writes, shared by the run store and the figure outputs.
+"""JSON-safe conversion and atomic file writes, shared by the run store, histories, benchmarks
+and the figure outputs (paperfigs.output builds its output sets on these).
 
-A write goes to a temporary file in the destination's folder, is flushed to disk, then renamed
-over the destination: a reader sees the old file or the new one, never a truncated one. The new
-file gets the mode any file the user creates would get (0666 minus the umask), not mkstemp's 0600.
+A write goes to a hidden temporary file in the destination's folder, is flushed to disk, then
+renamed over the destination: a reader sees the old file or the new one, never a truncated one.
+New files are created with mode 0666 through os.open, so the kernel applies the umask, as for any
+file the user writes (tempfile.mkstemp would create them 0600).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -37,33 +39,39 @@ def jsonable(obj):
     return obj
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def dumps(obj, indent: int | None = 1) -> str:
     """Strict JSON text of `obj` after `jsonable` (NaN/inf stored as null)."""
     return json.dumps(jsonable(obj), indent=indent, allow_nan=False)
 
 
+def json_bytes(obj) -> bytes:
+    return (dumps(obj) + "\n").encode()
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Create `path` (it must not exist) with the umask's mode, write `data` and fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a hidden temporary file in the same folder and a rename."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        write_new(tmp, data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (dumps(obj) + "\n").encode())
+    atomic_write_bytes(path, json_bytes(obj))

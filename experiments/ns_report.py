@@ -36,7 +36,7 @@ from experiments.models import MLP, ResNetCNN
 from experiments.optim.muon import NS_COEFFICIENTS, Muon, auto_ns_dtype, newton_schulz, ns_schedule
 from experiments.optim.param_groups import matrix_view, split_parameters
 from experiments.optim.specgd import truncated_polar
-from paperfigs.output import atomic_write_json
+from experiments.fileio import atomic_write_json
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 METHODS = ("classic", "polar_express", "exact")

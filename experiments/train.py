@@ -42,7 +42,7 @@ import torch
 
 from experiments.optim.curvature import LOSS_KINDS, curvature_step, mean_loss, sample_labels
 from experiments.optim.registry import build_optimizer
-from paperfigs.output import atomic_write_json
+from experiments.fileio import atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def _progress_bar(cfg: TrainConfig, progress: bool):
 
 def save_history(path: str | Path, history: dict) -> None:
     """Write a history (with its config) as JSON, atomically; NaN/inf become null. Uses the same
-    JSON conversion and write-then-rename as the figure outputs (paperfigs.output)."""
+    JSON conversion and write-then-rename as the figure outputs (experiments.fileio)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, history)

@@ -19,8 +19,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
-import json
-import math
 import os
 import re
 import secrets
@@ -29,8 +27,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
+from experiments.fileio import atomic_write_bytes, atomic_write_json, json_bytes, jsonable  # noqa: F401 (re-exported)
+from experiments.fileio import write_new as _write_new
 from paperfigs.result import ResultError, parse_result
 
 EXTS = ("png", "pdf", "json")  # replacement order: the JSON, the record of the run, last
@@ -47,48 +45,9 @@ class InterruptedAfterWrite(KeyboardInterrupt):
     """Ctrl-C arrived while a figure's files were being replaced; the replacement was finished first."""
 
 
-def jsonable(obj):
-    """Recursively turn numpy/torch scalars and arrays into plain JSON; NaN and inf become None."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if hasattr(obj, "to_json"):
-        return jsonable(obj.to_json())
-    if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # torch tensor, without importing torch
-        obj = obj.detach().cpu().numpy()
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    return obj
-
-
-def json_bytes(obj) -> bytes:
-    return (json.dumps(jsonable(obj), indent=1, allow_nan=False) + "\n").encode()
-
-
 def source_tag(number: int, json_data: bytes) -> str:
     """The line embedded in figN.png/pdf naming the exact figN.json they were drawn from."""
     return f"paper_repro fig{number}.json sha256 {hashlib.sha256(json_data).hexdigest()}"
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    """Create `path` (it must not exist) with the umask's mode, as any file a user writes, and fsync."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -97,22 +56,6 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: never a truncated file."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    try:
-        _write_new(tmp, data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, json_bytes(obj))
 
 
 @contextmanager
