@@ -57,7 +57,7 @@ def verdict(name: str, statement: str, holds: bool, value=None, threshold=None) 
 
 
 def paired(name: str, statement: str, per_seed, threshold: float, direction: str = ">=",
-           statistic=None, censored: bool = False) -> Claim:
+           statistic=None, censored: bool = False, strict: bool = False) -> Claim:
     """A claim judged over paired seeds: value = statistic(*per_seed) (default: the mean of one
     per-seed sample, e.g. method minus baseline per seed), ci its paired bootstrap interval, and the
     verdict from the interval (paperfigs.stats.verdict_of); holds exactly when the verdict is holds.
@@ -72,5 +72,5 @@ def paired(name: str, statement: str, per_seed, threshold: float, direction: str
     if any(not np.all(np.isfinite(s)) for s in samples):
         return Claim(name, statement, None, threshold, False, None, "inconclusive")
     ci = paired_ci(stat, *samples)
-    v = verdict_of(ci, threshold, direction, censored)
+    v = verdict_of(ci, threshold, direction, censored, strict)
     return Claim(name, statement, float(stat(*samples)), threshold, v == "holds", ci, v)

@@ -140,7 +140,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
             f"specgd_best_{metric.replace('-', '_')}_above_all",
             f"{metric} TEST accuracy of SpecGD at its validation-stopped step above every other method's at theirs, "
             f"paired over {len(seeds)} seeds: value = min over methods of the mean margin (closest: {runner_up})",
-            [margins[m] for m in others], 0.0, ">=", statistic=lambda *ds: float(min(np.mean(d) for d in ds))))
+            [margins[m] for m in others], 0.0, ">=", statistic=lambda *ds: float(min(np.mean(d) for d in ds)),
+            strict=True))
 
     sensitivity = {}
     for m in METHODS:

@@ -175,7 +175,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
             "Muon's minority-group test-accuracy AUC (normalised area under the curve over the last 90% of "
             f"training, mean over {cfg.seeds} paired seeds) exceeds both NMD's and Signum's at every depth "
             f"{depths}; value = the smallest margin AUC_Muon - max(AUC_NMD, AUC_Signum) over depths",
-            index, 0.0, statistic=lambda i: min(_margins(auc, np.asarray(i, int), depths).values())))
+            index, 0.0, statistic=lambda i: min(_margins(auc, np.asarray(i, int), depths).values()), strict=True))
 
         def growth(i):
             mg = _margins(auc, np.asarray(i, int), depths)
@@ -184,7 +184,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         claims.append(paired(
             "muon_advantage_larger_at_depth4",
             f"Muon's AUC margin over max(NMD, Signum) is larger at depth {hi_d} than at depth {lo_d}; value = "
-            f"margin(depth {hi_d}) - margin(depth {lo_d})", index, 0.0, statistic=growth))
+            f"margin(depth {hi_d}) - margin(depth {lo_d})", index, 0.0, statistic=growth, strict=True))
 
     # Sensitivity: Muon at each lr of its grid against NMD and Signum at their selected lrs, on the
     # tuning seeds' test curves (the tuning runs hold them); no selection involved.

@@ -140,7 +140,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         statement = (f"{label(o)}'s decoded worst-group test accuracy at the end of training exceeds "
                      f"{label(BASELINE)}'s (paired over {cfg.seeds} seeds); value = mean difference")
         diffs = np.array(final[o]["decoded_worst"]["per_seed"]) - base
-        claims.append(paired(f"{o}_decoded_wga_above_sgd", statement, [diffs], 0.0))
+        claims.append(paired(f"{o}_decoded_wga_above_sgd", statement, [diffs], 0.0, strict=True))
         # Sensitivity: the method at each lr of its grid against SGD at its selected lr, on the
         # tuning seeds' test results (the tuning runs hold them); no selection involved.
         m = next(x for x in ms if x.name == o)

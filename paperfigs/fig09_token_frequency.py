@@ -194,7 +194,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         claims.append(paired(
             name, f"Muon's rare-bucket (ranks {cfg.edges[1]}-{cfg.vocab - 3}) {what} exceeds SGD's at equal steps: "
                   f"mean over evaluations after step 0 and over {len(seeds)} paired seeds of the difference",
-            [gaps[f"{CLAIMED} - sgd, {key}"]["per_seed"]], 0.0, ">="))
+            [gaps[f"{CLAIMED} - sgd, {key}"]["per_seed"]], 0.0, ">=", strict=True))
 
     sensitivity = {}
     sel_m, sel_b = selections[CLAIMED], selections[BASELINE]

@@ -118,7 +118,7 @@ def claims_for(tnt: list[dict], runs: dict[str, list[dict]], comparators: list[s
     t = final(tnt)
     out = [paired(f"tnt_below_{name.lower().replace('-', '').replace(' ', '_')}",
                   f"TNT's final training loss / {name}'s (mean over paired seeds, each at its tuned lr) is "
-                  f"below 1{suffix}", [t, final(runs[name])], 1.0, "<=", statistic=ratio)
+                  f"below 1{suffix}", [t, final(runs[name])], 1.0, "<=", statistic=ratio, strict=True)
            for name in comparators]
     out.append(paired("tnt_comparable_kfac_shampoo",
                       f"TNT's final training loss is at most {COMPARABLE_FACTOR:.2f}x the better of KFAC's and "

@@ -44,7 +44,7 @@ from experiments.engine import RunSpec
 from experiments.tuning import TuneSpec, tune_all
 from paperfigs.claims import Claim
 from paperfigs.protocol import grid_of
-from paperfigs.stats import paired_ci
+from paperfigs.stats import paired_ci, verdict_of
 from paperfigs.style import color
 
 NUMBER = 15
@@ -114,14 +114,6 @@ def fit_optimum(lrs, mean_loss) -> float:
     return float(np.clip(-b / (2 * a), x[w].min(), x[w].max()))
 
 
-def strictly_below_zero(ci) -> str:
-    """The verdict of "value < 0" from its interval: holds when the whole interval is below 0, fails
-    when none of it is (equal spreads, [0, 0], fail: SPlus then does not move less), else inconclusive."""
-    if ci is None or not all(map(math.isfinite, ci)):
-        return "inconclusive"
-    return "holds" if ci[1] < 0 else "fails" if ci[0] >= 0 else "inconclusive"
-
-
 def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     from paperfigs.context import Context
 
@@ -171,7 +163,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     spread = spreads(point)
     value = margin(*samples)
     ci = paired_ci(margin, *samples, n_resamples=1999) if math.isfinite(value) else None
-    v = strictly_below_zero(ci)
+    v = verdict_of(ci, 0.0, "<=", strict=True)  # equal spreads ([0, 0]) fail: SPlus then does not move less
     others = ", ".join(l for l in methods if l != "SPlus")
     claims = [Claim("splus_best_lr_moves_least",
                     f"spread across widths of the fitted log10 optimal lr: SPlus's minus the smallest of ({others}) "

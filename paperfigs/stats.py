@@ -58,13 +58,17 @@ def mean_ci(values, **kw) -> tuple[float, float]:
 
 
 def verdict_of(ci: tuple[float, float] | None, threshold: float, direction: str = ">=",
-               censored: bool = False) -> str:
-    """holds / fails / inconclusive for a claim value >= threshold (direction ">=") or <= threshold."""
+               censored: bool = False, strict: bool = False) -> str:
+    """holds / fails / inconclusive for a claim value >= threshold (direction ">=") or <= threshold.
+
+    strict: the claim is value > threshold (or <): an interval that only touches the threshold,
+    e.g. [0, 0.0006] for "above 0" or [1, 1] for "below 1", does not clear it."""
     if direction not in (">=", "<="):
         raise ValueError(f"direction must be '>=' or '<=', got {direction!r}")
     if censored or ci is None or not all(math.isfinite(x) for x in ci):
         return "inconclusive"
-    lo, hi = ci
-    if direction == ">=":
-        return "holds" if lo >= threshold else "fails" if hi < threshold else "inconclusive"
-    return "holds" if hi <= threshold else "fails" if lo > threshold else "inconclusive"
+    lo, hi = ci if direction == ">=" else (-ci[1], -ci[0])
+    t = threshold if direction == ">=" else -threshold
+    if strict:
+        return "holds" if lo > t else "fails" if hi <= t else "inconclusive"
+    return "holds" if lo >= t else "fails" if hi < t else "inconclusive"

@@ -34,10 +34,13 @@ def test_fit_optimum_falls_back_to_the_argmin_and_reports_nan_when_all_diverged(
 
 
 def test_strict_verdict_fails_on_equal_spreads_and_needs_the_whole_interval_below_zero():
-    assert fig15.strictly_below_zero((0.0, 0.0)) == "fails"
-    assert fig15.strictly_below_zero((-0.3, -0.1)) == "holds"
-    assert fig15.strictly_below_zero((-0.3, 0.1)) == "inconclusive"
-    assert fig15.strictly_below_zero(None) == "inconclusive"
+    from paperfigs.stats import verdict_of
+
+    # figure 15's rule is the shared strict verdict ("spread difference < 0")
+    assert verdict_of((0.0, 0.0), 0.0, "<=", strict=True) == "fails"
+    assert verdict_of((-0.3, -0.1), 0.0, "<=", strict=True) == "holds"
+    assert verdict_of((-0.3, 0.1), 0.0, "<=", strict=True) == "inconclusive"
+    assert verdict_of(None, 0.0, "<=", strict=True) == "inconclusive"
 
 
 def test_grid_is_quarter_decade_around_the_nearest_point_and_never_empty():

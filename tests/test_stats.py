@@ -49,3 +49,14 @@ def test_paired_claim_and_consistency():
     assert paired("m", "s", [[0.2, float("nan")]], 0.01).verdict == "inconclusive"
     with pytest.raises(ValueError):
         Claim("x", "s", 1.0, 0.0, True, (0.5, 1.5), "fails")
+
+
+def test_strict_claims_need_the_interval_strictly_past_the_threshold():
+    # "above 0" with an interval that only touches 0, or "below 1" with every seed exactly 1 (a
+    # censored SPlus counted as run length / Adam's steps), is not shown.
+    assert verdict_of((0.0, 0.0006), 0.0) == "holds"
+    assert verdict_of((0.0, 0.0006), 0.0, strict=True) == "inconclusive"
+    assert verdict_of((1.0, 1.0), 1.0, "<=", strict=True) == "fails"
+    assert verdict_of((0.9, 0.99), 1.0, "<=", strict=True) == "holds"
+    assert verdict_of((-0.2, -0.1), 0.0, ">=", strict=True) == "fails"
+    assert paired("m", "s", [[0.0, 0.0, 0.0]], 0.0, strict=True).verdict == "fails"
