@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from experiments.fileio import atomic_write_bytes, dumps, jsonable
+from experiments.fileio import atomic_write_bytes, dumps, json_bytes, jsonable
 
 # task name -> module path; the module defines VERSION: int and run(config: dict) -> dict
 TASKS: dict[str, str] = {
@@ -112,9 +112,7 @@ class RunStore:
         path = self.path(key)
         try:
             record = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # absent (FileNotFoundError is an OSError) or unreadable
             return None
         if not isinstance(record, dict) or record.get("key") != key or "result" not in record:
             return None
@@ -123,7 +121,7 @@ class RunStore:
     def put(self, key: str, record: dict) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, (dumps(record) + "\n").encode())
+        atomic_write_bytes(path, json_bytes(record))
 
     def keys(self) -> list[str]:
         return sorted(p.stem for p in self.root.glob("??/*.json"))
