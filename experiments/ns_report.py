@@ -220,21 +220,11 @@ def run(cfg: ReportConfig, device: torch.device, threads: int, verbose: bool = T
 
 
 def main(argv=None) -> None:
+    from experiments.bench import parse_bench_args
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller matrices and shorter timings (about a minute)")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op CPU threads for the timings (default 1)")
-    ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
-    args = ap.parse_args(argv)
-    if args.device not in ("cpu", "cuda", "auto"):
-        ap.error(f"unknown --device {args.device!r} (cpu, cuda or auto)")
-    device = torch.device("cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
-    if args.device == "cuda" and device.type != "cuda":
-        ap.error("--device cuda asked for, but torch sees no CUDA device")
-    if args.threads < 1:
-        ap.error(f"--threads must be >= 1, got {args.threads}")
-    if args.json and not Path(args.json).resolve().parent.is_dir():
-        ap.error(f"--json {args.json}: folder {Path(args.json).resolve().parent} does not exist")
+    args, device = parse_bench_args(ap, argv, "ns_report.json")
     t0 = time.perf_counter()
     result = run(QUICK if args.quick else FULL, device, args.threads)
     result["total_s"] = time.perf_counter() - t0
