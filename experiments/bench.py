@@ -446,12 +446,10 @@ def print_entry(e: dict) -> None:
               f"{1e3 * ns['products_s']:.2f} ms -> {ns['ns_s'] / ns['products_s']:.2f}x the floor")
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller widths and fewer rounds (a few minutes)")
+def parse_bench_args(ap: argparse.ArgumentParser, argv, json_example: str) -> tuple[argparse.Namespace, torch.device]:
+    """Parse the common --device/--threads/--json options of the timing CLIs (this one and
+    experiments.ns_report) and check them, each problem one argparse error line."""
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads (default 1: on a shared machine extra threads mostly contend)")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args(argv)
     try:
@@ -466,9 +464,18 @@ def main(argv=None) -> None:
     if args.json:
         target = Path(args.json).resolve()
         if target.is_dir():
-            ap.error(f"--json {args.json} is a folder; give a file path, e.g. {Path(args.json) / 'bench.json'}")
+            ap.error(f"--json {args.json} is a folder; give a file path, e.g. {Path(args.json) / json_example}")
         if not target.parent.is_dir():
             ap.error(f"--json {args.json}: folder {target.parent} does not exist")
+    return args, device
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller widths and fewer rounds (a few minutes)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1: on a shared machine extra threads mostly contend)")
+    args, device = parse_bench_args(ap, argv, "bench.json")
     torch.set_num_threads(args.threads)
     cfg = QUICK if args.quick else FULL
     t0 = time.perf_counter()

@@ -37,6 +37,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from experiments.cpu_threads import torch_threads
+from experiments.fileio import atomic_write_json
 from experiments.models import MLP
 from experiments.optim import build_optimizer
 from experiments.optim.curvature import curvature_step
@@ -176,9 +177,13 @@ def main(argv=None) -> None:
     parser.add_argument("--ranks", type=int, default=2, help="processes of the data-parallel run (default 2)")
     parser.add_argument("--json", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
+    if args.ranks < 2:
+        parser.error(f"--ranks must be >= 2 (1 is always measured), got {args.ranks}")
+    if args.json and not args.json.resolve().parent.is_dir():
+        parser.error(f"--json {args.json}: folder {args.json.resolve().parent} does not exist")
     result = run(QUICK if args.quick else FULL, args.ranks)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        atomic_write_json(args.json, result)
 
 
 if __name__ == "__main__":

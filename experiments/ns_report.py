@@ -17,7 +17,7 @@
    torch.optim.Muon.step() on one parameter with a fixed gradient, and Newton-Schulz alone against
    its 15 matrix products in the same dtype (the floor), timed with torch.utils.benchmark's
    blocked_autorange at an explicit thread count (one thread on a CPU: this thread's CPU time,
-   see `clock`). The methods are interleaved over `rounds`
+   experiments.cost.clock; wall time with CUDA synchronised otherwise). The methods are interleaved over `rounds`
    rounds and each keeps its best round median (load on a shared machine only adds time).
 """
 from __future__ import annotations
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.benchmark import Timer
 
+from experiments import cost
 from experiments.data import load_image_split
 from experiments.models import MLP, ResNetCNN
 from experiments.optim.muon import NS_COEFFICIENTS, Muon, auto_ns_dtype, newton_schulz, ns_schedule
@@ -132,17 +132,6 @@ def bands(cfg: ReportConfig) -> list[dict]:
 
 # ---- 2. speed -------------------------------------------------------------------------------
 
-def clock(device: torch.device, threads: int):
-    """This thread's CPU time for single-threaded CPU timings (time other jobs take from a shared
-    machine is not counted), wall time otherwise (benchmark's Timer synchronises CUDA)."""
-    return time.thread_time if device.type == "cpu" and threads == 1 else time.perf_counter
-
-
-def _median(fn, threads: int, min_run_time: float, timer) -> float:
-    return Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, timer=timer).blocked_autorange(
-        min_run_time=min_run_time).median
-
-
 def _step_fn(make, shape: tuple[int, int], device: torch.device, generator: torch.Generator):
     p = nn.Parameter(torch.randn(shape, generator=generator).to(device))
     p.grad = (torch.randn(shape, generator=generator) * 1e-2).to(device)
@@ -182,7 +171,7 @@ def speed(cfg: ReportConfig, device: torch.device, threads: int) -> list[dict]:
         best = {k: float("inf") for k in fns}
         for _ in range(cfg.rounds):
             for k, fn in fns.items():
-                best[k] = min(best[k], _median(fn, threads, cfg.min_run_time, clock(device, threads)))
+                best[k] = min(best[k], cost.median_time(fn, device, threads, cfg.min_run_time))
         out.append({"shape": list(shape), **best,
                     "muon_auto_over_torch": best["muon_auto_s"] / best["torch_muon_s"],
                     "muon_float32_over_torch": best["muon_float32_s"] / best["torch_muon_s"],
@@ -195,7 +184,7 @@ def speed(cfg: ReportConfig, device: torch.device, threads: int) -> list[dict]:
 def run(cfg: ReportConfig, device: torch.device, threads: int, verbose: bool = True) -> dict:
     dtype, why = auto_ns_dtype(device.type)
     result = {"config": asdict(cfg), "device": str(device), "threads": threads, "torch": torch.__version__,
-              "clock": "thread CPU time" if clock(device, threads) is time.thread_time else "wall time",
+              "clock": cost.clock(device, threads)[1],
               "auto_ns_dtype": str(dtype).removeprefix("torch."), "auto_reason": why}
     if verbose:
         print(f"ns_dtype='auto' on {device}: {result['auto_ns_dtype']} ({why})\n")
@@ -220,21 +209,11 @@ def run(cfg: ReportConfig, device: torch.device, threads: int, verbose: bool = T
 
 
 def main(argv=None) -> None:
+    from experiments.bench import parse_bench_args
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller matrices and shorter timings (about a minute)")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op CPU threads for the timings (default 1)")
-    ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
-    args = ap.parse_args(argv)
-    if args.device not in ("cpu", "cuda", "auto"):
-        ap.error(f"unknown --device {args.device!r} (cpu, cuda or auto)")
-    device = torch.device("cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
-    if args.device == "cuda" and device.type != "cuda":
-        ap.error("--device cuda asked for, but torch sees no CUDA device")
-    if args.threads < 1:
-        ap.error(f"--threads must be >= 1, got {args.threads}")
-    if args.json and not Path(args.json).resolve().parent.is_dir():
-        ap.error(f"--json {args.json}: folder {Path(args.json).resolve().parent} does not exist")
+    args, device = parse_bench_args(ap, argv, "ns_report.json")
     t0 = time.perf_counter()
     result = run(QUICK if args.quick else FULL, device, args.threads)
     result["total_s"] = time.perf_counter() - t0

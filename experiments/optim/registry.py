@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from experiments.optim.kfac import KFAC
-from experiments.optim.muon import Muon
+from experiments.optim.muon import Muon, auto_ns_dtype
 from experiments.optim.nmd import NMD
 from experiments.optim.param_groups import matrix_param_groups, split_nonstandard
 from experiments.optim.shampoo import Shampoo
@@ -143,10 +143,8 @@ VERSIONS: dict[str, int] = {
 def hardware_numerics(name: str, kwargs: dict, device: str) -> str | None:
     """The precision `name` picks at run time on `device` for these kwargs, where it depends on the
     hardware (Muon's ns_dtype="auto"); None where the numerics do not depend on the machine."""
-    if name in ("muon",) and kwargs.get("ns_dtype", "auto") == "auto" and kwargs.get("orthogonalize",
-                                                                                          "newton_schulz") != "svd":
-        from experiments.optim.muon import auto_ns_dtype
-
+    if name == "muon" and kwargs.get("ns_dtype", "auto") == "auto" and kwargs.get("orthogonalize",
+                                                                                   "newton_schulz") != "svd":
         return f"newton_schulz:{auto_ns_dtype(device.split(':', 1)[0])[0]}".replace("torch.", "")
     return None
 
