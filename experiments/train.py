@@ -65,6 +65,17 @@ class TrainConfig:
                              f"{self.batch_size}, {self.eval_every}")
 
 
+def train_config(config: dict, *, steps: int | None = None, eval_every: int | None = None,
+                 loss: str = "ce") -> TrainConfig:
+    """TrainConfig from a task's config dict (optimizer, lr, batch_size, seed, and steps/eval_every unless
+    given; device defaults to "cpu", optimizer_kwargs to none), the one construction every task shares."""
+    return TrainConfig(config["optimizer"], float(config["lr"]),
+                       int(config["steps"]) if steps is None else steps, int(config["batch_size"]),
+                       int(config["eval_every"]) if eval_every is None else eval_every,
+                       seed=int(config["seed"]), device=config.get("device", "cpu"), loss=loss,
+                       optimizer_kwargs=tuple(sorted(dict(config.get("optimizer_kwargs") or {}).items())))
+
+
 def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Endless stream of index batches: a fresh permutation of range(n) each epoch, split into
     batches of min(batch_size, n); an epoch's last incomplete batch is dropped (equal batch sizes)."""

@@ -92,7 +92,7 @@ def full_loss(model: nn.Module, X: torch.Tensor, chunk: int = 1000) -> float:
 
 
 def run(config: dict) -> dict:
-    from experiments.train import TrainConfig, train
+    from experiments.train import train, train_config
 
     X = images(int(config["n_images"]), int(config["pool"]), int(config.get("data_seed", 0)))
     seed = int(config["seed"])
@@ -100,9 +100,7 @@ def run(config: dict) -> dict:
     batch = int(config["batch_size"])
     per_epoch = max(1, len(X) // batch)
     epochs = int(config["epochs"])
-    cfg = TrainConfig(config["optimizer"], float(config["lr"]), epochs * per_epoch, batch, per_epoch, seed=seed,
-                      device=config.get("device", "cpu"), loss="bce",
-                      optimizer_kwargs=tuple(sorted(dict(config.get("optimizer_kwargs") or {}).items())))
+    cfg = train_config(config, steps=epochs * per_epoch, eval_every=per_epoch, loss="bce")
     h = train(model, X, X, cfg, lambda m, step: {"train_loss": full_loss(m, X)}, progress=False)
     n = epochs + 1
     loss = [float(v) for v in h["metrics"]["train_loss"]][:n]

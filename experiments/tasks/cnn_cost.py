@@ -65,7 +65,7 @@ def run(config: dict) -> dict:
 
 def _train(config: dict) -> dict:
     from experiments.metrics import classification_evaluator
-    from experiments.train import TrainConfig, train
+    from experiments.train import train, train_config
 
     split, (xtr, xva, xte) = split_of(config)
     model = make_model(config, split)
@@ -73,9 +73,7 @@ def _train(config: dict) -> dict:
     per_epoch = max(1, len(xtr) // batch)
     epochs = int(config["epochs"])
     evaluate = classification_evaluator({"val": (xva, split.y_val), "test": (xte, split.y_test)}, split.num_classes)
-    cfg = TrainConfig(config["optimizer"], float(config["lr"]), epochs * per_epoch, batch, per_epoch,
-                      seed=int(config["seed"]), device=config.get("device", "cpu"), loss="ce",
-                      optimizer_kwargs=tuple(sorted(dict(config.get("optimizer_kwargs") or {}).items())))
+    cfg = train_config(config, steps=epochs * per_epoch, eval_every=per_epoch)
     h = train(model, xtr, split.y_train, cfg, evaluate, progress=False)
     n = epochs + 1
     out = {"epoch": list(range(n)), "status": h["status"], "n_train": len(xtr), "image_size": int(xtr.shape[-1]),

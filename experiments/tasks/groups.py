@@ -295,7 +295,7 @@ def splits_of(config: dict) -> tuple[GroupSplit, GroupSplit, GroupSplit]:
 def run(config: dict) -> dict:
     from experiments.metrics import predict_logits
     from experiments.models import MLP
-    from experiments.train import TrainConfig, train
+    from experiments.train import train, train_config
 
     train_split, mid, test = splits_of(config)
     seed = int(config["seed"])
@@ -322,9 +322,7 @@ def run(config: dict) -> dict:
                     "decode/worst": worst_group_accuracy(predict(m, mid), mid.y, mid.g),
                     "test/decoded_worst": decoded}
 
-    cfg = TrainConfig(config["optimizer"], float(config["lr"]), int(config["steps"]), int(config["batch_size"]),
-                      int(config["eval_every"]), seed=seed, device=config.get("device", "cpu"),
-                      optimizer_kwargs=tuple(sorted(dict(config.get("optimizer_kwargs") or {}).items())))
+    cfg = train_config(config)
     h = train(model, train_split.x, train_split.y, cfg, evaluate, progress=False)
     return {"steps": h["step"], "status": h["status"], "wall_s": h["wall_s"][-1], "metrics": h["metrics"],
             "train_group_counts": train_split.group_counts(), "image_shape": list(train_split.x.shape[1:])}

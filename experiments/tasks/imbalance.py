@@ -56,15 +56,13 @@ def make_model(config: dict, split):
 
 def run(config: dict) -> dict:
     from experiments.metrics import classification_evaluator
-    from experiments.train import TrainConfig, train
+    from experiments.train import train, train_config
 
     split = split_of(config)
     model = make_model(config, split)
     evaluate = classification_evaluator({"val": (split.x_val, split.y_val), "test": (split.x_test, split.y_test)},
                                         split.num_classes)
-    cfg = TrainConfig(config["optimizer"], float(config["lr"]), int(config["steps"]), int(config["batch_size"]),
-                      int(config["eval_every"]), seed=int(config["seed"]), device=config.get("device", "cpu"),
-                      optimizer_kwargs=tuple(sorted(dict(config.get("optimizer_kwargs") or {}).items())))
+    cfg = train_config(config)
     h = train(model, split.x_train, split.y_train, cfg, evaluate, progress=False)
     steps = expected_steps(cfg.steps, cfg.eval_every)
     out = {"steps": steps, "status": h["status"], "wall_s": h["wall_s"][-1],

@@ -82,7 +82,7 @@ def bucket_readout(c: dict):
 def run(config: dict) -> dict:
     from experiments.models import TinyTransformer
     from experiments.text import bucket_accuracy
-    from experiments.train import TrainConfig, train
+    from experiments.train import train, train_config
 
     c = with_defaults(config)
     seed = int(c["seed"])
@@ -111,9 +111,7 @@ def run(config: dict) -> dict:
 
     model = TinyTransformer(c["vocab"], c["d_model"], c["n_layers"], c["n_heads"], c["T"],
                             generator=torch.Generator().manual_seed(seed))
-    tc = TrainConfig(c["optimizer"], float(c["lr"]), int(c["steps"]), int(c["batch_size"]), int(c["eval_every"]),
-                     seed=seed, device=c["device"], loss="ce",
-                     optimizer_kwargs=tuple(sorted(dict(c["optimizer_kwargs"]).items())))
+    tc = train_config(c)
     h = train(model, X, Y, tc, evaluate, progress=False)
     return {"step": h["step"], "wall_s": h["wall_s"], "train_loss": h["train_loss"], "metrics": h["metrics"],
             "status": h["status"], "train_windows": int(len(X)), "train_tokens": int(X.numel())}

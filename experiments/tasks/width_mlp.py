@@ -49,7 +49,7 @@ def split(dataset: str, seed: int, n_val_per_class: int, n_test_per_class: int, 
 
 def run(config: dict) -> dict:
     from experiments.models import MLP
-    from experiments.train import TrainConfig, train
+    from experiments.train import train, train_config
 
     c = with_defaults(config)
     seed = int(c["seed"])
@@ -65,9 +65,7 @@ def run(config: dict) -> dict:
 
     model = MLP(Xtr[0].numel(), s.num_classes, width=int(c["width"]), depth=int(c["depth"]),
                 generator=torch.Generator().manual_seed(seed))
-    tc = TrainConfig(c["optimizer"], float(c["lr"]), int(c["steps"]), int(c["batch_size"]), int(c["eval_every"]),
-                     seed=seed, device=c["device"], loss="ce",
-                     optimizer_kwargs=tuple(sorted(dict(c["optimizer_kwargs"]).items())))
+    tc = train_config(c)
     h = train(model, Xtr, ytr, tc, evaluate, progress=False)
     return {"step": h["step"], "wall_s": h["wall_s"], "batch_loss": h["train_loss"], "metrics": h["metrics"],
             "status": h["status"], "n_train": int(len(Xtr))}
