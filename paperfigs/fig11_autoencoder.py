@@ -152,8 +152,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     at_tied = {repr(lr): [c.to_json() for c in claims_for(rs, runs, comparators, f" (TNT at tied lr {lr:.3g})")]
                for lr, rs in tied_runs["TNT"].items()}
     grafted = paired("tnt_comparable_kfac_grafted_shampoo",
-                     f"TNT's final training loss / the better of KFAC's and grafted Shampoo's (reported, not "
-                     f"claimed: the grafted Shampoo is not the paper's comparator)",
+                     "TNT's final training loss / the better of KFAC's and grafted Shampoo's (reported, not "
+                     "claimed: the grafted Shampoo is not the paper's comparator)",
                      [final(runs["TNT"]), final(runs["KFAC"]), final(runs["Shampoo (grafted)"])],
                      COMPARABLE_FACTOR, "<=", statistic=ratio_to_best)
 
