@@ -165,13 +165,13 @@ def test_key_records_hardware_chosen_precision(monkeypatch):
     one must not be reused on the other."""
     import torch
 
-    from experiments.optim import muon
+    from experiments.optim import registry
 
     s = RunSpec("toy_regression", {"optimizer": "muon", "lr": 0.01, "steps": 3, "seed": 0, "device": "cpu"})
     pinned = RunSpec("toy_regression", {"optimizer": "muon", "lr": 0.01, "steps": 3, "seed": 0, "device": "cpu",
                                         "optimizer_kwargs": {"ns_dtype": "float32"}})
-    monkeypatch.setattr(muon, "auto_ns_dtype", lambda device: (torch.bfloat16, "native"))
+    monkeypatch.setattr(registry, "auto_ns_dtype", lambda device: (torch.bfloat16, "native"))
     k_bf16, p_bf16 = s.key(), pinned.key()
-    monkeypatch.setattr(muon, "auto_ns_dtype", lambda device: (torch.float32, "emulated"))
+    monkeypatch.setattr(registry, "auto_ns_dtype", lambda device: (torch.float32, "emulated"))
     assert s.key() != k_bf16
     assert pinned.key() == p_bf16  # an explicit precision does not depend on the machine
