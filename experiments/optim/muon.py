@@ -34,6 +34,11 @@ bfloat16; with ns_dtype="bfloat16" the two agree bit for bit), the norm cannot o
 underflow (torch's gives a zero update from gradient norms of about 1e19 and leaves norms below
 its eps 1e-7 unnormalised), Polar Express and exact-SVD options, conv kernels and an AdamW
 fallback group (matrix=False) instead of rejecting non-2-D parameters.
+Cost: on a CPU one step launches torch.optim.Muon's kernels (the same 15 products, fused into
+addmm as torch does) plus one sum for the gradient check, and skips torch's weight-decay multiply
+(at weight_decay=0) and norm clamp; normalising reads the norm back to decide whether the exact
+rescale is needed (free on a CPU). On accelerators the rescale always runs (no host sync), 6 more
+small kernels per matrix.
 torch's docstring writes B <- mu B + g, its code (and this class) lerps: B <- mu B + (1 - mu) G;
 the two differ by a factor (1 - mu) that the normalisation inside Newton-Schulz removes.
 Reference: Jordan et al. 2024, "Muon: an optimizer for hidden layers in neural networks".
