@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="where torch figures train: auto picks cuda when present (theory figures use NumPy)")
     p.add_argument("--data-root", metavar="DIR",
                    help="folder with user-supplied datasets (MNIST IDX, CIFAR-10 python batches, Fashion-MNIST); "
-                        "sets PAPER_REPRO_DATA_ROOT for experiments.data")
+                        "sets PAPER_REPRO_DATA_ROOT for experiments.data.images")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch intra-op CPU threads (default 1: the figures train many small models, where "
                         "more threads mostly add overhead, and a fixed count keeps numbers host-independent)")
@@ -141,14 +141,15 @@ def _resolve_device(device: str) -> str:
     if device == "cpu":
         return "cpu"
     try:
-        import torch
-    except ImportError:
+        from experiments.runtime.device import resolve_device
+    except ImportError:  # no torch: the theory figures still run
         if device == "cuda":
             raise CliError("--device cuda needs torch (pip install -r requirements.txt)") from None
         return "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise CliError("--device cuda asked for, but torch sees no CUDA device")
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return resolve_device(device).type
+    except ValueError as e:
+        raise CliError(f"--device: {e}") from None
 
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]*")
@@ -317,13 +318,13 @@ def _main(argv: list[str] | None) -> int:
             print(f"paper_repro.py: error: {e}", file=sys.stderr)
             return 2
 
-        from experiments.datafiles import DataFormatError
+        from experiments.data.files import DataFormatError
         from paperfigs.output import InterruptedAfterWrite, OutputError, claims_table, recover
         from paperfigs.result import ResultError
         from paperfigs.runner import replot, run_figure
 
         if not args.replot:
-            import experiments.cpu_threads  # noqa: F401  (torch, which every run_figure loads)
+            import experiments.runtime.threads  # noqa: F401  (torch, which every run_figure loads)
         for n in numbers:  # load the figure code and its libraries now, while Ctrl-C simply quits
             try:
                 FIGURES[n].load()

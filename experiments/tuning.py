@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from experiments.datafiles import DataFormatError
+from experiments.data.files import DataFormatError
 from experiments.engine import Engine, RunSpec
 from experiments.fileio import atomic_write_json
 

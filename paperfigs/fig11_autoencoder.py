@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from experiments.data import load_raw
+from experiments.data.images import load_raw
 from experiments.engine import RunSpec
 from paperfigs import protocol
 from paperfigs.claims import paired

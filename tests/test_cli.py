@@ -11,7 +11,8 @@ import pytest
 import paper_repro
 from paperfigs import registry, runner
 from paperfigs.claims import at_least, at_most, verdict
-from paperfigs.output import atomic_write_json, claims_table, jsonable, write_claims_md
+from experiments.fileio import atomic_write_json, jsonable
+from paperfigs.output import claims_table, write_claims_md
 
 ROOT = Path(__file__).resolve().parents[1]
 

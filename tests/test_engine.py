@@ -5,7 +5,7 @@ import math
 import pytest
 
 from experiments.engine import Engine, RunSpec, RunStore
-from experiments.tuning import (Selection, TuneSpec, check_disjoint, quarter_decade_grid, read_record, select,
+from experiments.tuning import (TuneSpec, check_disjoint, quarter_decade_grid, read_record, select,
                                 tune_all)
 
 
@@ -142,7 +142,7 @@ def test_override_and_bad_record(tmp_path):
 @pytest.mark.parametrize("text", ["{trunc", '{"lr": true}', '{"lr": Infinity}', '{"lr": -1.0}', "[1]"])
 def test_corrupted_record_names_the_file(tmp_path, text):
     """A damaged committed record is one error naming the file, never used and never skipped."""
-    from experiments.datafiles import DataFormatError
+    from experiments.data.files import DataFormatError
     from experiments.tuning import tuning_key
 
     t = TuneSpec("sgd", [0.01, 0.1], [5], lambda lr, s: spec(lr=lr, seed=s), lambda r: 0.0, True, "c")
