@@ -63,7 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--list", action="store_true", help="list the figures, their papers and status, then exit")
     p.add_argument("--quick", action="store_true",
                    help="reduced configuration (fewer seeds/steps, smaller models) that keeps each claim's "
-                        "meaning and fits the figure's budget on a 2-core CPU; default is the paper's scale")
+                        "meaning and fits the figure's budget on a 2-core CPU; the same as --scale quick")
+    p.add_argument("--scale", choices=("quick", "full", "paper"), default=None,
+                   help="quick: see --quick; full (default): each torch figure in about an hour on a "
+                        "2-core CPU with --jobs 2; paper: the papers' own model and data sizes where "
+                        "they are larger than full (for a GPU; figures without one are skipped by "
+                        "--all and refused by --figure)")
     p.add_argument("--out", default="figures", metavar="DIR",
                    help="output folder for figN.{png,pdf,json} and CLAIMS.md (default: figures/)")
     p.add_argument("--seed", type=int, default=0,
@@ -299,6 +304,19 @@ def _main(argv: list[str] | None) -> int:
                     print(f"not implemented yet, skipped: {', '.join(map(str, skipped))}")
             else:
                 numbers = _figure_numbers(args.figure)
+            if args.quick and args.scale not in (None, "quick"):
+                raise CliError(f"--quick contradicts --scale {args.scale}")
+            mode = "quick" if args.quick else (args.scale or "full")
+            if mode == "paper" and not args.replot:
+                from paperfigs.registry import has_paper_scale
+                without = [n for n in numbers if not has_paper_scale(n)]
+                if without and not args.all:
+                    raise CliError(f"figure(s) {', '.join(map(str, without))} have no paper-scale configuration: "
+                                   "their full configuration is already at the papers' scale")
+                if without:
+                    print(f"no paper-scale configuration (full is the papers' scale), skipped: "
+                          f"{', '.join(map(str, without))}")
+                numbers = [n for n in numbers if n not in without]
             if args.threads < 1:
                 raise CliError(f"--threads must be >= 1, got {args.threads}")
             if not 0 <= args.seed <= SEED_MAX:  # figures add offsets to it; see paperfigs.runner.SEED_MAX
@@ -335,7 +353,6 @@ def _main(argv: list[str] | None) -> int:
         if finished or removed:
             print(f"repaired {out} after a killed run: {finished} figure set(s) completed, "
                   f"{removed} temporary file(s) removed")
-    mode = "quick" if args.quick else "full"
     ctx = None if args.replot else _context(args, store, overrides, extra)
     if args.data_root and not args.replot and (warning := data_root_warning(numbers, mode, args.data_root)):
         print(f"paper_repro.py: warning: {warning}", file=sys.stderr)

@@ -66,9 +66,16 @@ DATASETS: dict[int, dict[str, tuple[str, ...]] | tuple[str, ...]] = {
 
 
 def datasets(number: int, mode: str) -> tuple[str, ...]:
-    """The datasets figure `number` reads in `mode` ("full", "quick" or "smoke")."""
+    """The datasets figure `number` reads in `mode` ("full", "quick", "smoke" or "paper"; a figure
+    without its own "paper" entry reads at paper scale what it reads in full mode)."""
     d = DATASETS.get(number, ())
-    return d[mode] if isinstance(d, dict) else d
+    return d.get(mode, d["full"]) if isinstance(d, dict) else d
+
+
+def has_paper_scale(number: int) -> bool:
+    """Whether figure `number` has a configuration at the papers' own scale (CONFIGS["paper"]),
+    larger than its full one (meant for a GPU); loads the figure's module."""
+    return "paper" in getattr(FIGURES[number].load(), "CONFIGS", {})
 
 
 def data_root_warning(numbers: list[int], mode: str, data_root: str) -> str | None:

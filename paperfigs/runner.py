@@ -57,6 +57,9 @@ def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path, th
 
     spec = FIGURES[number]
     module = spec.load()
+    if mode == "paper" and "paper" not in getattr(module, "CONFIGS", {}):
+        raise ValueError(f"figure {number} has no paper-scale configuration: its full configuration is already "
+                         "at the papers' scale (run it without --scale paper)")
     own = ctx is None
     if own:
         ctx = Context(engine=Engine(store=Path(out_dir) / "runs", threads=threads))

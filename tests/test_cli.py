@@ -78,6 +78,8 @@ def test_list_names_all_fifteen_figures():
     (["--figure", "2", "--quick", "--out", ""], "--out must name a folder"),
     (["--figure", "2", "--quick", "--data-root", "/nonexistent/data"], "is not a folder"),
     ([], "required"),
+    (["--figure", "2", "--quick", "--scale", "full"], "--quick contradicts --scale full"),
+    (["--figure", "2", "--scale", "paper"], "have no paper-scale configuration"),
 ])
 def test_bad_input_is_one_line_error(args, needle):
     r = _cli(*args)
@@ -207,6 +209,14 @@ def test_repeated_figure_option_runs_every_figure(fake_figures, tmp_path, capsys
     rc, out, _ = _run(["--figure", "97", "--figure", "98", "--quick", "--out", str(tmp_path)], capsys)
     assert rc == 0 and "== figure 97" in out and "== figure 98" in out
     assert "2 of 4 claims hold across 2 figure(s)" in (tmp_path / "CLAIMS.md").read_text()
+
+
+def test_scale_paper_runs_only_figures_with_a_paper_configuration(fake_figures, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys.modules["fake_fig_ok"], "CONFIGS", {"paper": None}, raising=False)
+    rc, out, _ = _run(["--all", "--scale", "paper", "--out", str(tmp_path)], capsys)
+    assert rc == 0 and "skipped: 99" in out and "== figure 98 (paper" in out
+    assert json.loads((tmp_path / "fig98.json").read_text())["params"]["mode_seen"] == "paper"
+    assert not (tmp_path / "fig99.json").exists()
 
 
 def test_seed_bound_is_the_runners():
