@@ -45,7 +45,7 @@ from experiments.engine import RunSpec
 from experiments.optim.registry import optimizer_version
 from paperfigs import protocol
 from paperfigs.claims import Claim, at_most
-from paperfigs.protocol import Method
+from paperfigs.methods import Method, with_extras
 from paperfigs.style import color
 
 NUMBER = 12
@@ -134,7 +134,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     # Read (and so check) the data here: a missing or malformed file is then the CLI's one-line error,
     # not a failure inside a worker's run.
     source = load_raw("fashion", os.environ.get("PAPER_REPRO_DATA_ROOT")).source
-    methods = protocol.with_extras(list(METHODS), ctx, center=1e-2)
+    methods = with_extras(list(METHODS), ctx, center=1e-2)
     seeds = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
 
     def spec(m, lr, s):
