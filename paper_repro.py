@@ -374,8 +374,9 @@ def _main(argv: list[str] | None) -> int:
             print(claims_table(result))
             computed = ctx.engine.counts["computed"] - before["computed"]
             stored = ctx.engine.counts["stored"] - before["stored"]
-            print(f"   wrote {out}/fig{n}.png, .pdf, .json; runs: {computed} computed, {stored} read from "
-                  f"{out / 'runs'}", flush=True)
+            cpu = ctx.engine.counts["cpu_s"] - before["cpu_s"]
+            print(f"   wrote {out}/fig{n}.png, .pdf, .json; runs: {computed} computed ({cpu:.0f} s of CPU), "
+                  f"{stored} read from {out / 'runs'}", flush=True)
         except KeyboardInterrupt as e:
             if written or isinstance(e, InterruptedAfterWrite):
                 state = "its new files were written"

@@ -148,12 +148,15 @@ def execute(task: str, config: dict, threads: int = 1) -> dict:
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         result = module.run(dict(config))
     finally:
         torch.set_num_threads(previous)
+    # cpu_s (this process's CPU time) is what a run costs on a quiet machine: unlike wall_s it does
+    # not grow when other jobs share the cores, so budgets can be checked on a busy one.
     return {"task": task, "config": config, "result": jsonable(result), "wall_s": time.perf_counter() - t0,
+            "cpu_s": time.process_time() - c0,
             "versions": _versions(), "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
 
 
@@ -186,7 +189,7 @@ class Engine:
         self._pool: ProcessPoolExecutor | None = None
         self._ray = None
         self._done_this_session: set[str] = set()  # keys computed (not read) by this engine
-        self.counts = {"computed": 0, "stored": 0}
+        self.counts = {"computed": 0, "stored": 0, "cpu_s": 0.0}
 
     # -------------------------------------------------------------- lifecycle
     def __enter__(self) -> "Engine":
@@ -232,6 +235,7 @@ class Engine:
                     self.store.put(key, record)
                 self._done_this_session.add(key)
                 self.counts["computed"] += 1
+                self.counts["cpu_s"] += record.get("cpu_s", 0.0)
                 records[key] = record
         return records
 

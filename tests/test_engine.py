@@ -37,15 +37,19 @@ def test_store_resumes_and_fresh_recomputes(tmp_path):
     specs = [spec(lr=lr) for lr in (0.01, 0.1)]
     with Engine(store=tmp_path) as e:
         first = e.run(specs)
-        assert e.counts == {"computed": 2, "stored": 0}
+        records = e.run_records(specs)
+        assert {k: e.counts[k] for k in ("computed", "stored")} == {"computed": 2, "stored": 2}
+        # The CPU a run cost is recorded with it and summed over what this engine computed.
+        assert all(r["cpu_s"] > 0 for r in records.values())
+        assert e.counts["cpu_s"] == sum(r["cpu_s"] for r in records.values())
     with Engine(store=tmp_path) as e:
         again = e.run(specs + [spec(lr=0.05)])
-        assert e.counts == {"computed": 1, "stored": 2}
+        assert {k: e.counts[k] for k in ("computed", "stored")} == {"computed": 1, "stored": 2}
     assert again[:2] == first
     with Engine(store=tmp_path, fresh=True) as e:
         e.run(specs)
         e.run(specs)  # computed once by this engine, then read back
-        assert e.counts == {"computed": 2, "stored": 2}
+        assert {k: e.counts[k] for k in ("computed", "stored")} == {"computed": 2, "stored": 2}
 
 
 def test_corrupt_store_entry_is_recomputed(tmp_path):
