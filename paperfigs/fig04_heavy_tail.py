@@ -23,6 +23,10 @@ SpecGD over that method, with a 95% bootstrap interval; holds when the interval 
 best-over-time test accuracy (an oracle that peeks at the test set) is reported beside it in
 tables.per_method, and the same claims on it in tables.oracle. Where SpecGD's selection is tied
 within one standard error, tables.claims_at_tied_lrs holds both claims at each tied lr.
+Quick drops against full: n_train/n_val/n_test (1000/250/4000 against 4000/1000/10000), steps
+(150 against 400), 2 of the 5 seeds, and the wider lr grids. No "paper" configuration: the paper's
+relayed settings (k = 20, d = 200, p_c ~ 1/c, Gaussian means) are already those of quick and full;
+its sample sizes and step counts are not relayed, so there is no larger setting to match.
 Changes (recorded here, 2026-12): the claims compared the best-over-time seed-mean TEST accuracy
 (the oracle) and chose lrs on the reporting seeds' validation; now they are judged at the
 validation-stopped step with lrs from disjoint tuning seeds and a paired interval, as the issue

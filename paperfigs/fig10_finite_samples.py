@@ -36,6 +36,8 @@ are unchanged): the NS claim failed because NS's singular values are not 1, so t
 asks whether the exact-polar and Polar Express variants track SpecGD and whether NS's departure
 is the one its band allows.
 Quick drops against full: n = 300000 and 7 of the 10 seeds (3 seeds keep the intervals).
+No "paper" configuration: the paper's relayed settings (k, d, p, beta = 0.9) are those of full, and
+its sample sizes and step counts are not relayed, so there is no larger setting to match.
 """
 from __future__ import annotations
 
