@@ -16,7 +16,7 @@ M / ||M||_F goes through the quintics p_t(x) = a_t x + b_t x^3 + c_t x^5:
   measured [0.68, 1.20] on random matrices of condition number 1e2 (`python -m
   experiments.ns_report`).
 - ns_coefficients="polar_express": the per-step minimax quintics of Polar Express (Amsel et al.
-  2025; derived in experiments.optim.polar_express): x >= 1e-3 ||M||_F end in [0.846, 1.124]
+  2025; derived in theory.polar_express): x >= 1e-3 ||M||_F end in [0.846, 1.124]
   after 5 steps; measured [0.87, 1.12] at condition number 1e2.
 The norm is taken after an exact power-of-two rescaling, so gradients of any finite scale
 (1e-30 or 1e30) give the same direction as a unit-scale one; M = 0 gives a zero update.
@@ -54,7 +54,7 @@ import torch
 from experiments.optim.distributed import matrix_cost
 from experiments.optim.matrix_optimizer import MatrixOptimizer, as_matrix, check_unit_interval
 from experiments.optim.nmd import plain_norm, unit_rescale
-from experiments.optim.polar_express import polar_express_coefficients
+from theory.polar_express import polar_express_coefficients
 from experiments.optim.specgd import truncated_polar
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
