@@ -31,6 +31,10 @@ losses over the paired reporting seeds, with a 95% paired bootstrap interval and
 
 Quick mode drops: 784 -> 196 pixels and the smaller net, 100 -> 30 epochs, 5 -> 3 reporting seeds,
 grids of +-0.5 decade -> +-0.25 decade around each centre (the engine still extends them).
+Budget (issue 10): a fresh clone reads the committed selections and computes only the 18 reporting
+runs, 79 s of CPU in all (about 40 s with --jobs 2), inside the figure's 80 s share, so quick is
+unchanged. Paper scale (--scale paper, for a GPU): the same net on all 60,000 standard MNIST
+training images; see PAPER for what is and is not matched.
 """
 from __future__ import annotations
 
@@ -207,7 +211,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         "lr_selection": {m.name: selections[m.name].to_json() for m in methods},
         "final_loss_mean": finals, "band": "min..max over seeds",
     }
-    tables = {"claims_at_tied_lrs": at_tied, "grafted_shampoo": grafted.to_json(), "sensitivity": sensitivity,
+    tables = {"claims_at_tied_lrs": at_tied, "tied_lrs": {"TNT": selections["TNT"].tied}, "grafted_shampoo": grafted.to_json(), "sensitivity": sensitivity,
               "sensitivity_definition": "TNT's mean final loss at each lr of its grid / the comparator's at its "
                                         "selected lr, on the tuning seeds"}
     notes = [f"{name} stopped on seed(s) {[s for s, r in zip(seeds, rs) if r['status'] != 'ok']}"

@@ -41,6 +41,8 @@ interval, and the verdict follows the shared rule (holds only when the whole int
 Quick mode drops: 200 training / 30 validation / 100 test images per class instead of all /
 500 / 1000, 14 px instead of 28, width 8 and 2 stages instead of 16 and 3, 4 instead of 10
 epochs, 3 reporting seeds instead of 5, grids of +-0.25 decade instead of +-0.5.
+Paper scale (--scale paper, for a GPU): ResNet-32 on CIFAR-10 at the TNT paper's batch size and run
+length; see PAPER for what is and is not matched.
 """
 from __future__ import annotations
 
