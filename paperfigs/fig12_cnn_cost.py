@@ -227,7 +227,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     time_claim, mem_claim = cost_claims(costs, tnt.name)
     at_tied = {tnt.name: {repr(lr): [c.to_json() for c in cost_claims(costs, label, f" (TNT at tied lr {lr:.3g})")]
                           for label, lr in tied.items()}}
-    slower = {label: paired(f"{label}_slower_than_sgdm",
+    slower = {label: paired("slower_than_sgdm",
                             f"{label}'s time per iteration / SGD-m's (side by side, mean over seeds) is above 1",
                             [time_ratios(costs, label)], 1.0, ">=", strict=True).to_json()
               for label in cost_table if label != BASELINE}
