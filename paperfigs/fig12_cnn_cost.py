@@ -40,7 +40,11 @@ interval, and the verdict follows the shared rule (holds only when the whole int
 
 Quick mode drops: 200 training / 30 validation / 100 test images per class instead of all /
 500 / 1000, 14 px instead of 28, width 8 and 2 stages instead of 16 and 3, 4 instead of 10
-epochs, 3 reporting seeds instead of 5, grids of +-0.25 decade instead of +-0.5.
+epochs, 3 reporting seeds instead of 5, grids of +-0.25 decade instead of +-0.5, one timed round
+per cost run instead of 3 (the interval comes from the seeds). Budget (issue 10): with one cost run
+per seed, each carrying TNT at its tied lrs (6 rows in all at quick scale, where TNT's scores are flat
+across its grid), two rounds cost 215 s of CPU in all; one round brings the figure to its 80 s share
+of the quick budget with --jobs 2.
 Paper scale (--scale paper, for a GPU): ResNet-32 on CIFAR-10 at the TNT paper's batch size and run
 length; see PAPER for what is and is not matched.
 """
@@ -99,7 +103,7 @@ class Fig12Config:
 FULL = Fig12Config()
 QUICK = dataclasses.replace(FULL, n_train_per_class=200, n_val_per_class=30, n_test_per_class=100, pool=2,
                             width=8, blocks=(1, 1), batch_size=64, epochs=4, seeds=3, half_width=0.25, extend=2,
-                            cost_rounds=2)
+                            cost_rounds=1)
 SMOKE = dataclasses.replace(QUICK, n_train_per_class=16, n_val_per_class=4, n_test_per_class=4, pool=4,
                             width=4, batch_size=32, epochs=1, seeds=2, half_width=0.0, extend=1,
                             tuning_seeds=(1000,), cost_rounds=1, cost_min_run_time=1e-3, cost_short_periods=True)
