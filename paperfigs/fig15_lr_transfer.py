@@ -247,6 +247,7 @@ def plot(result: dict):
             ax.errorbar([x0], [y0], xerr=xerr, marker="*", ms=9, color=shade, mec="black", mew=0.5, capsize=2)
     for ax, label in zip(np.atleast_1d(axes), labels):
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())   # a grid under 2 decades labels its minor ticks
         ax.set_xlabel("learning rate")
         sp = p["log10_optimum_spread"][label]
         ax.set_title(f"{label}\noptimum spread {sp:.2f} decades", color=color(p["methods"][label]["optimizer"]),
