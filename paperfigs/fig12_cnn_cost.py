@@ -272,7 +272,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 def plot(result: dict):
     import matplotlib.pyplot as plt
 
-    fig, (ax, tab) = plt.subplots(1, 2, figsize=(7.0, 2.8), gridspec_kw={"width_ratios": [1.15, 1]})
+    fig, (ax, tab) = plt.subplots(1, 2, figsize=(7.0, 3.0), gridspec_kw={"width_ratios": [1, 1.15]})
     lrs = result["params"]["lr"]
     for s in result["series"].values():
         c = color(s["method"])
@@ -287,19 +287,20 @@ def plot(result: dict):
     ax.set_title(f"{DATASET_NAMES.get(p['dataset'], p['dataset'])} {p['image_size']}px, {p['model']}, {len(p['seed_list'])} seeds", fontsize=8)
     ax.legend(loc="lower right", fontsize=6.5)
     cost = result["tables"]["cost"]
-    rows = list(cost)
+    rows = [r for r in cost if r in p["methods"]]   # TNT's tied-lr rows are in figN.json (claims_at_tied_lrs)
     cells = [[f"{1000 * cost[r]['s_per_iter']:.1f}",
-              f"{cost[r]['time_rel_sgdm']:.2f}x\n[{cost[r]['time_rel_sgdm_ci'][0]:.2f}, {cost[r]['time_rel_sgdm_ci'][1]:.2f}]",
+              f"{cost[r]['time_rel_sgdm']:.2f}x [{cost[r]['time_rel_sgdm_ci'][0]:.2f}, "
+              f"{cost[r]['time_rel_sgdm_ci'][1]:.2f}]",
               f"{cost[r]['state_mb']:.3f}", f"{cost[r]['memory_rel_sgdm']:.2f}x"] for r in rows]
     tab.axis("off")
-    t = tab.table(cellText=cells, rowLabels=rows, loc="center", cellLoc="center",
+    t = tab.table(cellText=cells, rowLabels=rows, loc="center", cellLoc="center", colWidths=[0.15, 0.36, 0.15, 0.19],
                   colLabels=["ms/iter", "time vs SGD-m\n[95% interval]", "state\nMB", "memory\nvs SGD-m"])
     t.auto_set_font_size(False)
-    t.set_fontsize(7)
-    t.scale(1.0, 1.9)
+    t.set_fontsize(6.5)
+    t.scale(1.0, 1.3)
     for (row, _), cell in t.get_celld().items():
         if row == 0:
             cell.set_height(cell.get_height() * 1.8)
-    tab.set_title(f"cost per iteration, side by side ({len(p['seed_list'])} seeds)")
+    tab.set_title(f"cost per iteration, side by side\n(mean over {len(p['seed_list'])} seeds)", fontsize=8)
     fig.tight_layout()
     return fig
