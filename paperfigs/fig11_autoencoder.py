@@ -164,7 +164,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         tuning_seeds=cfg.tuning_seeds)
     comparators = list(FIRST_ORDER) + extras
     claims = claims_for(runs["TNT"], runs, comparators)
-    at_tied = {"TNT": {repr(lr): [c.to_json() for c in claims_for(rs, runs, comparators, f" (TNT at tied lr {lr:.3g})")]
+    at_tied = {"TNT": {repr(lr): [c.to_json() for c in claims_for(rs, runs, comparators,
+                                                                   f" (TNT at tied lr {lr:.3g})")]
                        for lr, rs in tied_runs["TNT"].items()}}
     grafted = paired("tnt_comparable_kfac_grafted_shampoo",
                      "TNT's final training loss / the better of KFAC's and grafted Shampoo's (reported, not "
@@ -211,7 +212,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         "lr_selection": {m.name: selections[m.name].to_json() for m in methods},
         "final_loss_mean": finals, "band": "min..max over seeds",
     }
-    tables = {"claims_at_tied_lrs": at_tied, "tied_lrs": {"TNT": selections["TNT"].tied}, "grafted_shampoo": grafted.to_json(), "sensitivity": sensitivity,
+    tables = {"claims_at_tied_lrs": at_tied, "tied_lrs": {"TNT": selections["TNT"].tied},
+              "grafted_shampoo": grafted.to_json(), "sensitivity": sensitivity,
               "sensitivity_definition": "TNT's mean final loss at each lr of its grid / the comparator's at its "
                                         "selected lr, on the tuning seeds"}
     notes = [f"{name} stopped on seed(s) {[s for s, r in zip(seeds, rs) if r['status'] != 'ok']}"
