@@ -255,8 +255,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         "final_test_acc": {m.name: float(np.nanmean([_acc(r, "test")[-1] for r in runs[m.name]])) for m in methods},
         "cost_protocol": f"one stored run per reporting seed, on that seed's split, at the selected lrs (SPlus at lr "
                          f"{COST_ONLY[0].center:g}; TNT also at its tied lrs), experiments.cost: each method past its "
-                         f"start-up phase, then {cfg.cost_rounds} interleaved round(s) of torch.utils.benchmark timings "
-                         f"over whole periods of its periodic work; median per step; ratios to SGD-m within each run, "
+                         f"start-up phase, then {cfg.cost_rounds} interleaved round(s) of torch.utils.benchmark "
+                         f"timings over whole periods of its periodic work; median per step; ratios to SGD-m within each run, "
                          f"mean over seeds, 95% paired bootstrap interval; state = distinct storages in "
                          f"optimizer.state",
     }
@@ -284,7 +284,8 @@ def plot(result: dict):
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     p = result["params"]
-    ax.set_title(f"{DATASET_NAMES.get(p['dataset'], p['dataset'])} {p['image_size']}px, {p['model']}, {len(p['seed_list'])} seeds", fontsize=8)
+    data = DATASET_NAMES.get(p["dataset"], p["dataset"])
+    ax.set_title(f"{data} {p['image_size']}px, {p['model']}, {len(p['seed_list'])} seeds", fontsize=8)
     ax.legend(loc="lower right", fontsize=6.5)
     cost = result["tables"]["cost"]
     rows = [r for r in cost if r in p["methods"]]   # TNT's tied-lr rows are in figN.json (claims_at_tied_lrs)

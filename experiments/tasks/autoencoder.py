@@ -15,9 +15,10 @@ pixels, averaged over images).
 Data: `n_images` digits of `dataset` ("mnist5k", the default: the 5,000 MNIST-5k digits;
 "mnist": the 60,000 training images of standard MNIST from --data-root; None or the whole set:
 all of them, fewer: a subset drawn by `data_seed`), average-pooled by `pool`, every image used
-for training (the paper's autoencoder curves are training loss). `seed` draws the initial weights, the batch order and TNT/KFAC's
-sampled labels: seed s gives every optimizer the same start (paired across methods). A run
-stopped by a non-finite loss keeps its evaluations and is padded with NaN to the full length.
+for training (the paper's autoencoder curves are training loss). `seed` draws the initial weights,
+the batch order and TNT/KFAC's sampled labels: seed s gives every optimizer the same start (paired
+across methods). A run stopped by a non-finite loss keeps its evaluations and is padded with NaN to
+the full length.
 """
 from __future__ import annotations
 
