@@ -36,7 +36,11 @@ Claims (paper): Muon's rare-bucket accuracy above SGD's at equal steps, measured
 over evaluations (after step 0) of Muon's minus SGD's rare-bucket top-1 accuracy on the training
 sample, paired over the reporting seeds with a 95% bootstrap interval (holds when the interval
 is above 0); and the same for top-5 on held-out windows. How Adam compares is reported in the
-tables and notes (no claim).
+tables and notes (no claim). Both claims are also reported with Muon at each lr tied with its
+selected one within one standard error (tables.claims_at_tied_lrs; SGD at its selected lr).
+Quick mode drops: a 150k-token training subset, 3000 -> 300 steps of batch 64 -> 32, 64 -> 32-token
+windows, d_model 128 -> 48, 5 -> 3 reporting seeds and 5 -> 3 grid points per method (extended
+automatically past an edge optimum); the vocabulary, buckets, read-outs, criterion and claims stay.
 Changes to the measurement (recorded here, 2026-12): the lrs were chosen by one sweep run (seed
 1000) on the final bucket-averaged validation top-1, now by the engine's rule above (3 tuning
 seeds, a criterion over the claims' window); 2 reporting seeds -> 3 (quick) with an interval,

@@ -33,7 +33,9 @@ Claims (paired over the reporting seeds, 95% bootstrap interval): SPlus's step f
 1 on each task (paper: 0.42 LLM, 0.50 ViT); SPlus has the smallest step fraction of SPlus,
 Shampoo and Muon on both tasks (paper: SPlus 0.44 < SOAP 0.58 < Muon 0.83), value = the smaller
 over the two tasks of the mean per-seed margin min(Shampoo, Muon) - SPlus (holds when its interval
-is above 0).
+is above 0). Both are also reported with SPlus at each lr tied with its selected one within one
+standard error on a task (tables.claims_at_tied_lrs: that task's claims, the other methods at their
+selected lrs).
 Changes to the claims' measurement (recorded here, 2026-12): one seed -> paired seeds with an
 interval; lrs selected on tuning seeds (were: the lowest final validation loss of the reporting
 run); the image target is the training loss instead of the overfitting validation loss; the LM
@@ -83,9 +85,11 @@ class Fig14Config:
 
 
 FULL = Fig14Config()
-# Quick: the smaller LM (0.5 epoch of its 200k-token training subset), a width-128 MLP for 300
-# steps, 3 grid points per method (extended automatically), 3 reporting seeds. Smoke (tests only)
-# tunes on one seed without extension.
+# Quick drops: the LM's size (vocab 1024 -> 256, T 64 -> 16, d_model 128 -> 32, 2 -> 1 layers; 0.5
+# epoch of a 200k-token training subset, so still within one pass), the MLP's width 256 -> 128
+# and 2000 -> 300 steps of batch 64, 50 -> 40 evaluations per run, 5 -> 3 grid points per method
+# (extended automatically), 5 -> 3 reporting seeds; the targets, criteria and claims stay. Smoke
+# (tests only) tunes on one seed without extension.
 QUICK = dataclasses.replace(FULL, lm=(("vocab", 256), ("max_train_tokens", 200_000), ("T", 16), ("d_model", 32),
                                       ("n_layers", 1), ("n_heads", 2), ("val_windows", 256), ("steps", 400),
                                       ("batch_size", 16)),
