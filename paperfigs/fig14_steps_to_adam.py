@@ -315,7 +315,7 @@ def plot(result: dict):
 
     fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.6), gridspec_kw={"width_ratios": [1, 1, 1.1]})
     titles = {"lm": "small LM (real text)", "image": "MLP on MNIST-5k"}
-    short = {"lm": "small LM", "image": "MLP on MNIST-5k"}
+    short = {"lm": "LM", "image": "MLP"}
     fr = result["tables"]["fractions"]
     labels = dict((s["method"], s["label"]) for s in result["series"].values())
     for ax, task in zip(axes[:2], TASKS):
