@@ -36,6 +36,14 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def shaped(t: torch.Tensor, shape, dtype: torch.dtype) -> torch.Tensor:
+    """t reshaped to `shape` in `dtype`; t itself where it already is (on a CPU a no-op call still
+    costs a dispatch, and the optimizers call this for every parameter twice a step)."""
+    if t.dtype != dtype:
+        t = t.to(dtype)
+    return t if t.shape == shape else t.reshape(shape)
+
+
 def same_shape_batches(keys: list) -> list[list[int]]:
     """Indices of `keys` grouped by equal key (shape, dtype, ...), groups in first-seen order."""
     groups: dict = {}

@@ -32,7 +32,7 @@ import torch
 from experiments.optim.checks import CheckedOptimizer, check_count
 from experiments.optim.distributed import RankSharding, kronecker_cost
 from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, inverse_root,
-                                         precondition_batch, same_shape_batches, stack)
+                                         precondition_batch, same_shape_batches, shaped, stack)
 
 GRAFTING = ("none", "sgd", "adam")
 
@@ -144,7 +144,7 @@ class Shampoo(CheckedOptimizer):
         for state in states:
             state["step"] += 1
         ts = [state["step"] for state in states]
-        Gs = [p.grad.to(compute_dtype(p.dtype)).reshape(p.shape if p.dim() > 0 else (1,)) for p in params]
+        Gs = [shaped(p.grad, p.shape if p.dim() > 0 else (1,), compute_dtype(p.dtype)) for p in params]
         if mu > 0:
             moms = [state["momentum_buffer"] for state in states]
             torch._foreach_lerp_(moms, Gs, 1 - mu)
@@ -195,4 +195,4 @@ class Shampoo(CheckedOptimizer):
                 Ds[i] = Di
         if group["weight_decay"] > 0:
             torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-        torch._foreach_add_(params, [D.reshape(p.shape).to(p.dtype) for p, D in zip(params, Ds)], alpha=-lr)
+        torch._foreach_add_(params, [shaped(D, p.shape, p.dtype) for p, D in zip(params, Ds)], alpha=-lr)

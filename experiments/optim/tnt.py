@@ -39,7 +39,7 @@ from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_i
 from experiments.optim.distributed import RankSharding, average, kronecker_cost
 from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, damped_inverse,
                                          mode_contraction, mode_contraction_batch, precondition_batch,
-                                         same_shape_batches, stack)
+                                         same_shape_batches, shaped, stack)
 
 
 def tnt_view(shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
@@ -146,7 +146,7 @@ class TNT(CheckedOptimizer):
         average([g for g in grads.values() if g is not None])
         for group in self.param_groups:
             params = [p for p in group["params"] if grads.get(p) is not None and self._shard.is_mine(p)]
-            Gs = [grads[p].to(compute_dtype(p.dtype)).reshape(tnt_view(p.shape)) for p in params]
+            Gs = [shaped(grads[p], tnt_view(p.shape), compute_dtype(p.dtype)) for p in params]
             states = [self._state(p) for p in params]
             for idx in same_shape_batches([(G.shape, G.dtype, G.device, states[i]["factors"] is None)
                                            for i, G in enumerate(Gs)]):
@@ -215,7 +215,7 @@ class TNT(CheckedOptimizer):
         states = [self._state(p) for p in params]
         moms = [state["momentum_buffer"] for state in states]
         torch._foreach_mul_(moms, group["momentum"])
-        torch._foreach_add_(moms, [p.grad.reshape(m.shape).to(m.dtype) for p, m in zip(params, moms)])
+        torch._foreach_add_(moms, [shaped(p.grad, m.shape, m.dtype) for p, m in zip(params, moms)])
         Ds = list(moms)
         for i, state in enumerate(states):
             state["step"] += 1
@@ -242,4 +242,4 @@ class TNT(CheckedOptimizer):
                 Ds[i] = D
         if group["weight_decay"] > 0:
             torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-        torch._foreach_add_(params, [D.reshape(p.shape).to(p.dtype) for p, D in zip(params, Ds)], alpha=-lr)
+        torch._foreach_add_(params, [shaped(D, p.shape, p.dtype) for p, D in zip(params, Ds)], alpha=-lr)
