@@ -1,4 +1,4 @@
-"""Kronecker-factored tensor algebra shared by Shampoo, TNT and KFAC: pure functions, no state.
+"""Kronecker-factored tensor algebra shared by Shampoo, TNT and KFAC: pure functions (and one cache).
 
 For a tensor T of order k with modes (d_1, ..., d_k):
     unfold(T, j)            T_(j): (d_j, prod_{l != j} d_l), the mode-j unfolding
@@ -12,11 +12,13 @@ For a tensor T of order k with modes (d_1, ..., d_k):
     damped(H, eps)          H + eps I (a new matrix)
     inverse_root(H, p, eps) (H + eps I)^(-1/p) for a symmetric PSD H via eigh
     damped_inverse(H, eps)  (H + eps I)^(-1) via Cholesky, eigh as the fallback
-The first four, and inverse_root, also exist for a batch of equal-shaped tensors (`*_batch`: T of
-shape (n, d_1, ..., d_k), one matrix per member, (n, d_j, d_j)): one kernel launch per mode for all
-members instead of one per member, which is what makes optimizers of many small tensors (the
-kernels and norm vectors of a CNN) cheap. The single-tensor forms are the batch of one.
-`same_shape_batches` groups tensors into such batches.
+Batches: mode_contraction, accumulate_contraction, mode_product and precondition have `*_batch`
+forms for n equal-shaped tensors at once (T: (n, d_1, ..., d_k), one matrix per member: (n, ., d_j)),
+and inverse_root and damped take a stack (n, d, d) as well: one kernel launch per mode for all
+members instead of one per member, which is what makes optimizers of many small tensors (the kernels
+and norm vectors of a CNN) cheap on a CPU. The single-tensor forms are the batch of one.
+`same_shape_batches` groups tensors into such batches, `stack` makes one, and `StackCache` keeps
+per-parameter state matrices as views of a stack so that no stacking copy is needed per step.
 """
 from __future__ import annotations
 
