@@ -58,12 +58,17 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--figure", "-f", nargs="+", action="extend", metavar="N",
                       help="figure number(s) to produce, 1-15 (see --list); may be repeated")
     what.add_argument("--all", action="store_true",
-                      help="produce every implemented figure; keeps going past a figure that crashes "
+                      help="produce every figure; keeps going past a figure that crashes "
                            "and exits non-zero at the end if any did")
-    what.add_argument("--list", action="store_true", help="list the figures, their papers and status, then exit")
+    what.add_argument("--list", action="store_true", help="list the figures, their papers and quick budgets, then exit")
     p.add_argument("--quick", action="store_true",
                    help="reduced configuration (fewer seeds/steps, smaller models) that keeps each claim's "
-                        "meaning and fits the figure's budget on a 2-core CPU; default is the paper's scale")
+                        "meaning and fits the figure's budget on a 2-core CPU; the same as --scale quick")
+    p.add_argument("--scale", choices=("quick", "full", "paper"), default=None,
+                   help="quick: see --quick; full (default): each torch figure in about an hour on a "
+                        "2-core CPU with --jobs 2; paper: the papers' own model and data sizes where "
+                        "they are larger than full (for a GPU; figures without one are skipped by "
+                        "--all and refused by --figure)")
     p.add_argument("--out", default="figures", metavar="DIR",
                    help="output folder for figN.{png,pdf,json} and CLAIMS.md (default: figures/)")
     p.add_argument("--seed", type=int, default=0,
@@ -72,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="where torch figures train: auto picks cuda when present (theory figures use NumPy)")
     p.add_argument("--data-root", metavar="DIR",
                    help="folder with user-supplied datasets (MNIST IDX, CIFAR-10 python batches, Fashion-MNIST); "
-                        "sets PAPER_REPRO_DATA_ROOT for experiments.data")
+                        "sets PAPER_REPRO_DATA_ROOT for experiments.data.images")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch intra-op CPU threads (default 1: the figures train many small models, where "
                         "more threads mostly add overhead, and a fixed count keeps numbers host-independent)")
@@ -110,8 +115,6 @@ def _figure_numbers(raw: list[str]) -> list[int]:
             raise CliError(f"figure number must be an integer, got {tok!r} (see --list)") from None
         if n not in FIGURES:
             raise CliError(f"no figure {n}: figures are numbered {min(FIGURES)}-{max(FIGURES)} (see --list)")
-        if not FIGURES[n].implemented:
-            raise CliError(f"figure {n} ({FIGURES[n].title}) is not implemented yet")
         if n not in numbers:
             numbers.append(n)
     return numbers
@@ -141,14 +144,15 @@ def _resolve_device(device: str) -> str:
     if device == "cpu":
         return "cpu"
     try:
-        import torch
-    except ImportError:
+        from experiments.runtime.device import resolve_device
+    except ImportError:  # no torch: the theory figures still run
         if device == "cuda":
             raise CliError("--device cuda needs torch (pip install -r requirements.txt)") from None
         return "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise CliError("--device cuda asked for, but torch sees no CUDA device")
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return resolve_device(device).type
+    except ValueError as e:
+        raise CliError(f"--device: {e}") from None
 
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]*")
@@ -247,11 +251,9 @@ def _context(args, store: Path, overrides: dict, extra: tuple):
 
 
 def _list() -> None:
-    print(f"{'N':>3}  {'paper':5}  {'quick s':>7}  status       title")
+    print(f"{'N':>3}  {'paper':5}  {'quick s':>7}  title")
     for n, spec in FIGURES.items():
-        paper = PAPER_LETTER[spec.paper]
-        status = "ready" if spec.implemented else "not yet"
-        print(f"{n:>3}  {paper:5}  {spec.quick_budget_s:>7}  {status:11}  {spec.title}")
+        print(f"{n:>3}  {PAPER_LETTER[spec.paper]:5}  {spec.quick_budget_s:>7}  {spec.title}")
 
 
 @contextmanager
@@ -275,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before the first figure started (e.g. while importing numpy/torch)
         print("\ninterrupted before any figure was computed; no output was changed", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed by a pager or `head`: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 141
 
 
 def _main(argv: list[str] | None) -> int:
@@ -292,12 +297,22 @@ def _main(argv: list[str] | None) -> int:
                 _list()
                 return 0
             if args.all:
-                numbers = [n for n, s in FIGURES.items() if s.implemented]
-                skipped = [n for n, s in FIGURES.items() if not s.implemented]
-                if skipped:
-                    print(f"not implemented yet, skipped: {', '.join(map(str, skipped))}")
+                numbers = list(FIGURES)
             else:
                 numbers = _figure_numbers(args.figure)
+            if args.quick and args.scale not in (None, "quick"):
+                raise CliError(f"--quick contradicts --scale {args.scale}")
+            mode = "quick" if args.quick else (args.scale or "full")
+            if mode == "paper" and not args.replot:
+                from paperfigs.registry import has_paper_scale
+                without = [n for n in numbers if not has_paper_scale(n)]
+                if without and not args.all:
+                    raise CliError(f"figure(s) {', '.join(map(str, without))} have no paper-scale configuration: "
+                                   "their full configuration is already at the papers' scale")
+                if without:
+                    print(f"no paper-scale configuration (full is the papers' scale), skipped: "
+                          f"{', '.join(map(str, without))}")
+                numbers = [n for n in numbers if n not in without]
             if args.threads < 1:
                 raise CliError(f"--threads must be >= 1, got {args.threads}")
             if not 0 <= args.seed <= SEED_MAX:  # figures add offsets to it; see paperfigs.runner.SEED_MAX
@@ -317,13 +332,13 @@ def _main(argv: list[str] | None) -> int:
             print(f"paper_repro.py: error: {e}", file=sys.stderr)
             return 2
 
-        from experiments.datafiles import DataFormatError
+        from experiments.data.files import DataFormatError
         from paperfigs.output import InterruptedAfterWrite, OutputError, claims_table, recover
         from paperfigs.result import ResultError
         from paperfigs.runner import replot, run_figure
 
         if not args.replot:
-            import experiments.cpu_threads  # noqa: F401  (torch, which every run_figure loads)
+            import experiments.runtime.threads  # noqa: F401  (torch, which every run_figure loads)
         for n in numbers:  # load the figure code and its libraries now, while Ctrl-C simply quits
             try:
                 FIGURES[n].load()
@@ -334,7 +349,6 @@ def _main(argv: list[str] | None) -> int:
         if finished or removed:
             print(f"repaired {out} after a killed run: {finished} figure set(s) completed, "
                   f"{removed} temporary file(s) removed")
-    mode = "quick" if args.quick else "full"
     ctx = None if args.replot else _context(args, store, overrides, extra)
     if args.data_root and not args.replot and (warning := data_root_warning(numbers, mode, args.data_root)):
         print(f"paper_repro.py: warning: {warning}", file=sys.stderr)
@@ -356,8 +370,9 @@ def _main(argv: list[str] | None) -> int:
             print(claims_table(result))
             computed = ctx.engine.counts["computed"] - before["computed"]
             stored = ctx.engine.counts["stored"] - before["stored"]
-            print(f"   wrote {out}/fig{n}.png, .pdf, .json; runs: {computed} computed, {stored} read from "
-                  f"{out / 'runs'}", flush=True)
+            cpu = ctx.engine.counts["cpu_s"] - before["cpu_s"]
+            print(f"   wrote {out}/fig{n}.png, .pdf, .json; runs: {computed} computed ({cpu:.0f} s of CPU), "
+                  f"{stored} read from {out / 'runs'}", flush=True)
         except KeyboardInterrupt as e:
             if written or isinstance(e, InterruptedAfterWrite):
                 state = "its new files were written"

@@ -47,7 +47,8 @@ from torch import nn
 
 import pytorch_optimizer
 from experiments import cost
-from experiments.models import MLP, ResNetCNN
+from experiments.models.vision import MLP, ResNetCNN
+from experiments.runtime.device import resolve_device
 from experiments.optim.muon import Muon, newton_schulz
 from experiments.optim.param_groups import matrix_view, split_parameters
 from experiments.optim.registry import OPTIMIZERS, build_optimizer
@@ -453,12 +454,9 @@ def parse_bench_args(ap: argparse.ArgumentParser, argv, json_example: str) -> tu
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args(argv)
     try:
-        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                              ("cpu" if args.device == "auto" else args.device))
-    except RuntimeError:
-        ap.error(f"unknown --device {args.device!r} (cpu, cuda or auto)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        ap.error(f"--device {args.device} asked for, but torch sees no CUDA device")
+        device = resolve_device(args.device)
+    except ValueError as e:
+        ap.error(f"--device: {e}")
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
     if args.json:

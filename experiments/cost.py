@@ -38,7 +38,7 @@ from torch.utils.benchmark import Timer
 
 from experiments.optim.curvature import curvature_step, mean_loss
 from experiments.optim.registry import build_optimizer
-from experiments.train import sync_device
+from experiments.runtime.device import sync_device
 
 # Hyperparameters that make a method's work periodic (the harness times whole periods).
 PERIOD_KEYS = ("precondition_frequency", "curvature_frequency", "inverse_frequency", "inverse_steps")

@@ -2,7 +2,7 @@
 
     python -m experiments.ddp_bench [--quick] [--ranks N] [--json PATH]
 
-Model: an MLP 784 -> width -> ... -> 10 (experiments.models.MLP, `depth` layers) on a synthetic
+Model: an MLP 784 -> width -> ... -> 10 (experiments.models.vision.MLP, `depth` layers) on a synthetic
 global batch; one torch thread per process; gloo on the CPU. For Muon, SpecGD, Shampoo, SPlus,
 TNT and KFAC (registry defaults) it measures
 - step: wall time of optimizer.step() alone; at N ranks each updates the matrices it owns and the
@@ -36,9 +36,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from experiments.cpu_threads import torch_threads
+from experiments.runtime.threads import torch_threads
 from experiments.fileio import atomic_write_json
-from experiments.models import MLP
+from experiments.models.vision import MLP
 from experiments.optim import build_optimizer
 from experiments.optim.curvature import curvature_step
 

@@ -107,6 +107,11 @@ class RunStore:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
+    def has(self, key: str) -> bool:
+        """Whether an entry exists (not whether it is readable: `get` decides that, and a damaged
+        entry is recomputed by the engine)."""
+        return self.path(key).is_file()
+
     def get(self, key: str) -> dict | None:
         """The stored record, or None when absent or unreadable (an unreadable one is recomputed)."""
         path = self.path(key)
@@ -148,12 +153,15 @@ def execute(task: str, config: dict, threads: int = 1) -> dict:
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         result = module.run(dict(config))
     finally:
         torch.set_num_threads(previous)
+    # cpu_s (this process's CPU time) is what a run costs on a quiet machine: unlike wall_s it does
+    # not grow when other jobs share the cores, so budgets can be checked on a busy one.
     return {"task": task, "config": config, "result": jsonable(result), "wall_s": time.perf_counter() - t0,
+            "cpu_s": time.process_time() - c0,
             "versions": _versions(), "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
 
 
@@ -186,7 +194,7 @@ class Engine:
         self._pool: ProcessPoolExecutor | None = None
         self._ray = None
         self._done_this_session: set[str] = set()  # keys computed (not read) by this engine
-        self.counts = {"computed": 0, "stored": 0}
+        self.counts = {"computed": 0, "stored": 0, "cpu_s": 0.0}
 
     # -------------------------------------------------------------- lifecycle
     def __enter__(self) -> "Engine":
@@ -232,6 +240,7 @@ class Engine:
                     self.store.put(key, record)
                 self._done_this_session.add(key)
                 self.counts["computed"] += 1
+                self.counts["cpu_s"] += record.get("cpu_s", 0.0)
                 records[key] = record
         return records
 
@@ -309,15 +318,26 @@ class Engine:
             except ImportError:
                 raise RuntimeError("--executor ray needs the ray package: pip install 'ray[default]'") from None
             if not ray.is_initialized():
-                root = str(Path(__file__).resolve().parents[1])
-                env = {"env_vars": {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}}
-                kwargs = {"address": self.ray_address, "runtime_env": env, "log_to_driver": False}
+                kwargs = {"address": self.ray_address, "runtime_env": ray_runtime_env(), "log_to_driver": False}
                 if self.ray_address is None:
                     kwargs["num_cpus"] = self.jobs
                     kwargs["include_dashboard"] = False
                 ray.init(**kwargs)
             self._ray = ray
         return self._ray
+
+
+def ray_runtime_env() -> dict:
+    """What Ray workers need from this process's environment: the project on PYTHONPATH and the
+    user's dataset folder (--data-root), which the tasks read from PAPER_REPRO_DATA_ROOT. On a
+    cluster the folder must exist at the same path on every node."""
+    from experiments.data.files import DATA_ROOT_ENV
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    if os.environ.get(DATA_ROOT_ENV):
+        env[DATA_ROOT_ENV] = os.environ[DATA_ROOT_ENV]
+    return {"env_vars": env}
 
 
 class _Progress:

@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from experiments import cost
-from experiments.data import load_image_split
-from experiments.models import MLP, ResNetCNN
+from experiments.data.images import load_image_split
+from experiments.models.vision import MLP, ResNetCNN
 from experiments.optim.muon import NS_COEFFICIENTS, Muon, auto_ns_dtype, newton_schulz, ns_schedule
 from experiments.optim.param_groups import matrix_view, split_parameters
 from experiments.optim.specgd import truncated_polar

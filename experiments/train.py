@@ -40,9 +40,10 @@ from typing import Callable, Iterator
 
 import torch
 
+from experiments.fileio import atomic_write_json
 from experiments.optim.curvature import LOSS_KINDS, curvature_step, mean_loss, sample_labels
 from experiments.optim.registry import build_optimizer
-from experiments.fileio import atomic_write_json
+from experiments.runtime.device import sync_device
 
 
 @dataclass(frozen=True)
@@ -124,12 +125,6 @@ def evaluation_mode(model: torch.nn.Module, optimizer):
         if opt_train is not None:
             opt_train()
         model.train(was_training)
-
-
-def sync_device(device: torch.device) -> None:
-    """Wait for queued CUDA work, so a wall-clock reading covers it (no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def train(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, cfg: TrainConfig,

@@ -1,6 +1,6 @@
 """Figure 6 (paper A): colored digits, minority-group test accuracy over training, depth 2 vs 4.
 
-Data (experiments.tasks.groups.colored_digits): real MNIST-5k digits, binary label y = [digit >= 5],
+Data (experiments.data.groups.colored_digits): real MNIST-5k digits, binary label y = [digit >= 5],
 strokes drawn in the red or green channel; the colour agrees with the label on exactly 99% of
 training images and is at chance on the (group-balanced) validation and test splits. Groups are
 (label, colour); the minority groups are the two where colour and label disagree.
@@ -41,7 +41,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from experiments.engine import RunSpec
-from experiments.tasks.groups import GROUP_NAMES, splits_of
+from experiments.data.groups import GROUP_NAMES
+from experiments.tasks.groups import splits_of
 from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
 from paperfigs.claims import paired
 from paperfigs.methods import Method, label, methods

@@ -1,6 +1,6 @@
 """Figure 8 (paper A): dominoes, worst-group and decoded worst-group test accuracy over training.
 
-Data (experiments.tasks.groups.dominoes): an MNIST-5k digit 0/1 (spurious, easy) stacked on a
+Data (experiments.data.groups.dominoes): an MNIST-5k digit 0/1 (spurious, easy) stacked on a
 Fashion-MNIST pullover/coat (core, decides the label); the halves agree on 95% of training images,
 and the decode and test splits are group-balanced. Model: an MLP (3 linear layers); optimizers
 SGD (momentum 0.9), Adam, Muon (hidden matrices; AdamW fallback on head and biases) and Shampoo.
@@ -33,7 +33,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from experiments.engine import RunSpec
-from experiments.tasks.groups import GROUP_NAMES, splits_of
+from experiments.data.groups import GROUP_NAMES
+from experiments.tasks.groups import splits_of
 from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
 from paperfigs.claims import paired
 from paperfigs.methods import Method, label, methods

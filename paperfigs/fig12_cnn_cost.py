@@ -2,7 +2,7 @@
 
 Task: experiments.tasks.cnn_cost. Data: Fashion-MNIST (Debian package), balanced train /
 validation / test split drawn by each run's seed (all of it in full mode; a per-class subset,
-images average-pooled 2x2 to 14x14, in quick). Model: experiments.models.ResNetCNN (BatchNorm
+images average-pooled 2x2 to 14x14, in quick). Model: experiments.models.vision.ResNetCNN (BatchNorm
 ResNet). Methods: TNT (official CNN setting T1 = 10, T2 = 100, eps = 0.01), KFAC (same T1/T2),
 Shampoo (registry configuration), Adam, SGD with momentum 0.9, and any user optimizer
 (--optimizer); no weight decay for any of them, so that the comparison is of the preconditioners.
@@ -40,12 +40,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from experiments.data import load_raw
+from experiments.data.images import load_raw
 from experiments.engine import RunSpec
 from experiments.optim.registry import optimizer_version
 from paperfigs import protocol
 from paperfigs.claims import Claim, at_most
-from paperfigs.protocol import Method
+from paperfigs.methods import Method, with_extras
 from paperfigs.style import color
 
 NUMBER = 12
@@ -134,7 +134,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     # Read (and so check) the data here: a missing or malformed file is then the CLI's one-line error,
     # not a failure inside a worker's run.
     source = load_raw("fashion", os.environ.get("PAPER_REPRO_DATA_ROOT")).source
-    methods = protocol.with_extras(list(METHODS), ctx, center=1e-2)
+    methods = with_extras(list(METHODS), ctx, center=1e-2)
     seeds = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
 
     def spec(m, lr, s):

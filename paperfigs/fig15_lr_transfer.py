@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from experiments.data import load_raw
+from experiments.data.images import load_raw
 from experiments.engine import RunSpec
 from experiments.tuning import TuneSpec, tune_all
 from paperfigs.claims import Claim

@@ -19,6 +19,7 @@ LABELS = {"muon_head": "Muon (incl. head)"}
 class Method:
     name: str                    # label in figures, claims and --lr
     optimizer: str               # registry key or "package.module:Class"
+    center: float | None = None  # lr grid centre, for figures that tune every method on one rule
     kwargs: dict = field(default_factory=dict)
     external: bool = False       # a user optimizer (--optimizer)
 
@@ -30,17 +31,26 @@ class Method:
         return kw
 
 
+def with_extras(methods: list[Method], ctx, center: float | None = None) -> list[Method]:
+    """The figure's methods plus the context's user optimizers (--optimizer; lr grid centred on
+    `center`); a user optimizer may not take the name of one of the figure's own methods."""
+    extra = ctx.extra_optimizers if ctx is not None else ()
+    names = {m.name for m in methods}
+    clash = [o.name for o in extra if o.name in names]
+    if clash:
+        raise ValueError(f"--optimizer name(s) {clash} clash with the figure's own methods")
+    return list(methods) + [Method(o.name, o.target, center, dict(o.kwargs), external=True) for o in extra]
+
+
 def methods(names, ctx, kwargs: dict | None = None) -> list[Method]:
     """Methods for the figure's labels (registry keys or VARIANTS), then the context's user optimizers.
     kwargs: label -> extra fixed optimizer arguments."""
     kwargs = kwargs or {}
-    out = []
+    own = []
     for name in names:
         key, kw = VARIANTS.get(name, (name, {}))
-        out.append(Method(name, key, {**kw, **kwargs.get(name, {})}))
-    extra = ctx.extra_optimizers if ctx is not None else ()
-    out += [Method(o.name, o.target, dict(o.kwargs), external=True) for o in extra]
-    return out
+        own.append(Method(name, key, kwargs={**kw, **kwargs.get(name, {})}))
+    return with_extras(own, ctx)
 
 
 def label(name: str) -> str:

@@ -27,7 +27,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from experiments.fileio import atomic_write_bytes, atomic_write_json, json_bytes, jsonable  # noqa: F401 (re-exported)
+from experiments.fileio import atomic_write_bytes
 from experiments.fileio import write_new as _write_new
 from paperfigs.result import ResultError, parse_result
 

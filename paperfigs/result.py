@@ -9,7 +9,7 @@ import json
 import math
 from pathlib import Path
 
-MODES = ("full", "quick", "smoke")
+MODES = ("full", "quick", "smoke", "paper")
 VERDICTS = ("holds", "fails", "inconclusive")
 _REQUIRED = ("figure", "title", "paper", "mode", "seed", "params", "series", "claims", "runtime_s", "versions")
 _CLAIM_KEYS = {"name", "statement", "value", "threshold", "holds"}

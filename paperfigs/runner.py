@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from paperfigs.claims import Claim
-from paperfigs.output import json_bytes, jsonable, publish, source_tag
+from experiments.fileio import json_bytes, jsonable
+from paperfigs.output import publish, source_tag
 from paperfigs.registry import FIGURES
 from paperfigs.result import MODES, ResultError, invalid_result, read_result, validate_result
 from paperfigs.style import apply_style
@@ -44,18 +45,21 @@ def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path, th
 
     Training runs go through `ctx.engine` (paperfigs.context.Context); without a ctx, one is made
     whose engine runs inline and stores runs under `<out_dir>/runs/`, so a rerun reads them back.
-    torch runs with `threads` intra-op CPU threads (default 1; see experiments/cpu_threads.py):
+    torch runs with `threads` intra-op CPU threads (default 1; see experiments/runtime/threads.py):
     the figures train many small models, where extra threads mostly add overhead, and a fixed
     count keeps the numbers independent of the host's core count."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     check_seed(seed)
-    from experiments.cpu_threads import torch_threads
+    from experiments.runtime.threads import torch_threads
     from experiments.engine import Engine
     from paperfigs.context import Context
 
     spec = FIGURES[number]
     module = spec.load()
+    if mode == "paper" and "paper" not in getattr(module, "CONFIGS", {}):
+        raise ValueError(f"figure {number} has no paper-scale configuration: its full configuration is already "
+                         "at the papers' scale (run it without --scale paper)")
     own = ctx is None
     if own:
         ctx = Context(engine=Engine(store=Path(out_dir) / "runs", threads=threads))

@@ -18,14 +18,14 @@ def _one_torch_thread():
     """One intra-op thread for the whole suite, as paper_repro.py's default: the tensors here are
     tiny, and extra threads only add contention (60 SGD steps of a test MLP: 11 s with 2 threads
     under load, 2 s with 1)."""
-    from experiments.cpu_threads import torch_threads
+    from experiments.runtime.threads import torch_threads
 
     with torch_threads(1):
         yield
 
 
 def _fashion_available() -> bool:
-    from experiments.data import load_raw
+    from experiments.data.images import load_raw
 
     try:
         load_raw("fashion")

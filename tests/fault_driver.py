@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import types  # noqa: E402
 
-import experiments.cpu_threads  # noqa: E402,F401
+import experiments.runtime.threads  # noqa: E402,F401
 import paper_repro  # noqa: E402
 from paperfigs import registry, runner  # noqa: E402
 from paperfigs.claims import at_least  # noqa: E402

@@ -11,7 +11,8 @@ import pytest
 import paper_repro
 from paperfigs import registry, runner
 from paperfigs.claims import at_least, at_most, verdict
-from paperfigs.output import atomic_write_json, claims_table, jsonable, write_claims_md
+from experiments.fileio import atomic_write_json, jsonable
+from paperfigs.output import claims_table, write_claims_md
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,6 +78,8 @@ def test_list_names_all_fifteen_figures():
     (["--figure", "2", "--quick", "--out", ""], "--out must name a folder"),
     (["--figure", "2", "--quick", "--data-root", "/nonexistent/data"], "is not a folder"),
     ([], "required"),
+    (["--figure", "2", "--quick", "--scale", "full"], "--quick contradicts --scale full"),
+    (["--figure", "2", "--scale", "paper"], "have no paper-scale configuration"),
 ])
 def test_bad_input_is_one_line_error(args, needle):
     r = _cli(*args)
@@ -165,13 +168,6 @@ def test_all_keeps_going_past_a_crash(fake_figures, tmp_path, capsys):
     assert "figures that crashed: 99" in capsys.readouterr().err
 
 
-def test_not_implemented_figure_is_refused(monkeypatch, capsys):
-    figs = {5: registry.FigureSpec(5, "later", registry.PAPER_A, None, 1)}
-    monkeypatch.setattr(paper_repro, "FIGURES", figs)
-    assert paper_repro.main(["--figure", "5"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
-
-
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     path = tmp_path / "x.json"
     atomic_write_json(path, {"a": 1})
@@ -206,6 +202,14 @@ def test_repeated_figure_option_runs_every_figure(fake_figures, tmp_path, capsys
     rc, out, _ = _run(["--figure", "97", "--figure", "98", "--quick", "--out", str(tmp_path)], capsys)
     assert rc == 0 and "== figure 97" in out and "== figure 98" in out
     assert "2 of 4 claims hold across 2 figure(s)" in (tmp_path / "CLAIMS.md").read_text()
+
+
+def test_scale_paper_runs_only_figures_with_a_paper_configuration(fake_figures, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys.modules["fake_fig_ok"], "CONFIGS", {"paper": None}, raising=False)
+    rc, out, _ = _run(["--all", "--scale", "paper", "--out", str(tmp_path)], capsys)
+    assert rc == 0 and "skipped: 99" in out and "== figure 98 (paper" in out
+    assert json.loads((tmp_path / "fig98.json").read_text())["params"]["mode_seen"] == "paper"
+    assert not (tmp_path / "fig99.json").exists()
 
 
 def test_seed_bound_is_the_runners():
@@ -412,3 +416,12 @@ def test_a_full_disk_keeps_the_previous_set(fake_figures, tmp_path, monkeypatch,
     assert err.splitlines()[0] == (f"figure 98 failed: cannot write figure 98's files in {tmp_path} (No space "
                                    "left on device); its previous files are unchanged")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_list_into_a_closed_pipe_exits_quietly():
+    # The reader is gone before the CLI writes (as after `| head -1`): every write fails with EPIPE.
+    p = subprocess.Popen([sys.executable, str(ROOT / "paper_repro.py"), "--list"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 141 and err == ""

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import data
-from experiments.data import imbalance_counts, load_image_split, load_raw
-from experiments.models import MLP, ResNetCNN
+from experiments.data import images as data
+from experiments.data.images import imbalance_counts, load_image_split, load_raw
+from experiments.models.vision import MLP, ResNetCNN
 
 
 def test_imbalance_profiles_exact_counts():
@@ -143,7 +143,7 @@ def test_split_sizes_that_do_not_fit_say_so(kwargs, match):
 
 
 def test_pool_images_averages_blocks_and_rejects_bad_sizes():
-    from experiments.data import pool_images
+    from experiments.data.images import pool_images
 
     x = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)
     assert torch.equal(pool_images(x, 1), x)

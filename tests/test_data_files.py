@@ -1,7 +1,7 @@
 """Malformed data files fail with one-line DataFormatError "FILE: problem"; sources are recorded.
 
 Every case writes small files into tmp_path and reads them through the public loaders
-(experiments.data.load_raw, experiments.text, experiments.tasks.groups) or the CLI.
+(experiments.data.load_raw, experiments.data.text, experiments.data.groups) or the CLI.
 """
 import bz2
 import gzip
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import paper_repro
-from experiments import data, datafiles, text
-from experiments.datafiles import DataFormatError, file_sha256
-from experiments.data import load_image_split, load_raw
-from experiments.tasks.groups import colored_digits, dominoes
+from experiments.data import files as datafiles, images as data, text
+from experiments.data.files import DataFormatError, file_sha256
+from experiments.data.images import load_image_split, load_raw
+from experiments.data.groups import colored_digits, dominoes
 from paperfigs import registry
 
 

@@ -1,11 +1,14 @@
 """The experiment engine: stable keys, the store, resumption, executors, and lr selection."""
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 
+from experiments import engine as engine_module
 from experiments.engine import Engine, RunSpec, RunStore
-from experiments.tuning import (Selection, TuneSpec, check_disjoint, quarter_decade_grid, read_record, select,
+from experiments.tuning import (TuneSpec, check_disjoint, quarter_decade_grid, read_record, select,
                                 tune_all)
 
 
@@ -37,15 +40,19 @@ def test_store_resumes_and_fresh_recomputes(tmp_path):
     specs = [spec(lr=lr) for lr in (0.01, 0.1)]
     with Engine(store=tmp_path) as e:
         first = e.run(specs)
-        assert e.counts == {"computed": 2, "stored": 0}
+        records = e.run_records(specs)
+        assert {k: e.counts[k] for k in ("computed", "stored")} == {"computed": 2, "stored": 2}
+        # The CPU a run cost is recorded with it and summed over what this engine computed.
+        assert all(r["cpu_s"] > 0 for r in records.values())
+        assert e.counts["cpu_s"] == sum(r["cpu_s"] for r in records.values())
     with Engine(store=tmp_path) as e:
         again = e.run(specs + [spec(lr=0.05)])
-        assert e.counts == {"computed": 1, "stored": 2}
+        assert {k: e.counts[k] for k in ("computed", "stored")} == {"computed": 1, "stored": 2}
     assert again[:2] == first
     with Engine(store=tmp_path, fresh=True) as e:
         e.run(specs)
         e.run(specs)  # computed once by this engine, then read back
-        assert e.counts == {"computed": 2, "stored": 2}
+        assert {k: e.counts[k] for k in ("computed", "stored")} == {"computed": 2, "stored": 2}
 
 
 def test_corrupt_store_entry_is_recomputed(tmp_path):
@@ -142,7 +149,7 @@ def test_override_and_bad_record(tmp_path):
 @pytest.mark.parametrize("text", ["{trunc", '{"lr": true}', '{"lr": Infinity}', '{"lr": -1.0}', "[1]"])
 def test_corrupted_record_names_the_file(tmp_path, text):
     """A damaged committed record is one error naming the file, never used and never skipped."""
-    from experiments.datafiles import DataFormatError
+    from experiments.data.files import DataFormatError
     from experiments.tuning import tuning_key
 
     t = TuneSpec("sgd", [0.01, 0.1], [5], lambda lr, s: spec(lr=lr, seed=s), lambda r: 0.0, True, "c")
@@ -175,3 +182,14 @@ def test_key_records_hardware_chosen_precision(monkeypatch):
     monkeypatch.setattr(registry, "auto_ns_dtype", lambda device: (torch.float32, "emulated"))
     assert s.key() != k_bf16
     assert pinned.key() == p_bf16  # an explicit precision does not depend on the machine
+
+
+def test_ray_workers_get_the_project_and_the_data_root(monkeypatch, tmp_path):
+    from experiments.engine import ray_runtime_env
+
+    monkeypatch.delenv("PAPER_REPRO_DATA_ROOT", raising=False)
+    env = ray_runtime_env()["env_vars"]
+    assert "PAPER_REPRO_DATA_ROOT" not in env
+    assert str(Path(engine_module.__file__).resolve().parents[1]) in env["PYTHONPATH"].split(os.pathsep)
+    monkeypatch.setenv("PAPER_REPRO_DATA_ROOT", str(tmp_path))
+    assert ray_runtime_env()["env_vars"]["PAPER_REPRO_DATA_ROOT"] == str(tmp_path)

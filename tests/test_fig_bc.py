@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from experiments.tasks.autoencoder import DeepAutoencoder
-from experiments.cpu_threads import torch_threads
+from experiments.models.autoencoder import DeepAutoencoder
+from experiments.runtime.threads import torch_threads
 from experiments.optim.registry import build_optimizer
 from paperfigs.runner import run_figure, validate_result
 from theory.metrics import first_crossing, first_step

@@ -90,12 +90,13 @@ def test_autoencoder_task_is_deterministic_and_pads_a_stopped_run():
 
 def test_user_optimizers_join_the_methods_and_may_not_reuse_a_name():
     from paperfigs.context import Context, ExternalOptimizer
-    from paperfigs.protocol import Method, with_extras
+    from paperfigs.methods import Method, with_extras
 
     own = [Method("Adam", "adam", 1e-2)]
     ctx = Context(extra_optimizers=(ExternalOptimizer("rms", "torch.optim:RMSprop", (("alpha", 0.9),)),))
     ms = with_extras(own, ctx, center=1e-3)
     assert [m.name for m in ms] == ["Adam", "rms"]
     assert ms[1].optimizer == "torch.optim:RMSprop" and ms[1].kwargs == {"alpha": 0.9} and ms[1].center == 1e-3
+    assert ms[1].external and not ms[0].external
     with pytest.raises(ValueError, match="clash"):
         with_extras(own, Context(extra_optimizers=(ExternalOptimizer("Adam", "torch.optim:Adam"),)), 1e-3)

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from paperfigs import registry, runner
-from paperfigs.output import jsonable
+from experiments.fileio import jsonable
 
 
 @pytest.mark.parametrize("number", [2, 3, 4, 5, 10])

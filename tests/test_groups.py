@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.data import load_raw
-from experiments.tasks.groups import (colored_digits, conflicting_attribute, decoded_worst_group_accuracy, dominoes,
-                                group_ids, head_inputs, minority_group_accuracy, worst_group_accuracy)
-from experiments.models import MLP
+from experiments.data.groups import colored_digits, conflicting_attribute, dominoes, group_ids
+from experiments.data.images import load_raw
+from experiments.models.vision import MLP
+from experiments.tasks.groups import (decoded_worst_group_accuracy, head_inputs, minority_group_accuracy,
+                                      worst_group_accuracy)
 
 
 def test_group_ids_and_attribute_counts():

@@ -161,7 +161,8 @@ def test_splus_nonstandard_layers_step_by_scaled_sign_and_hidden_matrices_rotate
     """nonstandard_layers=True: the input layer, head and biases take -lr * c * sign(momentum) at
     step 1 (momentum = (1 - b1) g), the hidden matrix does not (its step is the rotated sign);
     the default keeps every matrix rotated."""
-    from experiments.models import MLP, TinyTransformer
+    from experiments.models.transformer import TinyTransformer
+    from experiments.models.vision import MLP
     from experiments.optim.param_groups import split_nonstandard
 
     g = torch.Generator().manual_seed(0)

@@ -3,7 +3,8 @@ each synchronised round, CLAIMS.md lists every figure with the seed of that roun
 import json
 import multiprocessing as mp
 
-from paperfigs.output import json_bytes, publish
+from experiments.fileio import json_bytes
+from paperfigs.output import publish
 
 WORKERS, ROUNDS = 4, 15
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.models import TinyTransformer
-from experiments.text import (EOS, UNK, Vocab, bucket_accuracy, frequency_buckets, load_corpus,
+from experiments.models.transformer import TinyTransformer
+from experiments.data.text import (EOS, UNK, Vocab, bucket_accuracy, frequency_buckets, load_corpus,
                               make_windows, read_documents, tokenize)
 
 

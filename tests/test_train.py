@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from experiments.metrics import classification_evaluator, group_accuracy, per_class_accuracy, predict_logits
-from experiments.models import MLP, ResNetCNN
+from experiments.models.vision import MLP, ResNetCNN
 from experiments.optim import registry
 from experiments.train import TrainConfig, config_from_history, load_history, save_history, train
 

@@ -32,7 +32,6 @@ calls above) in the same order, with the same parameters having gradients, as DD
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterable
 
 import torch

@@ -7,7 +7,7 @@ Rule (one place, stated once):
 - fallback: parameters with ndim < 2 (biases, norm scales), every nn.Embedding weight, and the
   output head.
 - The head is identified explicitly, not guessed: it is the module the model exposes as
-  `model.head` (the project's models in experiments/models.py and experiments/lm.py do). A model
+  `model.head` (the project's models in experiments/models/ do). A model
   without a `head` attribute has no head exclusion. When the head is the model's ONLY matrix (a
   linear or softmax-regression model, as in paper A's theory figures) it stays a hidden matrix:
   there the paper applies SpecGD/Muon to that very matrix. `head_fallback=False` keeps the head

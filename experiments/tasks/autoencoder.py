@@ -7,12 +7,9 @@
               "seed": 0, "data_seed": 0, "device": "cpu"}
     result = run(config)   # {"epoch", "train_loss", "wall_s", "status"}
 
-Model (Hinton and Salakhutdinov 2006; used by KFAC, K-BFGS and TNT): a fully connected encoder to
-a small linear code and its mirror image. Paper shape (MNIST): encoder 784-1000-500-250-30,
-decoder 30-250-500-1000-784. Hidden units are ReLU (the TNT/K-BFGS code; Hinton and Salakhutdinov
-used logistic units); the code is linear; the output is one logit per pixel, trained with
-per-pixel binary cross-entropy against intensities in [0, 1] (loss "bce" of experiments.train:
-summed over pixels, averaged over images). The output layer is exposed as `head`.
+Model: experiments.models.autoencoder.DeepAutoencoder, trained with per-pixel binary
+cross-entropy against intensities in [0, 1] (loss "bce" of experiments.train: summed over
+pixels, averaged over images).
 
 Data: `n_images` MNIST-5k digits (all 5,000 unless fewer are asked for; then a subset drawn by
 `data_seed`), average-pooled by `pool`, every image used for training (the paper's autoencoder
@@ -28,48 +25,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from experiments.models.autoencoder import DeepAutoencoder
+
 VERSION = 1
-
-
-class DeepAutoencoder(nn.Module):
-    """x: (batch, d) in [0, 1] -> logits (batch, d), d = encoder_sizes[0]; weights drawn from `generator`."""
-
-    def __init__(self, encoder_sizes: tuple[int, ...] = (784, 1000, 500, 250, 30),
-                 generator: torch.Generator | None = None):
-        super().__init__()
-        from experiments.models import _init_linear
-
-        if len(encoder_sizes) < 2 or any(int(s) < 1 for s in encoder_sizes):
-            raise ValueError(f"encoder_sizes needs >= 2 positive widths, got {encoder_sizes}")
-        sizes = tuple(int(s) for s in encoder_sizes)
-        self.encoder_sizes = sizes
-        layers: list[nn.Module] = []
-        # Encoder: ReLU after every layer except the one producing the linear code.
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
-        self.encoder = nn.Sequential(*layers)
-        mirrored = sizes[::-1]
-        layers = []
-        for a, b in zip(mirrored[:-2], mirrored[1:-1]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        self.decoder = nn.Sequential(*layers)
-        self.head = nn.Linear(mirrored[-2], mirrored[-1])
-        g = generator if generator is not None else torch.Generator().manual_seed(0)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                _init_linear(m, g)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.decoder(self.encoder(x.flatten(1))))
 
 
 @functools.lru_cache(maxsize=4)
 def images(n: int, pool: int, data_seed: int) -> torch.Tensor:
     """n MNIST-5k images average-pooled by `pool`, flattened to (n, (28 / pool)^2) in [0, 1]
     (cached per process: every run of a worker trains on the same tensor)."""
-    from experiments.data import load_raw, pool_images
+    from experiments.data.images import load_raw, pool_images
 
     raw = load_raw("mnist5k")
     if not 1 <= n <= len(raw.x):

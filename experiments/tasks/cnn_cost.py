@@ -12,7 +12,7 @@ Two kinds of run, named by config["kind"]:
         -> {label: {"s_per_iter", "state_bytes"}}
 
 Data: a balanced train / validation / test split of the dataset (experiments.data.load_image_split,
-profile "none"; `seed` draws it), images average-pooled by `pool`. Model: experiments.models
+profile "none"; `seed` draws it), images average-pooled by `pool`. Model: experiments.models.vision
 .ResNetCNN drawn from `seed`'s generator; `seed` also fixes the batch order and the sampled
 labels, so seed s gives every optimizer the same split and start (paired across methods).
 Accuracy is evaluated at step 0 and after every epoch; a stopped run is padded with NaN.
@@ -33,7 +33,7 @@ VERSION = 2  # 2: timings by experiments.cost (whole periods, median), not step_
 @functools.lru_cache(maxsize=8)
 def _split(dataset: str, n_train, n_val: int, n_test: int, pool: int, seed: int, data_root):
     # Cached per process: a worker trains every optimizer of a seed on the same split.
-    from experiments.data import load_image_split, pool_images
+    from experiments.data.images import load_image_split, pool_images
 
     split = load_image_split(dataset, profile="none", n_max=n_train, n_val_per_class=n_val,
                              n_test_per_class=n_test, seed=seed, data_root=data_root)
@@ -48,7 +48,7 @@ def split_of(config: dict):
 
 
 def make_model(config: dict, split):
-    from experiments.models import ResNetCNN
+    from experiments.models.vision import ResNetCNN
 
     return ResNetCNN(split.image_shape[0], split.num_classes, width=int(config["width"]),
                      blocks=tuple(config["blocks"]), generator=torch.Generator().manual_seed(int(config["seed"])))

@@ -28,7 +28,7 @@ VERSION = 1
 @functools.lru_cache(maxsize=8)
 def _split(dataset: str, rho: float, minority: tuple, n_max, n_val: int, n_test: int, seed: int, data_root):
     # Cached per process: a worker trains every optimizer of a seed on the same split.
-    from experiments.data import load_image_split
+    from experiments.data.images import load_image_split
 
     return load_image_split(dataset, profile="step", rho=rho, minority=minority, n_max=n_max,
                             n_val_per_class=n_val, n_test_per_class=n_test, seed=seed, data_root=data_root)
@@ -43,7 +43,7 @@ def split_of(config: dict):
 def make_model(config: dict, split):
     import torch
 
-    from experiments.models import MLP, ResNetCNN
+    from experiments.models.vision import MLP, ResNetCNN
 
     g = torch.Generator().manual_seed(int(config["seed"]))
     c, h, w = split.image_shape

@@ -11,17 +11,17 @@ One run = one optimizer at one lr from one seed, for figures 9, 13 and 14:
     result["metrics"]["val_loss"]            # per evaluation: mean next-token cross-entropy (nats)
     result["metrics"]["val/top1"]            # per evaluation: (3,) accuracy per frequency bucket
 
-Data (experiments.text): the corpus split by document with `seed`, a vocabulary of the `vocab`-2
+Data (experiments.data.text): the corpus split by document with `seed`, a vocabulary of the `vocab`-2
 most frequent training words, disjoint length-T training windows; the training split may be
 capped at `max_train_tokens` (the leading documents). `seed` also draws the initial weights
-(experiments.models.TinyTransformer through its own generator) and the batch order
+(experiments.models.transformer.TinyTransformer through its own generator) and the batch order
 (experiments.train), so every optimizer starts from the same weights on the same data.
 
 Read-outs, at step 0, every `eval_every` steps and at the end (SPlus at its EMA weights):
 - `val_windows` > 0: "val_loss", the mean cross-entropy over the first `val_windows` disjoint
   validation windows (documents disjoint from training);
 - `bucket_edges` given: per frequency bucket of the TARGET word (frequent / middle / rare by
-  training-count rank, experiments.text.frequency_buckets), top-1 and top-`top_k` accuracy on a
+  training-count rank, experiments.data.text.frequency_buckets), top-1 and top-`top_k` accuracy on a
   fixed seeded sample of `bucket_windows` training windows ("train/top1", "train/topk") and of
   validation windows ("val/top1", "val/topk"); <unk>/<eos> targets are left out and <unk> is
   never counted as a prediction (with a small vocabulary it is the most frequent target).
@@ -44,8 +44,8 @@ DEFAULTS = {"corpus": "both", "vocab": 256, "max_train_tokens": 200_000, "T": 16
 
 @functools.lru_cache(maxsize=8)
 def corpus(name: str, seed: int, vocab: int, max_train_tokens: int | None):
-    """experiments.text.load_corpus, cached per process (every run of a seed shares it)."""
-    from experiments.text import load_corpus
+    """experiments.data.text.load_corpus, cached per process (every run of a seed shares it)."""
+    from experiments.data.text import load_corpus
 
     return load_corpus(name, seed=seed, vocab_size=vocab, max_train_tokens=max_train_tokens)
 
@@ -53,7 +53,7 @@ def corpus(name: str, seed: int, vocab: int, max_train_tokens: int | None):
 @functools.lru_cache(maxsize=8)
 def windows(name: str, seed: int, vocab: int, max_train_tokens: int | None, T: int):
     """(X, Y, X_val, Y_val): disjoint training and validation windows of the cached corpus."""
-    from experiments.text import make_windows
+    from experiments.data.text import make_windows
 
     c = corpus(name, seed, vocab, max_train_tokens)
     return (*make_windows(c.train, T), *make_windows(c.val, T))
@@ -68,7 +68,7 @@ def with_defaults(config: dict) -> dict:
 
 def bucket_readout(c: dict):
     """(buckets (V,), never_predict, {split: (X, Y)} evaluation samples) for the bucket read-out."""
-    from experiments.text import UNK, frequency_buckets
+    from experiments.data.text import UNK, frequency_buckets
 
     cor = corpus(c["corpus"], c["seed"], c["vocab"], c["max_train_tokens"])
     X, Y, Xv, Yv = windows(c["corpus"], c["seed"], c["vocab"], c["max_train_tokens"], c["T"])
@@ -80,8 +80,8 @@ def bucket_readout(c: dict):
 
 
 def run(config: dict) -> dict:
-    from experiments.models import TinyTransformer
-    from experiments.text import bucket_accuracy
+    from experiments.models.transformer import TinyTransformer
+    from experiments.data.text import bucket_accuracy
     from experiments.train import train, train_config
 
     c = with_defaults(config)

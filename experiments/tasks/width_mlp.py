@@ -1,4 +1,4 @@
-"""The MLP image task: an MLP classifier (experiments.models.MLP) of a given width and depth on a
+"""The MLP image task: an MLP classifier (experiments.models.vision.MLP) of a given width and depth on a
 class-balanced split of a small image dataset, trained by one optimizer at one lr from one seed.
 
     config = {"dataset": "mnist5k", "pool": 1, "width": 128, "depth": 3, "steps": 300,
@@ -40,7 +40,7 @@ def with_defaults(config: dict) -> dict:
 @functools.lru_cache(maxsize=8)
 def split(dataset: str, seed: int, n_val_per_class: int, n_test_per_class: int, pool: int):
     """(split, x_train, x_val) with the images pooled; cached per process."""
-    from experiments.data import load_image_split, pool_images
+    from experiments.data.images import load_image_split, pool_images
 
     s = load_image_split(dataset, profile="none", n_val_per_class=n_val_per_class,
                          n_test_per_class=n_test_per_class, seed=seed)
@@ -48,7 +48,7 @@ def split(dataset: str, seed: int, n_val_per_class: int, n_test_per_class: int, 
 
 
 def run(config: dict) -> dict:
-    from experiments.models import MLP
+    from experiments.models.vision import MLP
     from experiments.train import train, train_config
 
     c = with_defaults(config)

@@ -1,6 +1,6 @@
 """Reading and checking the data files: one error type, validated readers, provenance records.
 
-Every loader (experiments.data, experiments.text) reads files through this module, so that a
+Every loader (experiments.data.images, experiments.data.text) reads files through this module, so that a
 malformed file fails the same way everywhere: `DataFormatError`, a ValueError whose message is
 "FILE: problem" on one line (paper_repro.py prints it as such, without a traceback). What is
 checked is what the loaders would otherwise silently get wrong: IDX magic numbers, declared
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 DATA_ROOT_ENV = "PAPER_REPRO_DATA_ROOT"
-# The datasets experiments.data can read from a user's --data-root folder (the others come only
+# The datasets experiments.data.images can read from a user's --data-root folder (the others come only
 # from installed packages).
 DATA_ROOT_DATASETS = ("fashion", "mnist", "cifar10")
 IDX_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",

@@ -13,7 +13,7 @@ Nothing is downloaded at run time. Sources:
 DATA_ROOT is the `data_root` argument, else the environment variable PAPER_REPRO_DATA_ROOT. The
 first of those folders that holds any of a dataset's files must hold all of them (a partial
 folder is an error, not completed from another copy). Files are checked as they are read
-(experiments.datafiles): a malformed one raises DataFormatError "FILE: problem". Each RawImages
+(experiments.data.files): a malformed one raises DataFormatError "FILE: problem". Each RawImages
 records its `source` (where the files came from, and their sha256), and a split's `info` carries
 it as "data_source" into the figures' JSON.
 
@@ -35,8 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# DataFormatError is imported for callers too: it is what every loader here raises on a malformed file.
-from experiments.datafiles import (CIFAR10_FILES, DATA_ROOT_ENV, DataFormatError, find_file_set, idx_file_names,
+from experiments.data.files import (CIFAR10_FILES, DATA_ROOT_ENV, find_file_set, idx_file_names,
                                    package_version, read_cifar10_batch, read_idx_dataset, read_mnist5k_csv,
                                    source_record)
 
@@ -54,7 +53,7 @@ class RawImages:
     x_test: np.ndarray | None  # the source's own test split, if it has one
     y_test: np.ndarray | None
     num_classes: int
-    source: dict = field(default_factory=dict)  # experiments.datafiles.source_record of the files read
+    source: dict = field(default_factory=dict)  # experiments.data.files.source_record of the files read
 
 
 @dataclass(frozen=True)

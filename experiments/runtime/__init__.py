@@ -1,0 +1,1 @@
+"""Process-level settings of torch work: thread counts (threads) and devices (device)."""
