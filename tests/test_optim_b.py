@@ -142,6 +142,54 @@ def test_mode_products_equal_the_kronecker_form(shape):
         assert torch.allclose(H, want, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(5,), (4, 3), (3, 2, 4), (2, 3, 2, 3)])
+def test_batched_kernels_equal_the_per_member_ones(shape):
+    """Every *_batch kernel (and inverse_root on a stack) gives each member what the single-tensor
+    form gives it alone; the single-tensor forms are themselves checked against kron_apply above."""
+    g = torch.Generator().manual_seed(10 + len(shape))
+    n = 3
+    T = torch.randn(n, *shape, generator=g, dtype=F64)
+    mats = [torch.randn(n, d + 1, d, generator=g, dtype=F64) for d in shape]
+    for j in range(len(shape)):
+        got = kronecker.mode_product_batch(T, mats[j], j)
+        assert got.shape == (n, *shape[:j], shape[j] + 1, *shape[j + 1:])
+        for i in range(n):
+            want = torch.tensordot(T[i], mats[j][i], dims=([j], [1])).movedim(-1, j)
+            assert torch.allclose(got[i], want, atol=1e-12)
+        C = kronecker.mode_contraction_batch(T, j)
+        H = torch.randn(n, shape[j], shape[j], generator=g, dtype=F64)
+        H_want = [0.9 * H[i] + 0.3 * kronecker.unfold(T[i], j) @ kronecker.unfold(T[i], j).T for i in range(n)]
+        kronecker.accumulate_contraction_batch(H, T, j, 0.9, 0.3)
+        for i in range(n):
+            U = kronecker.unfold(T[i], j)
+            assert torch.allclose(C[i], U @ U.T, atol=1e-12)
+            assert torch.allclose(H[i], H_want[i], atol=1e-12)
+    square = [torch.randn(n, d, d, generator=g, dtype=F64) for d in shape]
+    got = kronecker.precondition_batch(T, square)
+    for i in range(n):
+        assert torch.allclose(got[i], kron_apply(T[i], [M[i] for M in square]), atol=1e-12)
+    S = torch.stack([spd(shape[0], seed=i) for i in range(n)])
+    R = inverse_root(S, 4, 1e-2)
+    for i in range(n):
+        assert torch.allclose(R[i], inverse_root(S[i], 4, 1e-2), atol=1e-12)
+
+
+def test_stack_cache_keeps_members_as_views_and_restacks_replaced_ones():
+    cache = kronecker.StackCache()
+    members = [torch.full((2, 2), float(i)) for i in range(3)]
+    base, views = cache.get("k", members)
+    assert views is not None and all(torch.equal(v, m) for v, m in zip(views, members))
+    again, none = cache.get("k", views)
+    assert again is base and none is None        # the stored views: no copy
+    base.add_(1.0)
+    assert torch.equal(views[2], torch.full((2, 2), 3.0))  # updates through the stack reach the members
+    replaced = [views[0], views[1].clone(), views[2]]      # e.g. a state dict loaded
+    fresh, new_views = cache.get("k", replaced)
+    assert fresh is not base and new_views is not None and torch.equal(fresh, base)
+    one, no_views = cache.get("single", members[:1])
+    assert no_views is None and one.data_ptr() == members[0].data_ptr()
+
+
 # -- Shampoo ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [(6,), (5, 3), (3, 4, 2)])
@@ -240,7 +288,69 @@ def test_shampoo_stale_roots_change_the_step():
     assert torch.allclose(before - p.detach(), stale, atol=1e-10)
 
 
+@pytest.mark.parametrize("grafting", ["adam", "none"])
+def test_shampoo_batched_parameters_equal_each_parameter_alone(grafting):
+    """Same-shaped parameters stepped together (one batched kernel per mode) move exactly as each
+    does under its own optimizer, through root refreshes, cached roots and a state dict round trip."""
+    shapes = [(3, 2, 2), (3, 2, 2), (3, 2, 2), (4,), (4,), (2, 3), ()]
+    kw = dict(lr=0.05, momentum=0.9, beta=0.99, eps=1e-3, precondition_frequency=2,
+              start_preconditioning_step=2, grafting=grafting, weight_decay=0.1)
+    g = torch.Generator().manual_seed(11)
+    p0 = [torch.randn(s, generator=g, dtype=F64) for s in shapes]
+    together = [p.clone().requires_grad_() for p in p0]
+    alone = [p.clone().requires_grad_() for p in p0]
+    opt = Shampoo(together, **kw)
+    singles = [Shampoo([p], **kw) for p in alone]
+    for t in range(6):
+        grads = [torch.randn(s, generator=g, dtype=F64) for s in shapes]
+        for p, q, G in zip(together, alone, grads):
+            p.grad, q.grad = G.clone(), G.clone()
+        opt.step()
+        for o in singles:
+            o.step()
+        if t == 2:
+            saved = copy.deepcopy(opt.state_dict())
+            opt = Shampoo(together, **kw)
+            opt.load_state_dict(saved)
+    for p, q in zip(together, alone):
+        assert torch.allclose(p, q, rtol=0, atol=1e-12)
+    assert all(not torch.equal(p, q) for p, q in zip(together, p0))
+
+
 # -- TNT -------------------------------------------------------------------------------------------
+
+def test_tnt_batched_parameters_equal_each_parameter_alone():
+    """Same-shaped parameters (factor updates and preconditioning batched per mode) move exactly as
+    each does under its own TNT, through factor updates, inverse refreshes and a state dict round trip."""
+    shapes = [(3, 2, 2, 2), (3, 2, 2, 2), (4,), (4,), (4,), (2, 3)]
+    kw = dict(lr=0.05, momentum=0.9, beta=0.8, eps=0.1, curvature_frequency=2, inverse_frequency=4,
+              weight_decay=0.1)
+    g = torch.Generator().manual_seed(12)
+    p0 = [torch.randn(s, generator=g, dtype=F64) for s in shapes]
+    together = [p.clone().requires_grad_() for p in p0]
+    alone = [p.clone().requires_grad_() for p in p0]
+    opt = TNT(together, **kw)
+    singles = [TNT([p], **kw) for p in alone]
+    for t in range(9):
+        if opt.wants_curvature():
+            sampled = [torch.randn(s, generator=g, dtype=F64) for s in shapes]
+            opt.update_curvature(dict(zip(together, sampled)))
+            for o, q, G in zip(singles, alone, sampled):
+                o.update_curvature({q: G})
+        grads = [torch.randn(s, generator=g, dtype=F64) for s in shapes]
+        for p, q, G in zip(together, alone, grads):
+            p.grad, q.grad = G.clone(), G.clone()
+        opt.step()
+        for o in singles:
+            o.step()
+        if t == 4:
+            saved = copy.deepcopy(opt.state_dict())
+            opt = TNT(together, **kw)
+            opt.load_state_dict(saved)
+    for p, q in zip(together, alone):
+        assert torch.allclose(p, q, rtol=0, atol=1e-12)
+    assert all(not torch.equal(p, q) for p, q in zip(together, p0))
+
 
 def test_tnt_view_shapes():
     assert tnt_view((7,)) == (7,)

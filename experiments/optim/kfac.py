@@ -306,16 +306,23 @@ class KFAC(CheckedOptimizer):
                 if isinstance(val, torch.Tensor):
                     state[key] = val.to(dt)
 
-    def _momentum_step(self, p: torch.Tensor, direction: torch.Tensor, group: dict) -> None:
-        """m <- momentum m + direction; p <- p (1 - lr wd) - lr m."""
-        state = self.state[p]
-        if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(direction)
-        m = state["momentum_buffer"]
-        m.mul_(group["momentum"]).add_(direction)
+    def _momentum_steps(self, moves: list[tuple[torch.Tensor, torch.Tensor]], group: dict) -> None:
+        """For each (p, direction): m <- momentum m + direction; p <- p (1 - lr wd) - lr m; as foreach
+        calls over all of them."""
+        if not moves:
+            return
+        params = [p for p, _ in moves]
+        moms = []
+        for p, direction in moves:
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(direction)
+            moms.append(state["momentum_buffer"])
+        torch._foreach_mul_(moms, group["momentum"])
+        torch._foreach_add_(moms, [direction for _, direction in moves])
         if group["weight_decay"] > 0:
-            p.mul_(1 - group["lr"] * group["weight_decay"])
-        p.add_(m.to(p.dtype), alpha=-group["lr"])
+            torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
+        torch._foreach_add_(params, [m.to(p.dtype) for p, m in zip(params, moms)], alpha=-group["lr"])
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -326,6 +333,7 @@ class KFAC(CheckedOptimizer):
         self._check_gradients()
         for group in self.param_groups:
             t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
+            moves = []  # (parameter, direction) pairs, stepped together at the end
             for p in self._shard.owned(group["params"]):
                 if p.grad is None:
                     continue
@@ -335,7 +343,7 @@ class KFAC(CheckedOptimizer):
                 state["step"] = state.get("step", 0) + 1
                 dt = compute_dtype(p.dtype)
                 if p not in self._layers:
-                    self._momentum_step(p, p.grad.to(dt), group)
+                    moves.append((p, p.grad.to(dt)))
                     continue
                 state = self._layer_state(p)
                 t = state["step"]
@@ -343,9 +351,9 @@ class KFAC(CheckedOptimizer):
                 grad = p.grad.to(dt).reshape(p.shape[0], -1)
                 bgrad = bias.grad if bias is not None else None
                 if state["A"] is None:
-                    self._momentum_step(p, grad.reshape(p.shape), group)
+                    moves.append((p, grad.reshape(p.shape)))
                     if bgrad is not None:
-                        self._momentum_step(bias, bgrad.to(dt), group)
+                        moves.append((bias, bgrad.to(dt)))
                     continue
                 refresh = (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0) or state["A_inv"] is None
                 if refresh:
@@ -356,9 +364,10 @@ class KFAC(CheckedOptimizer):
                     col = bgrad.to(dt).reshape(-1, 1) if bgrad is not None else grad.new_zeros(grad.shape[0], 1)
                     grad = torch.cat([grad, col], dim=1)
                 D = kfac_direction(grad, state["A_inv"], state["G_inv"])
-                self._momentum_step(p, D[:, :p[0].numel()].reshape(p.shape), group)
+                moves.append((p, D[:, :p[0].numel()].reshape(p.shape)))
                 if bgrad is not None:
-                    self._momentum_step(bias, D[:, -1], group)
+                    moves.append((bias, D[:, -1]))
                     self.state[bias]["step"] = t
+            self._momentum_steps(moves, group)
         self._shard.sync()
         return loss

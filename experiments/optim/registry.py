@@ -134,8 +134,8 @@ def build_optimizer(name: str, model: torch.nn.Module, lr: float, **hyper) -> to
 # matching its key (experiments.engine), so a stale result is never reused.
 VERSIONS: dict[str, int] = {
     "muon": 2,      # 2: ns_dtype "auto" by default (bfloat16 where the hardware multiplies it natively)
-    "shampoo": 2,   # 2: statistics accumulated in place, one matmul per mode product (round-off differs)
-    "tnt": 2,       # 2: mode products as reshaped matmuls (round-off differs)
+    "shampoo": 3,   # 3: same-shaped parameters batched per mode, grafting norms per batch (round-off differs)
+    "tnt": 3,       # 3: batched mode products, factor EMA fused into one product (round-off differs)
     "kfac": 2,      # 2: conv statistics without the transposed patch copy (round-off differs)
 }
 

@@ -31,20 +31,10 @@ import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_count
 from experiments.optim.distributed import RankSharding, kronecker_cost
-from experiments.optim.kronecker import accumulate_contraction, compute_dtype, inverse_root, precondition
+from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, inverse_root,
+                                         precondition_batch, same_shape_batches, shaped, stack)
 
 GRAFTING = ("none", "sgd", "adam")
-
-
-def shampoo_direction(M: torch.Tensor, roots: list[torch.Tensor | None]) -> torch.Tensor:
-    """M x_1 roots[0] ... x_k roots[k-1]; M: the parameter-shaped momentum, roots: (d_j, d_j) or None."""
-    return precondition(M, roots)
-
-
-def shampoo_roots(factors: list[torch.Tensor | None], order: int, eps: float, correction: float = 1.0
-                  ) -> list[torch.Tensor | None]:
-    """(H_j / correction + eps I)^(-1/(2 order)) for each factor (None stays None)."""
-    return [None if H is None else inverse_root(H / correction, 2 * order, eps) for H in factors]
 
 
 class Shampoo(CheckedOptimizer):
@@ -65,6 +55,7 @@ class Shampoo(CheckedOptimizer):
                         max_precond_dim=max_precond_dim)
         super().__init__(params, defaults)
         self._shard = RankSharding(self, self._item_cost)
+        self._stacks = StackCache()
 
     @staticmethod
     def _item_cost(p: torch.Tensor, group: dict) -> float:
@@ -130,41 +121,78 @@ class Shampoo(CheckedOptimizer):
                 loss = closure()
         self._check_gradients()
         for group in self.param_groups:
-            lr, mu, beta = group["lr"], group["momentum"], group["beta"]
-            for p in self._shard.owned(group["params"]):
-                if p.grad is None:
-                    continue
-                state = self._init_state(p, group)
-                state["step"] += 1
-                t = state["step"]
-                dt = compute_dtype(p.dtype)
-                G = p.grad.to(dt).reshape(p.shape if p.dim() > 0 else (1,))
-                if mu > 0:
-                    state["momentum_buffer"].lerp_(G, 1 - mu)
-                    M = state["momentum_buffer"] / (1 - mu ** t)
-                else:
-                    M = G
-                for j, H in enumerate(state["factors"]):
-                    if H is not None:
-                        accumulate_contraction(H, G, j, beta, 1.0 if beta == 1.0 else 1 - beta)
-                graft = M
-                if group["grafting"] == "adam":
-                    b2 = group["graft_beta2"]
-                    state["graft_sq"].mul_(b2).addcmul_(G, G, value=1 - b2)
-                    graft = M / ((state["graft_sq"] / (1 - b2 ** t)).sqrt_().add_(group["graft_eps"]))
-                start = group["start_preconditioning_step"]
-                if t < start:
-                    D = graft
-                else:
-                    if (t - start) % group["precondition_frequency"] == 0:
-                        correction = 1.0 if beta == 1.0 else 1 - beta ** t
-                        state["roots"] = shampoo_roots(state["factors"], len(state["factors"]),
-                                                       group["eps"], correction)
-                    D = shampoo_direction(M, state["roots"])
-                    if group["grafting"] != "none":
-                        D = D * (graft.norm() / D.norm().clamp_min(torch.finfo(dt).tiny))
-                if group["weight_decay"] > 0:
-                    p.mul_(1 - lr * group["weight_decay"])
-                p.add_(D.reshape(p.shape).to(p.dtype), alpha=-lr)
+            params = [p for p in self._shard.owned(group["params"]) if p.grad is not None]
+            if params:
+                self._step_group(params, group)
         self._shard.sync()
         return loss
+
+    def _stacked(self, key: tuple, states: list[dict], name: str, j: int) -> torch.Tensor:
+        """(n, d, d) stack of state[name][j] over `states`, whose entries become views of it."""
+        stacked, views = self._stacks.get(key + (name,), [state[name][j] for state in states])
+        if views is not None:
+            for state, view in zip(states, views):
+                state[name][j] = view
+        return stacked
+
+    def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
+        """One step of `params` (all with gradients): elementwise work as one foreach call over all of
+        them, matrix work as one batched kernel per mode over each set of same-shaped parameters at
+        the same step count (a CNN has dozens of small kernels and norm vectors of a few shapes)."""
+        lr, mu, beta = group["lr"], group["momentum"], group["beta"]
+        states = [self._init_state(p, group) for p in params]
+        for state in states:
+            state["step"] += 1
+        ts = [state["step"] for state in states]
+        Gs = [shaped(p.grad, p.shape if p.dim() > 0 else (1,), compute_dtype(p.dtype)) for p in params]
+        if mu > 0:
+            moms = [state["momentum_buffer"] for state in states]
+            torch._foreach_lerp_(moms, Gs, 1 - mu)
+            Ms = torch._foreach_div(moms, [1 - mu ** t for t in ts])
+        else:
+            Ms = Gs
+        grafts = Ms
+        if group["grafting"] == "adam":
+            b2 = group["graft_beta2"]
+            sqs = [state["graft_sq"] for state in states]
+            torch._foreach_mul_(sqs, b2)
+            torch._foreach_addcmul_(sqs, Gs, Gs, value=1 - b2)
+            denoms = torch._foreach_div(sqs, [1 - b2 ** t for t in ts])
+            torch._foreach_sqrt_(denoms)
+            torch._foreach_add_(denoms, group["graft_eps"])
+            grafts = torch._foreach_div(Ms, denoms)
+        Ds = list(grafts)
+        start = group["start_preconditioning_step"]
+        for idx in same_shape_batches([(G.shape, G.dtype, G.device, t) for G, t in zip(Gs, ts)]):
+            t, k = ts[idx[0]], Gs[idx[0]].dim()
+            G = stack([Gs[i] for i in idx])
+            roots = []
+            for j in range(k):
+                factors = [states[i]["factors"][j] for i in idx]
+                if factors[0] is None:
+                    roots.append(None)
+                    continue
+                key = tuple(id(params[i]) for i in idx) + (j,)
+                H = self._stacked(key, [states[i] for i in idx], "factors", j)
+                accumulate_contraction_batch(H, G, j, beta, 1.0 if beta == 1.0 else 1 - beta)
+                if t >= start and (t - start) % group["precondition_frequency"] == 0:
+                    correction = 1.0 if beta == 1.0 else 1 - beta ** t
+                    R = inverse_root(H / correction, 2 * k, group["eps"])
+                    for i, view in zip(idx, self._stacks.put(key + ("roots",), R)):
+                        states[i]["roots"][j] = view
+                    roots.append(R)
+                elif t >= start:
+                    roots.append(self._stacked(key, [states[i] for i in idx], "roots", j))
+            if t < start:
+                continue  # the step is the graft direction itself
+            D = precondition_batch(stack([Ms[i] for i in idx]), roots)
+            if group["grafting"] != "none":
+                n = len(idx)
+                graft_norms = torch.linalg.vector_norm(stack([grafts[i] for i in idx]).reshape(n, -1), dim=1)
+                norms = torch.linalg.vector_norm(D.reshape(n, -1), dim=1).clamp_min(torch.finfo(D.dtype).tiny)
+                D = D * (graft_norms / norms).reshape(n, *[1] * k)
+            for i, Di in zip(idx, D.unbind(0)):
+                Ds[i] = Di
+        if group["weight_decay"] > 0:
+            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+        torch._foreach_add_(params, [shaped(D, p.shape, p.dtype) for p, D in zip(params, Ds)], alpha=-lr)

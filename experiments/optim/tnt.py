@@ -37,7 +37,9 @@ import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
 from experiments.optim.distributed import RankSharding, average, kronecker_cost
-from experiments.optim.kronecker import compute_dtype, damped_inverse, mode_contraction, precondition
+from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, damped_inverse,
+                                         mode_contraction, mode_contraction_batch, precondition_batch,
+                                         same_shape_batches, shaped, stack)
 
 
 def tnt_view(shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
@@ -68,11 +70,6 @@ def tnt_inverses(factors: list[torch.Tensor], eps: float) -> list[torch.Tensor]:
     return [damped_inverse(U, eps) for U in tnt_normalize(factors)]
 
 
-def tnt_direction(m: torch.Tensor, inverses: list[torch.Tensor]) -> torch.Tensor:
-    """m x_1 A_1 ... x_k A_k; m already in the TNT view shape."""
-    return precondition(m, inverses)
-
-
 class TNT(CheckedOptimizer):
     """Tensor Normal Training; a training loop must call curvature_step (or warm_start) for it."""
 
@@ -84,6 +81,7 @@ class TNT(CheckedOptimizer):
         self._warned = False
         self._shard = RankSharding(self, lambda p, group: kronecker_cost(tnt_view(p.shape), p.numel()),
                                    count_steps=True)
+        self._stacks = StackCache()
 
     def _validate_group(self, g: dict) -> None:
         if not g["lr"] > 0:
@@ -111,14 +109,6 @@ class TNT(CheckedOptimizer):
             state["factors"] = None
             state["inverses"] = None
         return state
-
-    def _set_factors(self, p: torch.Tensor, contractions: list[torch.Tensor], beta: float) -> None:
-        state = self._state(p)
-        if state["factors"] is None:
-            state["factors"] = contractions
-        else:
-            for H, C in zip(state["factors"], contractions):
-                H.mul_(beta).add_(C, alpha=1 - beta)
 
     @staticmethod
     def _contractions(p: torch.Tensor, g: torch.Tensor) -> list[torch.Tensor]:
@@ -151,13 +141,30 @@ class TNT(CheckedOptimizer):
     @torch.no_grad()
     def update_curvature(self, grads: dict[torch.Tensor, torch.Tensor | None]) -> None:
         """H_j <- beta H_j + (1 - beta) G_hat_(j) G_hat_(j)^T for each parameter with a sampled gradient
-        (averaged across processes first, so G_hat is the gradient of the global batch)."""
+        (averaged across processes first, so G_hat is the gradient of the global batch); one fused
+        batched product per mode over each set of same-shaped parameters."""
         average([g for g in grads.values() if g is not None])
         for group in self.param_groups:
-            for p in filter(self._shard.is_mine, group["params"]):
-                g = grads.get(p)
-                if g is not None:
-                    self._set_factors(p, self._contractions(p, g), group["beta"])
+            params = [p for p in group["params"] if grads.get(p) is not None and self._shard.is_mine(p)]
+            Gs = [shaped(grads[p], tnt_view(p.shape), compute_dtype(p.dtype)) for p in params]
+            states = [self._state(p) for p in params]
+            for idx in same_shape_batches([(G.shape, G.dtype, G.device, states[i]["factors"] is None)
+                                           for i, G in enumerate(Gs)]):
+                G = stack([Gs[i] for i in idx])
+                first = states[idx[0]]["factors"] is None  # the first update sets H_j (no shrinkage)
+                if first:
+                    for i in idx:
+                        states[i]["factors"] = [None] * (G.dim() - 1)
+                for j in range(G.dim() - 1):
+                    key = tuple(id(params[i]) for i in idx) + (j, "factors")
+                    if first:
+                        views = self._stacks.put(key, mode_contraction_batch(G, j))
+                    else:
+                        H, views = self._stacks.get(key, [states[i]["factors"][j] for i in idx])
+                        accumulate_contraction_batch(H, G, j, group["beta"], 1 - group["beta"])
+                    if views is not None:
+                        for i, view in zip(idx, views):
+                            states[i]["factors"][j] = view
 
     def warm_start(self, grad_batches) -> None:
         """Set every H_j to the mean contraction over `grad_batches`, an iterable of {param: G_hat}
@@ -195,28 +202,44 @@ class TNT(CheckedOptimizer):
                 loss = closure()
         self._check_gradients()
         for group in self.param_groups:
-            lr, t1, t2 = group["lr"], group["curvature_frequency"], group["inverse_frequency"]
-            for p in self._shard.owned(group["params"]):
-                if p.grad is None:
-                    continue
-                state = self._state(p)
-                state["step"] += 1
-                t = state["step"]
-                m = state["momentum_buffer"]
-                m.mul_(group["momentum"]).add_(p.grad.reshape(m.shape).to(m.dtype))
-                refresh = (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0) or state["inverses"] is None
-                if refresh and state["factors"] is not None:
-                    state["inverses"] = tnt_inverses(state["factors"], group["eps"])
-                if state["inverses"] is None:
-                    if not self._warned:
-                        warnings.warn("TNT stepped without curvature factors (no curvature_step or warm_start "
-                                      "yet): this step is plain SGD with momentum", RuntimeWarning, stacklevel=2)
-                        self._warned = True
-                    D = m
-                else:
-                    D = tnt_direction(m, state["inverses"])
-                if group["weight_decay"] > 0:
-                    p.mul_(1 - lr * group["weight_decay"])
-                p.add_(D.reshape(p.shape).to(p.dtype), alpha=-lr)
+            params = [p for p in self._shard.owned(group["params"]) if p.grad is not None]
+            if params:
+                self._step_group(params, group)
         self._shard.sync()
         return loss
+
+    def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
+        """One step of `params` (all with gradients): the momentum and the update as foreach calls,
+        the preconditioning as one batched product per mode over each set of same-shaped parameters."""
+        lr, t1, t2 = group["lr"], group["curvature_frequency"], group["inverse_frequency"]
+        states = [self._state(p) for p in params]
+        moms = [state["momentum_buffer"] for state in states]
+        torch._foreach_mul_(moms, group["momentum"])
+        torch._foreach_add_(moms, [shaped(p.grad, m.shape, m.dtype) for p, m in zip(params, moms)])
+        Ds = list(moms)
+        for i, state in enumerate(states):
+            state["step"] += 1
+            t = state["step"]
+            refresh = (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0) or state["inverses"] is None
+            if refresh and state["factors"] is not None:
+                state["inverses"] = tnt_inverses(state["factors"], group["eps"])
+        if any(state["inverses"] is None for state in states) and not self._warned:
+            warnings.warn("TNT stepped without curvature factors (no curvature_step or warm_start "
+                          "yet): this step is plain SGD with momentum", RuntimeWarning, stacklevel=3)
+            self._warned = True
+        ready = [i for i, state in enumerate(states) if state["inverses"] is not None]
+        for idx in same_shape_batches([(moms[i].shape, moms[i].dtype, moms[i].device) for i in ready]):
+            idx = [ready[i] for i in idx]
+            mats = []
+            for j in range(moms[idx[0]].dim()):
+                key = tuple(id(params[i]) for i in idx) + (j, "inverses")
+                A, views = self._stacks.get(key, [states[i]["inverses"][j] for i in idx])
+                if views is not None:
+                    for i, view in zip(idx, views):
+                        states[i]["inverses"][j] = view
+                mats.append(A)
+            for i, D in zip(idx, precondition_batch(stack([moms[i] for i in idx]), mats).unbind(0)):
+                Ds[i] = D
+        if group["weight_decay"] > 0:
+            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+        torch._foreach_add_(params, [shaped(D, p.shape, p.dtype) for p, D in zip(params, Ds)], alpha=-lr)
