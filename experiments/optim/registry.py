@@ -137,6 +137,7 @@ VERSIONS: dict[str, int] = {
     "shampoo": 3,   # 3: same-shaped parameters batched per mode, grafting norms per batch (round-off differs)
     "tnt": 3,       # 3: batched mode products, factor EMA fused into one product (round-off differs)
     "kfac": 2,      # 2: conv statistics without the transposed patch copy (round-off differs)
+    "nmd": 2,       # 2: M / ||M|| applied as one add with step lr / ||M|| (round-off differs)
 }
 
 
