@@ -30,7 +30,8 @@ smoke configuration of the tests):
 4. ours against a peer doing the same work on the MLP's parameters (optimizer step only):
    torch.optim.Muon (hidden 2-D matrices), pytorch_optimizer.SPlus (all parameters), and
    pytorch_optimizer.Shampoo (original configuration) when "shampoo" is registered;
-5. Muon's Newton-Schulz time / the time of its 15 matrix products alone.
+5. Muon's Newton-Schulz time / the time of its 15 matrix products alone, in float32 and in the
+   precision ns_dtype="auto" picks on the device.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ import pytorch_optimizer
 from experiments import cost
 from experiments.models.vision import MLP, ResNetCNN
 from experiments.runtime.device import resolve_device
-from experiments.optim.muon import Muon, newton_schulz
+from experiments.optim.muon import Muon, auto_ns_dtype, newton_schulz
 from experiments.optim.param_groups import matrix_view, split_parameters
 from experiments.optim.registry import OPTIMIZERS, build_optimizer
 from experiments.optim.splus import SPlus
@@ -171,10 +172,11 @@ def formula_state_numel(name: str, model: nn.Module) -> int | None:
 
 # ---- 3. arithmetic floors -----------------------------------------------------------------
 
-def _products(shapes: list[tuple[int, int, int]], device: torch.device, seed: int):
-    """A callable running the products (a x b) @ (b x c) for all shapes, on random float32 inputs."""
+def _products(shapes: list[tuple[int, int, int]], device: torch.device, seed: int,
+              dtype: torch.dtype = torch.float32):
+    """A callable running the products (a x b) @ (b x c) for all shapes, on random inputs of `dtype`."""
     g = torch.Generator().manual_seed(seed)
-    pairs = [(torch.randn(a, b, generator=g).to(device), torch.randn(b, c, generator=g).to(device))
+    pairs = [(torch.randn(a, b, generator=g).to(device, dtype), torch.randn(b, c, generator=g).to(device, dtype))
              for a, b, c in shapes]
     return lambda: [A @ B for A, B in pairs]
 
@@ -363,12 +365,18 @@ def peer_comparisons(model: nn.Module, cfg: BenchConfig, device: torch.device) -
 
 
 def newton_schulz_vs_products(model: nn.Module, cfg: BenchConfig, device: torch.device) -> dict:
+    """Newton-Schulz on the hidden matrices' shapes against its 15 products per matrix alone, in
+    float32 ("ns_s", "products_s") and in ns_dtype="auto"'s precision ("ns_auto_s", ...)."""
     shapes = [matrix_view(p).shape for p in split_parameters(model)[0]]
     g = torch.Generator().manual_seed(cfg.seed)
     Ms = [torch.randn(m, n, generator=g).to(device) for m, n in shapes]
-    t_ns = _time(lambda: [newton_schulz(M) for M in Ms], cfg, device)
-    t_products = _time(_products([s for m, n in shapes for s in ns_products(m, n)], device, cfg.seed), cfg, device)
-    return {"shapes": [list(s) for s in shapes], "ns_s": t_ns, "products_s": t_products}
+    products = [s for m, n in shapes for s in ns_products(m, n)]
+    auto = auto_ns_dtype(device.type)[0]
+    out = {"shapes": [list(s) for s in shapes], "auto_dtype": str(auto).removeprefix("torch.")}
+    for suffix, dtype in (("", torch.float32), ("_auto", auto)):
+        out[f"ns{suffix}_s"] = _time(lambda dtype=dtype: [newton_schulz(M, dtype=dtype) for M in Ms], cfg, device)
+        out[f"products{suffix}_s"] = _time(_products(products, device, cfg.seed, dtype), cfg, device)
+    return out
 
 
 # ---- driver -------------------------------------------------------------------------------
@@ -443,8 +451,10 @@ def print_entry(e: dict) -> None:
               f"  -> ours/peer {row['ours_s'] / row['peer_s']:.2f}")
     if "newton_schulz" in e:
         ns = e["newton_schulz"]
-        print(f"Muon Newton-Schulz (float32) {1e3 * ns['ns_s']:.2f} ms vs its 15 products per matrix alone "
-              f"{1e3 * ns['products_s']:.2f} ms -> {ns['ns_s'] / ns['products_s']:.2f}x the floor")
+        for suffix, dtype in (("", "float32"), ("_auto", ns["auto_dtype"] + ", auto")):
+            t_ns, t_products = ns[f"ns{suffix}_s"], ns[f"products{suffix}_s"]
+            print(f"Muon Newton-Schulz ({dtype}) {1e3 * t_ns:.2f} ms vs its 15 products per matrix alone "
+                  f"{1e3 * t_products:.2f} ms -> {t_ns / t_products:.2f}x the floor")
 
 
 def parse_bench_args(ap: argparse.ArgumentParser, argv, json_example: str) -> tuple[argparse.Namespace, torch.device]:

@@ -54,8 +54,9 @@ FIGURES: dict[int, FigureSpec] = {
 # Fashion-MNIST at the paper's scale, on MNIST-5k in quick mode and on sklearn digits in tests.
 _IMBALANCE = {"full": ("fashion",), "quick": ("mnist5k",), "smoke": ("digits",)}
 DATASETS: dict[int, dict[str, tuple[str, ...]] | tuple[str, ...]] = {
-    1: _IMBALANCE, 6: ("mnist5k",), 7: _IMBALANCE, 8: ("fashion", "mnist5k"), 9: ("text",), 11: ("mnist5k",),
-    12: ("fashion",), 13: ("text",), 14: ("text", "mnist5k"), 15: ("mnist5k",),
+    1: _IMBALANCE, 6: ("mnist5k",), 7: _IMBALANCE, 8: ("fashion", "mnist5k"), 9: ("text",),
+    11: {"full": ("mnist5k",), "paper": ("mnist",)}, 12: {"full": ("fashion",), "paper": ("cifar10",)},
+    13: ("text",), 14: ("text", "mnist5k"), 15: ("mnist5k",),
 }
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.optim import polar_express as optim_pe
+from experiments.optim import muon as optim_muon
 from experiments.optim.muon import Muon, newton_schulz, ns_schedule
 from experiments.optim.specgd import SpecGD
 from theory import algorithms, models
@@ -17,7 +17,7 @@ def _g(shape, seed=0):
 
 
 def test_both_sides_use_one_polar_express_derivation():
-    assert optim_pe.polar_express_coefficients is theory_pe.polar_express_coefficients
+    assert optim_muon.polar_express_coefficients is theory_pe.polar_express_coefficients
     assert algorithms.ns_schedule("polar_express") == ns_schedule("polar_express", 5)
     assert algorithms.ns_schedule("ns") == ns_schedule((3.4445, -4.7750, 2.0315), 5)
 

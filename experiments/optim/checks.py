@@ -13,8 +13,9 @@ Policy:
 - Gradients, at the start of every step() before any state or weight changes: a sparse gradient
   raises RuntimeError (one message for all); a non-finite entry raises FloatingPointError naming
   the optimizer, the parameter's position and shape (the training harness stops a run on it).
-  Cost: one sum per gradient and one host sync per step; an exact per-entry search runs only
-  when a sum is not finite.
+  Cost: one sum per gradient and one host sync per step (on a CPU, where reading a number back
+  is free, each sum is read as it comes); an exact per-entry search runs only when a sum is not
+  finite.
 - State dicts: state_dict() carries the class name under the key "optimizer". load_state_dict
   raises ValueError, before changing anything, when that tag names another class, when the param
   groups differ in number, size or hyperparameter names (the only check possible for a dict
@@ -31,6 +32,7 @@ import torch
 
 STATE_DICT_TAG = "optimizer"
 _NOT_HYPERPARAMETERS = ("params", "param_names")
+_HALF = (torch.float16, torch.bfloat16)
 
 
 def check_unit_interval(name: str, value: float) -> None:
@@ -110,14 +112,20 @@ class CheckedOptimizer(torch.optim.Optimizer):
                     grads.append(p.grad)
         if not grads:
             return
-        # A non-finite entry makes the sum of all entries non-finite, so a finite total clears every
-        # gradient with one pass and one host sync (on a CPU several times cheaper than
-        # isfinite(g).all() or an inf-norm per tensor). The total can also overflow from finite
-        # entries (less often when accumulated in at least float32): then the exact search decides.
-        device = grads[0].device
-        sums = [g.sum(dtype=torch.promote_types(g.dtype, torch.float32)).to(device) for g in grads]
-        if math.isfinite(float(torch.stack(sums).sum())):
-            return
+        # A non-finite entry makes the sum of all entries non-finite, so finite sums clear every
+        # gradient with one pass each (on a CPU several times cheaper than isfinite(g).all() or an
+        # inf-norm per tensor). A sum can also overflow from finite entries (rarely, accumulated in
+        # at least float32): then the exact search decides.
+        sums = [g.sum(dtype=torch.float32) if g.dtype in _HALF else g.sum() for g in grads]
+        if grads[0].device.type == "cpu":
+            # reading a CPU number back costs nothing: no stacking, and an overflowing total of
+            # finite sums cannot raise a false alarm
+            if all(math.isfinite(s.item()) for s in sums):
+                return
+        else:  # one host sync for all gradients
+            device = grads[0].device
+            if math.isfinite(float(torch.stack([s.to(device) for s in sums]).sum())):
+                return
         for i, group in enumerate(self.param_groups):
             for j, p in enumerate(group["params"]):
                 if p.grad is not None and not bool(torch.isfinite(p.grad).all()):

@@ -22,11 +22,17 @@ import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_unit_interval
 from experiments.optim.distributed import RankSharding
+from experiments.optim.param_groups import matrix_view
 
 
 def work_dtype(t: torch.Tensor) -> torch.dtype:
     """float32 for half-precision tensors, the tensor's own dtype for float32/float64."""
     return torch.promote_types(t.dtype, torch.float32)
+
+
+def as_matrix(t: torch.Tensor) -> torch.Tensor:
+    """matrix_view(t), without its reshape (a dispatch, a few microseconds) when t is a matrix."""
+    return t if t.ndim == 2 else matrix_view(t)
 
 
 def adamw_update(p: torch.Tensor, g: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
@@ -77,8 +83,10 @@ class MatrixOptimizer(CheckedOptimizer):
         shape = tuple(p.shape)  # momentum (matrix groups) and AdamW moments are parameter-shaped
         return {"momentum_buffer": shape, "exp_avg": shape, "exp_avg_sq": shape}
 
-    def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> torch.Tensor:
-        """Update direction D: (rows, cols) in work dtype, from grad (shaped like the parameter)."""
+    def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> tuple[torch.Tensor, float]:
+        """(D, c) from grad (shaped like the parameter): the update direction is c * D, D: (rows,
+        cols) in any floating dtype (the step adds it in the parameter's), c a number (it lets a
+        normalised direction be applied without materialising D / ||D||)."""
         raise NotImplementedError
 
     def _lr_scale(self, rows: int, cols: int, group: dict) -> float:
@@ -105,10 +113,14 @@ class MatrixOptimizer(CheckedOptimizer):
                     continue
                 state = self.state[p]
                 if group["matrix"]:
-                    direction = self._direction(p.grad, state, group)
+                    direction, c = self._direction(p.grad, state, group)
                     rows, cols = direction.shape
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
-                    p.add_(direction.to(p.dtype).view_as(p), alpha=-group["lr"] * self._lr_scale(rows, cols, group))
+                    if group["weight_decay"]:  # a multiplication by exactly 1 would only cost a pass
+                        p.mul_(1 - group["lr"] * group["weight_decay"])
+                    # one mixed-dtype add (no cast copy of D): D is computed in float32 or Muon's
+                    # ns_dtype and rounded once, into the parameter's dtype
+                    D = direction if direction.shape == p.shape else direction.reshape(p.shape)
+                    p.add_(D, alpha=-group["lr"] * c * self._lr_scale(rows, cols, group))
                 else:
                     if not state:
                         state["step"] = 0

@@ -16,7 +16,7 @@ M / ||M||_F goes through the quintics p_t(x) = a_t x + b_t x^3 + c_t x^5:
   measured [0.68, 1.20] on random matrices of condition number 1e2 (`python -m
   experiments.ns_report`).
 - ns_coefficients="polar_express": the per-step minimax quintics of Polar Express (Amsel et al.
-  2025; derived in experiments.optim.polar_express): x >= 1e-3 ||M||_F end in [0.846, 1.124]
+  2025; derived in theory.polar_express): x >= 1e-3 ||M||_F end in [0.846, 1.124]
   after 5 steps; measured [0.87, 1.12] at condition number 1e2.
 The norm is taken after an exact power-of-two rescaling, so gradients of any finite scale
 (1e-30 or 1e30) give the same direction as a unit-scale one; M = 0 gives a zero update.
@@ -34,6 +34,11 @@ bfloat16; with ns_dtype="bfloat16" the two agree bit for bit), the norm cannot o
 underflow (torch's gives a zero update from gradient norms of about 1e19 and leaves norms below
 its eps 1e-7 unnormalised), Polar Express and exact-SVD options, conv kernels and an AdamW
 fallback group (matrix=False) instead of rejecting non-2-D parameters.
+Cost: on a CPU one step launches torch.optim.Muon's kernels (the same 15 products, fused into
+addmm as torch does) plus one sum for the gradient check, and skips torch's weight-decay multiply
+(at weight_decay=0) and norm clamp; normalising reads the norm back to decide whether the exact
+rescale is needed (free on a CPU). On accelerators the rescale always runs (no host sync), 6 more
+small kernels per matrix.
 torch's docstring writes B <- mu B + g, its code (and this class) lerps: B <- mu B + (1 - mu) G;
 the two differ by a factor (1 - mu) that the normalisation inside Newton-Schulz removes.
 Reference: Jordan et al. 2024, "Muon: an optimizer for hidden layers in neural networks".
@@ -47,10 +52,9 @@ from functools import lru_cache
 import torch
 
 from experiments.optim.distributed import matrix_cost
-from experiments.optim.matrix_optimizer import MatrixOptimizer, check_unit_interval, work_dtype
-from experiments.optim.nmd import unit_rescale
-from experiments.optim.param_groups import matrix_view
-from experiments.optim.polar_express import polar_express_coefficients
+from experiments.optim.matrix_optimizer import MatrixOptimizer, as_matrix, check_unit_interval
+from experiments.optim.nmd import plain_norm, unit_rescale
+from theory.polar_express import polar_express_coefficients
 from experiments.optim.specgd import truncated_polar
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -102,13 +106,18 @@ def newton_schulz(M: torch.Tensor, steps: int = 5,
     schedule = list(coefficients) if isinstance(coefficients[0], Sequence) else [coefficients] * steps
     if len(schedule) != steps:
         raise ValueError(f"got {len(schedule)} per-step coefficients for {steps} steps")
-    X = unit_rescale(M).to(dtype)
+    X = M.to(dtype)
+    norm = plain_norm(X)
+    if norm is None:
+        X = unit_rescale(M).to(dtype)
+        X = X / X.norm().clamp(min=_NORM_EPS)
+    else:  # by the tensor, not its value: the division is then torch.optim.Muon's to the bit
+        X = X / norm[0] if X is M else X.div_(norm[0])  # never write into the caller's M
     wide = X.shape[0] <= X.shape[1]
     if not wide:
         X = X.T
-    X = X / X.norm().clamp(min=_NORM_EPS)
     for a, b, c in schedule:
-        A = X @ X.T
+        A = torch.mm(X, X.T)
         B = torch.addmm(A, A, A, beta=b, alpha=c)
         X = torch.addmm(X, B, X, beta=a)
     return X if wide else X.T
@@ -158,16 +167,16 @@ class Muon(MatrixOptimizer):
         if group["rtol"] is not None and not 0 <= group["rtol"] < 1:
             raise ValueError(f"rtol must be in [0, 1) or None, got {group['rtol']}")
 
-    def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> torch.Tensor:
+    def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> tuple[torch.Tensor, float]:
         mu = group["momentum"]
         buf = self._momentum(grad, state, mu)
         update = grad.lerp(buf, mu) if group["nesterov"] else buf
-        M = matrix_view(update)
+        M = as_matrix(update)
         if group["orthogonalize"] == "svd":
-            return truncated_polar(M, group["rtol"])
-        O = newton_schulz(M, group["ns_steps"], ns_schedule(group["ns_coefficients"], group["ns_steps"]),
-                          resolve_ns_dtype(group["ns_dtype"], M.device))
-        return O.to(work_dtype(M))
+            return truncated_polar(M, group["rtol"]), 1.0
+        # O stays in ns_dtype: the step adds it to the parameter directly, as torch.optim.Muon does
+        return newton_schulz(M, group["ns_steps"], ns_schedule(group["ns_coefficients"], group["ns_steps"]),
+                             resolve_ns_dtype(group["ns_dtype"], M.device)), 1.0
 
     def _lr_scale(self, rows: int, cols: int, group: dict) -> float:
         return shape_scale(rows, cols, group["adjust_lr"])

@@ -15,10 +15,12 @@ import math
 
 import torch
 
-from experiments.optim.matrix_optimizer import MatrixOptimizer, check_unit_interval, work_dtype
-from experiments.optim.param_groups import matrix_view
+from experiments.optim.matrix_optimizer import MatrixOptimizer, as_matrix, check_unit_interval, work_dtype
 
 _NORM_EPS = 1e-30  # only keeps 0 / 0 from becoming NaN (a rescaled nonzero M has norm >= 0.5)
+# Norms in this range come out of a plain norm as exactly as after unit_rescale: no square can
+# overflow, and entries small enough to underflow are below 2^-90 of the norm.
+_PLAIN_NORMS = (2.0 ** -32, 2.0 ** 32)
 
 
 def unit_rescale(M: torch.Tensor) -> torch.Tensor:
@@ -38,6 +40,19 @@ def unit_rescale(M: torch.Tensor) -> torch.Tensor:
     return X * torch.ldexp(torch.ones((), dtype=X.dtype, device=X.device), -exponent)
 
 
+def plain_norm(X: torch.Tensor) -> tuple[torch.Tensor, float] | None:
+    """||X||_F (a 0-dim tensor, and its value) where normalising by it needs no rescaling: X on a CPU (reading
+    the value back to decide is free there; on an accelerator it would stall the queue), its dtype
+    with float32's exponent range (not float16), and the norm in [2^-32, 2^32]. None otherwise:
+    then normalise after `unit_rescale`. Saves the rescale's six small kernels and a full copy,
+    which dominate the step of small matrices."""
+    if X.device.type != "cpu" or X.dtype == torch.float16 or X.numel() == 0:
+        return None
+    n = torch.linalg.vector_norm(X)
+    value = n.item()
+    return (n, value) if _PLAIN_NORMS[0] <= value <= _PLAIN_NORMS[1] else None
+
+
 def frobenius_normalize(M: torch.Tensor) -> torch.Tensor:
     """M / ||M||_F in at least float32, for any finite scale of M; zeros for M = 0."""
     X = unit_rescale(M)
@@ -55,5 +70,9 @@ class NMD(MatrixOptimizer):
     def _check_group(self, group: dict) -> None:
         check_unit_interval("momentum", group["momentum"])
 
-    def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> torch.Tensor:
-        return frobenius_normalize(matrix_view(self._momentum(grad, state, group["momentum"])))
+    def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> tuple[torch.Tensor, float]:
+        M = as_matrix(self._momentum(grad, state, group["momentum"]))
+        norm = plain_norm(M)
+        if norm is None:
+            return frobenius_normalize(M), 1.0
+        return M, 1.0 / norm[1]  # the step scales M itself: no normalised copy

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from experiments.optim.matrix_optimizer import MatrixOptimizer, check_unit_interval
-from experiments.optim.param_groups import matrix_view
+from experiments.optim.matrix_optimizer import MatrixOptimizer, as_matrix, check_unit_interval
 
 
 class Signum(MatrixOptimizer):
@@ -27,5 +26,5 @@ class Signum(MatrixOptimizer):
     def _check_group(self, group: dict) -> None:
         check_unit_interval("momentum", group["momentum"])
 
-    def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> torch.Tensor:
-        return torch.sign(matrix_view(self._momentum(grad, state, group["momentum"])))
+    def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> tuple[torch.Tensor, float]:
+        return torch.sign(as_matrix(self._momentum(grad, state, group["momentum"]))), 1.0

@@ -1,7 +1,8 @@
 """Engine task "autoencoder": the deep autoencoder of the second-order literature on MNIST-5k
 (figure 11), trained by one optimizer, with its full-training-set loss after every epoch.
 
-    config = {"encoder_sizes": [196, 128, 64, 16], "n_images": 5000, "pool": 2, "batch_size": 500,
+    config = {"encoder_sizes": [196, 128, 64, 16], "dataset": "mnist5k", "n_images": 5000, "pool": 2,
+              "batch_size": 500,
               "epochs": 30, "optimizer": "tnt", "lr": 3e-4,
               "optimizer_kwargs": {"curvature_frequency": 1, "inverse_frequency": 20, "eps": 0.1},
               "seed": 0, "data_seed": 0, "device": "cpu"}
@@ -11,11 +12,13 @@ Model: experiments.models.autoencoder.DeepAutoencoder, trained with per-pixel bi
 cross-entropy against intensities in [0, 1] (loss "bce" of experiments.train: summed over
 pixels, averaged over images).
 
-Data: `n_images` MNIST-5k digits (all 5,000 unless fewer are asked for; then a subset drawn by
-`data_seed`), average-pooled by `pool`, every image used for training (the paper's autoencoder
-curves are training loss). `seed` draws the initial weights, the batch order and TNT/KFAC's
-sampled labels: seed s gives every optimizer the same start (paired across methods). A run
-stopped by a non-finite loss keeps its evaluations and is padded with NaN to the full length.
+Data: `n_images` digits of `dataset` ("mnist5k", the default: the 5,000 MNIST-5k digits;
+"mnist": the 60,000 training images of standard MNIST from --data-root; None or the whole set:
+all of them, fewer: a subset drawn by `data_seed`), average-pooled by `pool`, every image used
+for training (the paper's autoencoder curves are training loss). `seed` draws the initial weights,
+the batch order and TNT/KFAC's sampled labels: seed s gives every optimizer the same start (paired
+across methods). A run stopped by a non-finite loss keeps its evaluations and is padded with NaN to
+the full length.
 """
 from __future__ import annotations
 
@@ -28,17 +31,19 @@ from torch import nn
 from experiments.models.autoencoder import DeepAutoencoder
 
 VERSION = 1
+DEFAULT_DATASET = "mnist5k"
 
 
 @functools.lru_cache(maxsize=4)
-def images(n: int, pool: int, data_seed: int) -> torch.Tensor:
-    """n MNIST-5k images average-pooled by `pool`, flattened to (n, (28 / pool)^2) in [0, 1]
-    (cached per process: every run of a worker trains on the same tensor)."""
+def images(dataset: str, n: int | None, pool: int, data_seed: int) -> torch.Tensor:
+    """n images of `dataset` (None: all) average-pooled by `pool`, flattened to (n, (28 / pool)^2) in
+    [0, 1] (cached per process: every run of a worker trains on the same tensor)."""
     from experiments.data.images import load_raw, pool_images
 
-    raw = load_raw("mnist5k")
+    raw = load_raw(dataset)
+    n = len(raw.x) if n is None else n
     if not 1 <= n <= len(raw.x):
-        raise ValueError(f"n_images must be in [1, {len(raw.x)}], got {n}")
+        raise ValueError(f"n_images must be in [1, {len(raw.x)}] for {dataset}, got {n}")
     idx = np.arange(len(raw.x)) if n == len(raw.x) else np.sort(
         np.random.default_rng(data_seed).permutation(len(raw.x))[:n])
     return pool_images(torch.from_numpy(raw.x[idx].astype(np.float32)), pool).flatten(1)
@@ -59,7 +64,9 @@ def full_loss(model: nn.Module, X: torch.Tensor, chunk: int = 1000) -> float:
 def run(config: dict) -> dict:
     from experiments.train import train, train_config
 
-    X = images(int(config["n_images"]), int(config["pool"]), int(config.get("data_seed", 0)))
+    n = config["n_images"]
+    X = images(config.get("dataset", DEFAULT_DATASET), None if n is None else int(n), int(config["pool"]),
+               int(config.get("data_seed", 0)))
     seed = int(config["seed"])
     model = DeepAutoencoder(tuple(config["encoder_sizes"]), generator=torch.Generator().manual_seed(seed))
     batch = int(config["batch_size"])
