@@ -46,3 +46,25 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
         for item in marked:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def smoke_figure(tmp_path_factory):
+    """smoke_figure(N) -> (result, out_dir): figure N's smoke run through the runner (seed 0, CPU,
+    the runner's own inline engine storing runs under out_dir/runs), computed once per session.
+    tests/test_figures_smoke.py checks every figure's output; figure-specific tests and the
+    executor checks read the same run instead of training it again. Treat both as read-only."""
+    import copy
+
+    from paperfigs.runner import run_figure
+
+    done = {}
+
+    def get(number):
+        if number not in done:
+            out = tmp_path_factory.mktemp(f"smoke_fig{number}")
+            done[number] = (run_figure(number, mode="smoke", seed=0, device="cpu", out_dir=out), out)
+        result, out = done[number]
+        return copy.deepcopy(result), out
+
+    return get

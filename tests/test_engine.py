@@ -67,15 +67,6 @@ def test_corrupt_store_entry_is_recomputed(tmp_path):
     assert json.loads(path.read_text())["key"] == e.key(s)
 
 
-def test_pool_results_identical_to_inline(tmp_path):
-    specs = [spec(lr=lr, seed=s, steps=30) for lr in (0.05, 0.2) for s in (0, 1)]
-    with Engine(jobs=1) as e:
-        inline = e.run(specs)
-    with Engine(jobs=2) as e:
-        pooled = e.run(specs)
-    assert pooled == inline
-
-
 def test_concurrent_writers_of_one_key(tmp_path):
     import multiprocessing as mp
 

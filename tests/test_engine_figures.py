@@ -1,5 +1,6 @@
-"""A torch figure through the engine: the executor and the job count do not change a number, and a
-figure stopped halfway resumes with only the missing runs."""
+"""A torch figure through the engine: the executor and the job count do not change a number (one
+process-pool check and one Ray check, both against figure 1's inline smoke run), and a figure
+stopped halfway resumes with only the missing runs."""
 import json
 
 import pytest
@@ -30,12 +31,24 @@ def _figure1(tmp_path, name, **engine_kw):
     return _comparable(out / "fig1.json"), counts
 
 
-def test_figure_1_is_identical_inline_in_a_process_pool_and_on_ray(tmp_path):
-    inline, counts = _figure1(tmp_path, "inline", jobs=1)
-    assert counts["computed"] > 0
-    pool, _ = _figure1(tmp_path, "pool", jobs=2)
+def _inline(smoke_figure):
+    """Figure 1 computed inline (the runner's own engine, one job) into a fresh store: its result and
+    the number of runs it computed."""
+    _, out = smoke_figure(1)
+    return _comparable(out / "fig1.json"), len(list((out / "runs").glob("??/*.json")))
+
+
+def test_figure_1_is_identical_inline_and_in_a_process_pool(tmp_path, smoke_figure):
+    inline, computed = _inline(smoke_figure)
+    assert computed > 0
+    pool, counts = _figure1(tmp_path, "pool", jobs=2)
+    assert counts["computed"] == computed
     assert pool == inline
-    ray = pytest.importorskip("ray")  # only the ray half needs it: the pool half runs without
+
+
+def test_figure_1_is_identical_inline_and_on_ray(tmp_path, smoke_figure):
+    ray = pytest.importorskip("ray")
+    inline, _ = _inline(smoke_figure)
     try:
         on_ray, _ = _figure1(tmp_path, "ray", jobs=2, executor="ray")
     finally:
@@ -43,8 +56,8 @@ def test_figure_1_is_identical_inline_in_a_process_pool_and_on_ray(tmp_path):
     assert on_ray == inline
 
 
-def test_a_stopped_figure_resumes_with_only_the_missing_runs(tmp_path, monkeypatch):
-    _, full = _figure1(tmp_path, "complete", jobs=1)
+def test_a_stopped_figure_resumes_with_only_the_missing_runs(tmp_path, monkeypatch, smoke_figure):
+    complete, computed = _inline(smoke_figure)
     real, done, k = engine_module.execute, [], 5
 
     def stops_after_k(*args, **kw):
@@ -59,8 +72,8 @@ def test_a_stopped_figure_resumes_with_only_the_missing_runs(tmp_path, monkeypat
     monkeypatch.setattr(engine_module, "execute", real)
     assert len(list((tmp_path / "stopped" / "runs").glob("??/*.json"))) == k
     resumed, counts = _figure1(tmp_path, "stopped", jobs=1)
-    assert counts["computed"] == full["computed"] - k
-    assert resumed == _comparable(tmp_path / "complete" / "fig1.json")
+    assert counts["computed"] == computed - k
+    assert resumed == complete
     # a rerun, or a re-analysis, computes nothing
     _, again = _figure1(tmp_path, "stopped", jobs=1)
     assert again["computed"] == 0

@@ -1,26 +1,6 @@
-"""Smoke runs of figures 6, 8 and 9 through the runner, plus replot from the saved JSON."""
-import json
-
+"""Figure 6 (colored digits): its read-outs (the smoke runs of figures 6, 8 and 9:
+test_figures_smoke.py)."""
 import pytest
-
-from paperfigs.registry import FIGURES
-from paperfigs.runner import replot, run_figure, validate_result
-
-
-@pytest.mark.parametrize("number", [6, pytest.param(8, marks=pytest.mark.needs_fashion), 9])
-def test_smoke_figure(number, tmp_path):
-    result = run_figure(number, "smoke", seed=0, device="cpu", out_dir=tmp_path)
-    validate_result(result)
-    assert result["claims"], "every figure states at least one claim"
-    for c in result["claims"]:
-        assert isinstance(c["holds"], bool)
-        assert c["value"] is not None, f"claim {c['name']} was not evaluated"
-    assert (tmp_path / f"fig{number}.png").stat().st_size > 0
-    saved = json.loads((tmp_path / f"fig{number}.json").read_text())
-    (tmp_path / f"fig{number}.png").unlink()
-    replot(number, tmp_path)  # draws from the JSON alone
-    assert (tmp_path / f"fig{number}.png").exists() and saved["figure"] == number
-    assert FIGURES[number].module is not None
 
 
 def test_fig6_auc_definition():

@@ -1,24 +1,15 @@
-"""Figures 1 and 7 (smoke runs), the imbalance task and its read-outs, and the lr sweep's selection
-and storage (still used by figures that are not on the engine yet)."""
-import json
-
+"""Figures 1 and 7: their smoke runs' lr selection, series and claims, the imbalance task and its
+read-outs."""
 import numpy as np
 import pytest
 
 from experiments.tasks import imbalance
 from experiments.tasks.imbalance import early_mean, gap_close_step
-from paperfigs.runner import replot, run_figure, validate_result
 
 
 @pytest.mark.parametrize("number", [1, 7])
-def test_smoke_run_writes_a_valid_figure_with_evaluated_claims(number, tmp_path):
-    result = run_figure(number, mode="smoke", seed=0, device="cpu", out_dir=tmp_path)
-    validate_result(json.loads((tmp_path / f"fig{number}.json").read_text()))
-    assert result["claims"]
-    for c in result["claims"]:
-        assert isinstance(c["holds"], bool)
-        assert c["value"] is not None, c
-    assert (tmp_path / f"fig{number}.png").stat().st_size > 0
+def test_smoke_run_selects_lrs_on_tuning_seeds_and_bands_its_series_and_claims(number, smoke_figure):
+    result, _ = smoke_figure(number)  # its validity and replot: test_figures_smoke.py
     p = result["params"]
     assert set(p["lr"]) == set(p["optimizers"]) == set(p["lr_selection"])
     for name, sel in p["lr_selection"].items():
@@ -31,7 +22,6 @@ def test_smoke_run_writes_a_valid_figure_with_evaluated_claims(number, tmp_path)
         assert c["verdict"] in ("holds", "fails", "inconclusive") and c["ci"][0] <= c["value"] <= c["ci"][1]
     for name, table in result["tables"]["sensitivity"].items():
         assert set(table) == set(map(repr, p["lr_selection"][name]["grid"]))
-    replot(number, tmp_path)  # draws from the JSON alone
 
 
 def test_early_mean_and_gap_close_step():
@@ -70,5 +60,3 @@ def test_imbalance_task_is_a_pure_function_of_its_config():
     assert c["test_per_class"][0] == a["test_per_class"][0] and c["test_per_class"] != a["test_per_class"]
     with pytest.raises(ValueError, match="model must be"):
         imbalance.run(_smoke_config(model="vit"))
-
-

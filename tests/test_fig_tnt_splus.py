@@ -1,4 +1,5 @@
-"""Figures 11, 12 and 15 on the engine: their tasks and the read-outs their claims rest on."""
+"""Figures 11-15 (TNT and SPlus papers; their smoke runs: test_figures_smoke.py): the tasks, the
+autoencoder, and the read-outs their claims rest on."""
 import math
 
 import numpy as np
@@ -6,10 +7,12 @@ import pytest
 import torch
 
 from experiments.engine import RunSpec
+from experiments.models.autoencoder import DeepAutoencoder
 from experiments.tasks import autoencoder, cnn_cost
 from paperfigs import fig11_autoencoder as fig11
 from paperfigs import fig15_lr_transfer as fig15
 from paperfigs.protocol import grid_of, reporting_seeds
+from theory.metrics import first_crossing, first_step
 
 
 def test_fit_optimum_finds_the_vertex_of_a_quadratic_between_grid_points():
@@ -100,3 +103,35 @@ def test_user_optimizers_join_the_methods_and_may_not_reuse_a_name():
     assert ms[1].external and not ms[0].external
     with pytest.raises(ValueError, match="clash"):
         with_extras(own, Context(extra_optimizers=(ExternalOptimizer("Adam", "torch.optim:Adam"),)), 1e-3)
+
+
+def test_autoencoder_shape_mirror_and_linear_code():
+    m = DeepAutoencoder((784, 1000, 500, 250, 30))
+    linears = [l for l in m.modules() if isinstance(l, torch.nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [
+        (784, 1000), (1000, 500), (500, 250), (250, 30), (30, 250), (250, 500), (500, 1000), (1000, 784)]
+    assert m.head is linears[-1]
+    # The code layer is linear: no ReLU right after the 30-unit layer, so codes can be negative.
+    code = m.encoder(torch.rand(64, 784))
+    assert code.shape == (64, 30) and (code < 0).any()
+    assert m(torch.rand(3, 784)).shape == (3, 784)
+    with pytest.raises(ValueError):
+        DeepAutoencoder((784,))
+
+
+def test_first_crossing_one_rule_for_rising_falling_and_per_class_curves():
+    steps, loss = [0, 10, 20, 30], [5.0, 3.0, math.nan, 1.0]
+    assert first_step(steps, loss, 3.0) == 10
+    assert first_step(steps, loss, 2.0) == 30            # a NaN evaluation never counts
+    assert first_step(steps, [5.0, None, 1.0, 0.0], 2.0) == 20
+    assert first_step(steps, loss, 0.5) is None
+    assert first_step(steps, [0.1, 0.2, 0.9, 0.95], 0.9, ">=", start=15) == 20
+    assert first_step(steps, [0.9, 0.2, 0.1, 0.0], 0.9, ">=", start=15) is None
+    traj = [[0.0, 0.0], [1.0, 0.5], [2.0, 3.0]]
+    assert first_crossing(traj, [1.0, 2.0]).tolist() == [1, 2]
+    assert first_crossing(traj, [3.0, 4.0]).tolist() == [-1, -1]
+    assert first_crossing([3.0, 2.0, 1.0], 2.0, "<=") == 1
+    with pytest.raises(ValueError, match="direction"):
+        first_crossing(traj, 1.0, ">")
+    with pytest.raises(ValueError, match="equal lengths"):
+        first_step([0, 1], [1.0], 0.5)

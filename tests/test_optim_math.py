@@ -1,5 +1,9 @@
-"""Shampoo, TNT, KFAC: a peer (pytorch_optimizer.Shampoo), explicit Kronecker computations,
-per-example Fisher factors, reductions to Adam / SGD-momentum, state round trips, cache staleness."""
+"""Each optimizer's maths against explicit computations and reductions: the Kronecker kernels,
+Shampoo, TNT, KFAC (per-example Fisher factors, reductions to Adam / SGD-momentum, cache
+staleness), Muon, SpecGD, NMD, Signum, SPlus and the parameter split. Peers (torch.optim.Muon,
+pytorch-optimizer's Shampoo and SPlus, torch AdamW): test_optim_peers.py; Newton-Schulz and Polar
+Express: test_newton_schulz.py; the torch.optim contract of every optimizer:
+test_optimizer_contract.py."""
 import copy
 import math
 
@@ -16,18 +20,15 @@ from experiments.optim.kfac import KFAC
 from experiments.optim.kronecker import CurvatureError, inverse_root, kron_apply, precondition
 from experiments.optim.registry import build_optimizer
 from experiments.optim.shampoo import Shampoo
+from experiments.optim.muon import NS_COEFFICIENTS, Muon, newton_schulz
+from experiments.optim.nmd import NMD
+from experiments.optim.param_groups import matrix_param_groups, split_nonstandard, split_parameters
+from experiments.optim.signum import Signum
+from experiments.optim.specgd import SpecGD, truncated_polar
+from experiments.optim.splus import SPlus
 from experiments.optim.tnt import TNT, tnt_normalize, tnt_view
 
 F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def grads_seq(shape, n, seed, dtype=F64):
@@ -191,21 +192,6 @@ def test_stack_cache_keeps_members_as_views_and_restacks_replaced_ones():
 
 
 # -- Shampoo ---------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("shape", [(6,), (5, 3), (3, 4, 2)])
-def test_shampoo_original_matches_pytorch_optimizer(shape):
-    from pytorch_optimizer import Shampoo as PeerShampoo
-    p0 = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=F64)
-    p_peer, p_ours = p0.clone().requires_grad_(), p0.clone().requires_grad_()
-    # The peer: H_j starts at matrix_eps I, running sums, roots every step, no momentum or grafting.
-    peer = PeerShampoo([p_peer], lr=0.05, momentum=0.0, matrix_eps=1e-3, preconditioning_compute_steps=1)
-    ours = Shampoo([p_ours], lr=0.05, momentum=0.0, beta=1.0, eps=1e-3, precondition_frequency=1)
-    grads = grads_seq(shape, 6, seed=2)
-    run_steps(peer, p_peer, grads)
-    run_steps(ours, p_ours, grads)
-    assert (p_ours - p0).abs().max() > 1e-2  # the steps are not negligible
-    assert torch.allclose(p_ours, p_peer, rtol=0, atol=1e-12)
-
 
 @pytest.mark.parametrize("beta", [1.0, 0.9])
 @pytest.mark.parametrize("shape", [(6,), (4, 3), (3, 2, 2)])
@@ -608,152 +594,241 @@ def test_kfac_warm_start_through_the_training_harness_pass():
     assert opt.state[model[2].weight]["G"].shape == (2, 2)
 
 
-# -- the torch.optim contract, all three ------------------------------------------------------------
-
-def make(name, model, **kw):
-    return build_optimizer(name, model, 0.01, **kw)
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 2, 2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))
-
-
-def train_steps(model, opt, n, seed):
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(n):
-        x = torch.randn(4, 1, 3, 3, generator=gen)
-        y = torch.randint(0, 3, (4,), generator=gen)
-        out = model(x)
-        opt.zero_grad()
-        curvature_step(opt, out, "ce", gen)
-        F.cross_entropy(out, y).backward()
-        opt.step()
-
-
-@pytest.mark.parametrize("name", ["shampoo", "tnt", "kfac"])
-def test_state_dict_round_trip_is_exact(name):
-    kw = {"shampoo": dict(precondition_frequency=3, start_preconditioning_step=1),
-          "tnt": dict(curvature_frequency=2, inverse_frequency=3),
-          "kfac": dict(curvature_frequency=2, inverse_frequency=3)}[name]
-    model = tiny_model()
-    opt = make(name, model, **kw)
-    train_steps(model, opt, 4, seed=0)
-    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
-    keys = {"shampoo": ("factors", "roots"), "tnt": ("factors", "inverses"), "kfac": ("A", "G", "A_inv", "G_inv")}[name]
-    assert any(all(k in s for k in keys) for s in saved_opt["state"].values())
-    train_steps(model, opt, 3, seed=1)
-    clone = tiny_model()
-    clone.load_state_dict(saved_model)
-    opt2 = make(name, clone, **kw)
-    opt2.load_state_dict(saved_opt)
-    train_steps(clone, opt2, 3, seed=1)
-    for a, b in zip(model.parameters(), clone.parameters()):
-        assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("name", ["shampoo", "tnt", "kfac"])
-def test_zero_gradients_none_gradients_and_grad_untouched(name):
-    model = tiny_model()
-    opt = make(name, model, weight_decay=0.0)
-    before = [p.detach().clone() for p in model.parameters()]
-    out = model(torch.randn(4, 1, 3, 3))
-    curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
-    for p in model.parameters():
-        p.grad = torch.zeros_like(p)
-    model[3].bias.grad = None
-    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
-    opt.step()
-    for p, b, g in zip(model.parameters(), before, grads):
-        assert torch.isfinite(p).all() and torch.equal(p.detach(), b)
-        assert (p.grad is None and g is None) or torch.equal(p.grad, g)
-    assert opt.state[model[3].bias].get("step", 0) == 0  # never stepped (TNT may hold its sampled factors)
-
-
-@pytest.mark.parametrize("name", ["shampoo", "tnt", "kfac"])
-def test_weight_decay_is_decoupled(name):
-    """With zero gradients the step is the decay alone: p <- p (1 - lr weight_decay), on every parameter."""
-    model = tiny_model()
-    lr, wd = 0.01, 0.5
-    opt = build_optimizer(name, model, lr, weight_decay=wd)
-    before = [p.detach().clone() for p in model.parameters()]
-    out = model(torch.randn(4, 1, 3, 3))
-    curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
-    for p in model.parameters():
-        p.grad = torch.zeros_like(p)
-    opt.step()
-    for p, b in zip(model.parameters(), before):
-        assert torch.allclose(p.detach(), b * (1 - lr * wd), rtol=1e-6, atol=0)
-
-
-@pytest.mark.parametrize("name", ["shampoo", "tnt", "kfac"])
-def test_training_reduces_loss_and_closure_runs_with_grad(name):
-    lr = {"shampoo": 0.05, "tnt": 1e-3, "kfac": 0.05}[name]
-    model = tiny_model()
-    opt = build_optimizer(name, model, lr, curvature_frequency=1) if name != "shampoo" else \
-        build_optimizer(name, model, lr)
-    gen = torch.Generator().manual_seed(4)
-    x, y = torch.randn(16, 1, 3, 3, generator=gen), torch.randint(0, 3, (16,), generator=gen)
-    first = F.cross_entropy(model(x), y).item()
-    for _ in range(30):
-        def closure():
-            assert torch.is_grad_enabled()
-            opt.zero_grad()
-            out = model(x)
-            curvature_step(opt, out, "ce", gen)
-            loss = F.cross_entropy(out, y)
-            loss.backward()
-            return loss
-        opt.step(closure)
-    assert F.cross_entropy(model(x), y).item() < 0.7 * first
-
-
-@pytest.mark.parametrize("make_bad", [
-    lambda p: Shampoo(p, lr=-1), lambda p: Shampoo(p, beta=0.0), lambda p: Shampoo(p, eps=0.0),
-    lambda p: Shampoo(p, precondition_frequency=0), lambda p: Shampoo(p, grafting="rmsprop"),
-    lambda p: Shampoo(p, momentum=1.0), lambda p: Shampoo(p, max_precond_dim=0),
-    lambda p: TNT(p, lr=0), lambda p: TNT(p, eps=-1), lambda p: TNT(p, beta=1.0),
-    lambda p: TNT(p, curvature_frequency=0), lambda p: TNT(p, inverse_frequency=2.5),
-    lambda p: TNT(p, weight_decay=-1),
-])
-def test_bad_hyperparameters_raise(make_bad):
-    with pytest.raises(ValueError):
-        make_bad([torch.zeros(2, 2, requires_grad=True)])
-
-
-@pytest.mark.parametrize("kw", [dict(lr=0), dict(damping=0), dict(beta=1.0), dict(momentum=-0.1),
-                                dict(inverse_frequency=0)])
-def test_kfac_bad_hyperparameters_raise(kw):
-    with pytest.raises(ValueError):
-        KFAC(nn.Linear(2, 2), **kw)
-
-
-def test_shampoo_non_finite_statistics_raise_curvature_error():
-    p = torch.zeros(2, 2, requires_grad=True)
-    opt = Shampoo([p], lr=0.1)
-    p.grad = torch.full((2, 2), float("inf"))
-    with pytest.raises(FloatingPointError):
-        opt.step()
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("name", ["shampoo", "tnt", "kfac"])
-def test_cuda_bfloat16_params(name):
-    model = tiny_model().cuda().to(torch.bfloat16)
-    opt = build_optimizer(name, model, 0.01)
-    out = model(torch.randn(4, 1, 3, 3, device="cuda", dtype=torch.bfloat16))
-    curvature_step(opt, out, "ce", torch.Generator(device="cuda").manual_seed(0))
-    F.cross_entropy(out.float(), torch.zeros(4, dtype=torch.long, device="cuda")).backward()
-    opt.step()
-    for p in model.parameters():
-        assert p.dtype == torch.bfloat16 and torch.isfinite(p).all()
-    states = [t for s in opt.state.values() for v in s.values() for t in (v if isinstance(v, list) else [v])
-              if isinstance(t, torch.Tensor) and t.dim() == 2]
-    assert states and all(t.dtype == torch.float32 and t.is_cuda for t in states)
-
+# -- sampled labels ------------------------------------------------------------------------------
 
 def test_sampling_from_non_finite_outputs_is_a_clear_floating_point_error():
     outputs = torch.tensor([[0.0, float("nan")], [1.0, 2.0]])
     for kind in ("ce", "bce", "mse"):
         with pytest.raises(FloatingPointError, match="non-finite model outputs"):
             sample_labels(outputs, kind)
+
+
+# -- Muon ------------------------------------------------------------------------------------------
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _run(opt_factory, W0, grads):
+    """Apply the gradient sequence `grads` to a copy of W0 with a fresh optimizer; return W."""
+    p = nn.Parameter(W0.clone())
+    opt = opt_factory([p])
+    for G in grads:
+        p.grad = G.clone()
+        opt.step()
+    return p.detach(), opt
+
+
+def test_muon_without_momentum_and_with_svd_is_specgd():
+    g = _gen(11)
+    W0 = torch.randn(10, 6, generator=g)
+    grads = [torch.randn(10, 6, generator=g) for _ in range(3)]
+    muon, _ = _run(lambda ps: Muon(ps, lr=0.1, momentum=0.0, orthogonalize="svd", adjust_lr="none"), W0, grads)
+    spec, _ = _run(lambda ps: SpecGD(ps, lr=0.1), W0, grads)
+    torch.testing.assert_close(muon, spec, atol=0, rtol=0)
+
+
+def test_muon_rank_one_gradient_is_normalised_step():
+    """For G = s u v^T the Newton-Schulz output is f^5(1) u v^T with f(x) = a x + b x^3 + c x^5
+    (the only singular value of G/||G||_F is 1); the SVD option gives exactly u v^T = G/||G||_F."""
+    g = _gen(2)
+    u, v = torch.randn(40, 1, generator=g), torch.randn(1, 25, generator=g)
+    G = 3.0 * u @ v
+    a, b, c = NS_COEFFICIENTS
+    x = 1.0
+    for _ in range(5):
+        x = a * x + b * x ** 3 + c * x ** 5
+    lr = 0.1
+    W0 = torch.zeros(40, 25)
+    scale = (40 / 25) ** 0.5  # torch's default shape scaling for a tall matrix
+    ns, _ = _run(lambda ps: Muon(ps, lr=lr, momentum=0.0, ns_dtype="float32"), W0, [G])
+    svd, _ = _run(lambda ps: Muon(ps, lr=lr, momentum=0.0, orthogonalize="svd"), W0, [G])
+    torch.testing.assert_close(svd, -lr * scale * G / G.norm(), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(ns, -lr * scale * x * G / G.norm(), atol=1e-5, rtol=1e-4)
+    assert 0.6 < x < 1.1
+
+
+def test_newton_schulz_acts_on_singular_values_by_the_quintic():
+    """Known spectrum: NS keeps the singular vectors and maps each normalised singular value
+    x = s / ||s|| through f^5, f(x) = a x + b x^3 + c x^5; for x >= 3e-3 that lands in [0.68, 1.21]
+    (not exactly 1)."""
+    g = _gen(3)
+    Q1, _ = torch.linalg.qr(torch.randn(50, 50, generator=g))
+    Q2, _ = torch.linalg.qr(torch.randn(30, 30, generator=g))
+    s = torch.logspace(0, -2, 30)
+    G = Q1[:, :30] * s @ Q2.T
+    x = (s / s.norm()).double()
+    a, b, c = NS_COEFFICIENTS
+    for _ in range(5):
+        x = a * x + b * x ** 3 + c * x ** 5
+    expect = torch.sort(x, descending=True).values.float()
+    torch.testing.assert_close(torch.linalg.svdvals(newton_schulz(G)), expect, atol=2e-3, rtol=0)
+    assert expect.min() > 0.68 and expect.max() < 1.21
+
+
+def test_muon_conv_kernel_is_flattened_matrix():
+    g = _gen(4)
+    K0 = torch.randn(8, 3, 3, 3, generator=g)
+    grads = [torch.randn(8, 3, 3, 3, generator=g) for _ in range(3)]
+    conv, _ = _run(lambda ps: Muon(ps, lr=0.05), K0, grads)
+    flat, _ = _run(lambda ps: Muon(ps, lr=0.05), K0.reshape(8, 27), [G.reshape(8, 27) for G in grads])
+    torch.testing.assert_close(conv.reshape(8, 27), flat, atol=0, rtol=0)
+
+
+# -- SpecGD, NMD, Signum ----------------------------------------------------------------------------
+
+def _polar64(G: np.ndarray, rank: int) -> np.ndarray:
+    U, _, Vt = np.linalg.svd(G.astype(np.float64), full_matrices=False)
+    return U[:, :rank] @ Vt[:rank]
+
+
+@pytest.mark.parametrize("rank", [10, 3])
+def test_specgd_matches_float64_polar_factor(rank):
+    """Full rank: the polar factor; rank 3 of a 20 x 10 matrix: U_3 V_3^T (the rest dropped)."""
+    rng = np.random.default_rng(5)
+    G = rng.standard_normal((20, rank)) @ rng.standard_normal((rank, 10))
+    lr = 0.3
+    W, _ = _run(lambda ps: SpecGD(ps, lr=lr), torch.zeros(20, 10), [torch.tensor(G, dtype=torch.float32)])
+    np.testing.assert_allclose(W.numpy(), -lr * _polar64(G, rank), atol=2e-6)
+    D = truncated_polar(torch.tensor(G))
+    assert torch.linalg.matrix_rank(D).item() == rank
+    torch.testing.assert_close(D.T @ D @ D.T, D.T, atol=1e-10, rtol=0)  # partial isometry
+
+
+def test_nmd_is_frobenius_normalised_momentum():
+    g = _gen(6)
+    W0 = torch.randn(12, 7, generator=g)
+    grads = [torch.randn(12, 7, generator=g) for _ in range(4)]
+    mu, lr = 0.8, 0.05
+    W, _ = _run(lambda ps: NMD(ps, lr=lr, momentum=mu), W0, grads)
+    M, expect = torch.zeros(12, 7), W0.clone()
+    for G in grads:
+        M = mu * M + (1 - mu) * G
+        expect = expect - lr * M / M.norm()
+    torch.testing.assert_close(W, expect, atol=1e-6, rtol=1e-6)
+
+
+def test_signum_with_zero_momentum_is_sign_descent():
+    g = _gen(7)
+    W0 = torch.randn(9, 5, generator=g)
+    grads = [torch.randn(9, 5, generator=g) for _ in range(3)]
+    W, _ = _run(lambda ps: Signum(ps, lr=0.01, momentum=0.0), W0, grads)
+    torch.testing.assert_close(W, W0 - 0.01 * sum(torch.sign(G) for G in grads), atol=1e-6, rtol=0)
+
+
+# -- parameter split -------------------------------------------------------------------------------
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(11, 6)
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.body = nn.Linear(6, 6)
+        self.norm = nn.LayerNorm(6)
+        self.head = nn.Linear(6, 3)
+
+
+def test_split_rule():
+    net = _Net()
+    hidden, fallback = split_parameters(net)
+    assert {id(p) for p in hidden} == {id(net.conv.weight), id(net.body.weight)}
+    assert len(hidden) + len(fallback) == len(list(net.parameters()))
+    assert id(net.emb.weight) in {id(p) for p in fallback}
+    assert id(net.head.weight) in {id(p) for p in fallback}
+    hidden_all, _ = split_parameters(net, head_fallback=False)
+    assert id(net.head.weight) in {id(p) for p in hidden_all}
+
+
+def test_head_of_a_linear_model_stays_a_matrix():
+    """A softmax-regression model's only matrix is its head: the theory figures run SpecGD on it."""
+    class Linear(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(5, 3)
+    m = Linear()
+    hidden, fallback = split_parameters(m)
+    assert [id(p) for p in hidden] == [id(m.head.weight)]
+    assert [id(p) for p in fallback] == [id(m.head.bias)]
+    groups = matrix_param_groups(m, fallback_lr=1e-3)
+    assert [grp["matrix"] for grp in groups] == [True, False] and groups[1]["lr"] == 1e-3
+    opt = build_optimizer("muon", m, lr=0.02)
+    assert opt.param_groups[0]["lr"] == 0.02 and opt.param_groups[1]["lr"] == 1e-3
+
+
+# -- SPlus -----------------------------------------------------------------------------------------
+
+def test_splus_eval_train_swap_and_eval_before_step():
+    g = _gen(10)
+    W = nn.Parameter(torch.randn(6, 4, generator=g))
+    opt = SPlus([W])
+    W_init = W.detach().clone()
+    opt.eval()  # upstream raised KeyError here
+    torch.testing.assert_close(W.detach(), W_init, atol=0, rtol=0)
+    opt.train()
+    W.grad = torch.randn(6, 4, generator=g)
+    opt.step()
+    trained = W.detach().clone()
+    opt.eval()
+    # After one step the bias-corrected EMA is the current (pre-decay) weight.
+    assert not torch.equal(W.detach(), W_init)
+    with pytest.raises(RuntimeError):
+        opt.step()
+    opt.train()
+    torch.testing.assert_close(W.detach(), trained, atol=0, rtol=0)
+
+
+def test_splus_large_side_gets_no_factor():
+    opt = SPlus([nn.Parameter(torch.zeros(3, 12))], max_dim=10)
+    p = opt.param_groups[0]["params"][0]
+    p.grad = torch.ones(3, 12)
+    opt.step()
+    st = opt.state[p]
+    assert "L" in st and "QL" in st and "R" not in st and "QR" not in st
+
+
+def test_splus_nonstandard_layers_step_by_scaled_sign_and_hidden_matrices_rotate():
+    """nonstandard_layers=True: the input layer, head and biases take -lr * c * sign(momentum) at
+    step 1 (momentum = (1 - b1) g), the hidden matrix does not (its step is the rotated sign);
+    the default keeps every matrix rotated."""
+    from experiments.models.transformer import TinyTransformer
+    from experiments.models.vision import MLP
+
+    g = torch.Generator().manual_seed(0)
+    model = MLP(6, 3, width=5, depth=3, generator=g)
+    hidden, odd = split_nonstandard(model)
+    assert [id(p) for p in hidden] == [id(model.body[3].weight)]
+    assert {id(p) for p in odd} == {id(p) for p in model.parameters()} - {id(model.body[3].weight)}
+    lm = TinyTransformer(20, 8, 1, 2, 4, generator=g)
+    hidden_lm, _ = split_nonstandard(lm)
+    assert {id(p) for p in hidden_lm} == {id(p) for b in lm.blocks for p in b.parameters() if p.ndim == 2}
+
+    X, y = torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
+    lr, c = 0.5, 0.01
+    moved = {}
+    for flag in (True, False):
+        m = copy.deepcopy(model)
+        before = {n: p.detach().clone() for n, p in m.named_parameters()}
+        opt = build_optimizer("splus", m, lr, nonstandard_layers=flag, nonstandard_constant=c, weight_decay=0.0)
+        nn.functional.cross_entropy(m(X), y).backward()
+        grads = {n: p.grad.clone() for n, p in m.named_parameters()}
+        opt.step()
+        moved[flag] = {n: p.detach() - before[n] for n, p in m.named_parameters()}
+        sign_step = {n: -lr * c * torch.sign(grads[n]) for n in grads}
+    for n in ("body.1.weight", "head.weight", "body.1.bias", "body.3.bias"):
+        torch.testing.assert_close(moved[True][n], sign_step[n])
+    assert not torch.allclose(moved[True]["body.3.weight"], sign_step["body.3.weight"])
+    torch.testing.assert_close(moved[True]["body.3.weight"], moved[False]["body.3.weight"])
+    assert not torch.allclose(moved[False]["head.weight"], sign_step["head.weight"])
+
+
+def test_splus_shape_scaling_switch_scales_the_matrix_step_by_half_m_plus_n():
+    steps = {}
+    for scaling in (True, False):
+        torch.manual_seed(0)
+        m = torch.nn.Linear(10, 6, bias=False)
+        w0 = m.weight.detach().clone()
+        opt = build_optimizer("splus", m, 0.1, shape_scaling=scaling, weight_decay=0.0)
+        m(torch.randn(4, 10)).sum().backward()
+        opt.step()
+        steps[scaling] = m.weight.detach() - w0
+    torch.testing.assert_close(steps[False], steps[True] * (6 + 10) / 2)
