@@ -27,6 +27,9 @@ claim) of the WORST-group accuracy on the VALIDATION split, mean over tuning see
 accuracy as the score let a collapsed, constant predictor win: it gets 0.5 on the two minority
 groups together; a first sweep picked SGD lr 3 that way.) Muon's AdamW fallback (head, biases) is
 tied to its lr (paperfigs.methods); NMD's and Signum's stay at AdamW 1e-3.
+Tied lrs (issue 10.1): both claims are also judged with Muon at each other lr tied with its
+selected one within one standard error (at one depth, the other depth at its selected lr;
+tables.claims_at_tied_lrs); the rivals stay at their selected lrs.
 History: until the engine (issue 10) the lrs came from one sweep seed and the claims were judged
 on the mean AUCs without an interval; the claims' definitions are unchanged.
 

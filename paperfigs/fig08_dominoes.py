@@ -18,6 +18,8 @@ the reporting seeds; score = the trained network's worst-group accuracy on the g
 DECODE split averaged over the evaluations in the second half of training (the claim is about the
 end of training; a late-window mean rather than the last evaluation, which under a constant lr is
 one noisy step). Test is never looked at. Muon's AdamW fallback is tied to its lr (paperfigs.methods).
+Tied lrs (issue 10.1): each claim is also judged at every other lr tied with the claimed method's
+selected one within one standard error, against SGD at its selected lr (tables.claims_at_tied_lrs).
 History: until the engine (issue 10) the lrs came from one sweep seed's final decode-split
 worst-group accuracy and the claims were judged on the mean difference without an interval; the
 claims' definitions are unchanged.
