@@ -58,9 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--figure", "-f", nargs="+", action="extend", metavar="N",
                       help="figure number(s) to produce, 1-15 (see --list); may be repeated")
     what.add_argument("--all", action="store_true",
-                      help="produce every implemented figure; keeps going past a figure that crashes "
+                      help="produce every figure; keeps going past a figure that crashes "
                            "and exits non-zero at the end if any did")
-    what.add_argument("--list", action="store_true", help="list the figures, their papers and status, then exit")
+    what.add_argument("--list", action="store_true", help="list the figures, their papers and quick budgets, then exit")
     p.add_argument("--quick", action="store_true",
                    help="reduced configuration (fewer seeds/steps, smaller models) that keeps each claim's "
                         "meaning and fits the figure's budget on a 2-core CPU; the same as --scale quick")
@@ -115,8 +115,6 @@ def _figure_numbers(raw: list[str]) -> list[int]:
             raise CliError(f"figure number must be an integer, got {tok!r} (see --list)") from None
         if n not in FIGURES:
             raise CliError(f"no figure {n}: figures are numbered {min(FIGURES)}-{max(FIGURES)} (see --list)")
-        if not FIGURES[n].implemented:
-            raise CliError(f"figure {n} ({FIGURES[n].title}) is not implemented yet")
         if n not in numbers:
             numbers.append(n)
     return numbers
@@ -253,11 +251,9 @@ def _context(args, store: Path, overrides: dict, extra: tuple):
 
 
 def _list() -> None:
-    print(f"{'N':>3}  {'paper':5}  {'quick s':>7}  status       title")
+    print(f"{'N':>3}  {'paper':5}  {'quick s':>7}  title")
     for n, spec in FIGURES.items():
-        paper = PAPER_LETTER[spec.paper]
-        status = "ready" if spec.implemented else "not yet"
-        print(f"{n:>3}  {paper:5}  {spec.quick_budget_s:>7}  {status:11}  {spec.title}")
+        print(f"{n:>3}  {PAPER_LETTER[spec.paper]:5}  {spec.quick_budget_s:>7}  {spec.title}")
 
 
 @contextmanager
@@ -281,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before the first figure started (e.g. while importing numpy/torch)
         print("\ninterrupted before any figure was computed; no output was changed", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed by a pager or `head`: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 141
 
 
 def _main(argv: list[str] | None) -> int:
@@ -298,10 +297,7 @@ def _main(argv: list[str] | None) -> int:
                 _list()
                 return 0
             if args.all:
-                numbers = [n for n, s in FIGURES.items() if s.implemented]
-                skipped = [n for n, s in FIGURES.items() if not s.implemented]
-                if skipped:
-                    print(f"not implemented yet, skipped: {', '.join(map(str, skipped))}")
+                numbers = list(FIGURES)
             else:
                 numbers = _figure_numbers(args.figure)
             if args.quick and args.scale not in (None, "quick"):

@@ -107,6 +107,11 @@ class RunStore:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
+    def has(self, key: str) -> bool:
+        """Whether an entry exists (not whether it is readable: `get` decides that, and a damaged
+        entry is recomputed by the engine)."""
+        return self.path(key).is_file()
+
     def get(self, key: str) -> dict | None:
         """The stored record, or None when absent or unreadable (an unreadable one is recomputed)."""
         path = self.path(key)
@@ -313,15 +318,26 @@ class Engine:
             except ImportError:
                 raise RuntimeError("--executor ray needs the ray package: pip install 'ray[default]'") from None
             if not ray.is_initialized():
-                root = str(Path(__file__).resolve().parents[1])
-                env = {"env_vars": {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}}
-                kwargs = {"address": self.ray_address, "runtime_env": env, "log_to_driver": False}
+                kwargs = {"address": self.ray_address, "runtime_env": ray_runtime_env(), "log_to_driver": False}
                 if self.ray_address is None:
                     kwargs["num_cpus"] = self.jobs
                     kwargs["include_dashboard"] = False
                 ray.init(**kwargs)
             self._ray = ray
         return self._ray
+
+
+def ray_runtime_env() -> dict:
+    """What Ray workers need from this process's environment: the project on PYTHONPATH and the
+    user's dataset folder (--data-root), which the tasks read from PAPER_REPRO_DATA_ROOT. On a
+    cluster the folder must exist at the same path on every node."""
+    from experiments.data.files import DATA_ROOT_ENV
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    if os.environ.get(DATA_ROOT_ENV):
+        env[DATA_ROOT_ENV] = os.environ[DATA_ROOT_ENV]
+    return {"env_vars": env}
 
 
 class _Progress:

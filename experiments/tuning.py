@@ -171,8 +171,9 @@ def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, flo
                                       t.higher_is_better)
             continue
         key = tuning_key(engine, t)
+        # Existence only: the runs are read once, by engine.run below.
         stored_all = engine.store is not None and not engine.fresh and all(
-            engine.store.get(engine.key(t.make_spec(lr, s))) is not None for lr in t.grid for s in t.seeds)
+            engine.store.has(engine.key(t.make_spec(lr, s))) for lr in t.grid for s in t.seeds)
         if use_record and not stored_all and not engine.fresh:
             rec = read_record(record_dir, key)
             if rec is not None:

@@ -52,9 +52,13 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     series = {}
     for m, traj in trajs.items():
         for c in range(dm.k):
-            series[f"{LABEL[m]} c={c + 1}"] = {"x": t, "y": traj[:, c]}
+            series[f"{LABEL[m]} c={c + 1}"] = {"x": t, "y": traj[:, c], "method": m, "panel": m,
+                                               "label": f"class {c + 1} (p={cfg.priors[c]:g})", "class": c + 1,
+                                               "closed_form": False}
             if m in closed:
-                series[f"{LABEL[m]} c={c + 1} closed form"] = {"x": t, "y": closed[m][:, c]}
+                series[f"{LABEL[m]} c={c + 1} closed form"] = {"x": t, "y": closed[m][:, c], "method": m, "panel": m,
+                                                               "label": "closed form", "class": c + 1,
+                                                               "closed_form": True}
 
     spec = trajs["specgd"]
     sat = first_crossing(spec, star)
@@ -101,26 +105,26 @@ def plot(result: dict):
     import matplotlib.pyplot as plt
 
     p = result["params"]
-    k, star = p["k"], p["alpha_star"]
+    star = p["alpha_star"]
     fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.6), sharey=True)
     styles = ["-", "--", ":"]
     # Normalised methods finish within ~2 alpha*_max / lr steps; GD needs the whole run.
     short = int(2 * np.ceil(max(star) / p["lr"]))
     for ax, m in zip(axes, METHODS):
-        name = LABEL[m]
         t_max = p["steps"] if m == "gd" else min(short, p["steps"])
-        for c in range(k):
-            s = result["series"][f"{name} c={c + 1}"]
+        every = max(1, t_max // 25)
+        for s in result["series"].values():
+            if s["panel"] != m:
+                continue
+            c = s["class"] - 1
             x, y = np.asarray(s["x"][:t_max + 1]), np.asarray(s["y"][:t_max + 1])
-            ax.plot(x, y, styles[c % 3], color=color(name), label=f"class {c + 1} (p={p['priors'][c]:g})")
-            cf = result["series"].get(f"{name} c={c + 1} closed form")
-            if cf is not None:
-                every = max(1, t_max // 25)
-                ax.plot(cf["x"][:t_max + 1:every], cf["y"][:t_max + 1:every], "o", color="k", ms=1.8,
-                        label="closed form" if c == 0 else None)
-            ax.axhline(star[c], color="0.6", lw=0.7, ls=styles[c % 3])
+            if s["closed_form"]:
+                ax.plot(x[::every], y[::every], "o", color="k", ms=1.8, label=s["label"] if c == 0 else None)
+            else:
+                ax.plot(x, y, styles[c % 3], color=color(LABEL[s["method"]]), label=s["label"])
+                ax.axhline(star[c], color="0.6", lw=0.7, ls=styles[c % 3])
         ax.set_xlim(0, t_max)
-        ax.set_title(name)
+        ax.set_title(LABEL[m])
         ax.set_xlabel("iteration t")
     axes[0].set_ylabel(r"$\alpha_c(t)=e_c^\top W v_c$")
     axes[0].legend(loc="lower right", frameon=False)

@@ -23,6 +23,10 @@ from theory import closed_forms, theorems
 
 BOUNDED = ("thm1_minority", "thm1_balanced", "thm2_minority")
 COMPARISONS = ("thm1_minority", "thm1_balanced", "thm2_minority", "thm2_balanced")
+# The flow each comparison sets against SpecGF, and its legend text.
+BASELINE = {"thm1_minority": "GF", "thm1_balanced": "GF", "thm2_minority": "NGF", "thm2_balanced": "NGF"}
+COMPARISON_LABEL = {"thm1_minority": "GF, minority", "thm1_balanced": "GF, balanced",
+                    "thm2_minority": "NGF, minority", "thm2_balanced": "NGF, balanced"}
 
 
 @dataclass(frozen=True)
@@ -101,20 +105,24 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     losses = theorems.loss_paths(mu, sigma, p, t)
     series = {}
     for name, lab in (("gf", "GF"), ("ngf", "NGF"), ("specgf", "SpecGF")):
-        series[f"{lab} minority loss"] = {"x": t / t_star, "y": losses[name][:, m]}
-        series[f"{lab} balanced loss"] = {"x": t / t_star, "y": losses[name].mean(axis=1)}
+        series[f"{lab} minority loss"] = {"x": t / t_star, "y": losses[name][:, m], "method": lab,
+                                          "panel": "minority loss", "label": lab}
+        series[f"{lab} balanced loss"] = {"x": t / t_star, "y": losses[name].mean(axis=1), "method": lab,
+                                          "panel": "balanced loss", "label": lab}
     spec = losses["specgf"]
     for key, base, which in (("thm1_minority", "gf", "m"), ("thm1_balanced", "gf", "bal"),
                              ("thm2_minority", "ngf", "m"), ("thm2_balanced", "ngf", "bal")):
         gap = (losses[base][:, m] - spec[:, m]) if which == "m" else (losses[base].mean(1) - spec.mean(1))
-        series[f"ratio {key}"] = {"x": t / t_star, "y": gap / (mu * t)}
+        series[f"ratio {key}"] = {"x": t / t_star, "y": gap / (mu * t), "method": key, "panel": "ratios",
+                                  "label": COMPARISON_LABEL[key], "baseline": BASELINE[key]}
     # Gradient spectrum past t* up to the majority's saturation, where SpecGF's G vanishes.
     ts = np.linspace(0, 1.2 * (s_yx / s_xx).max(), 200)
     for lab, alpha in (("GF", closed_forms.gd_flow(s_xx, s_yx, ts[:, None])),
                        ("SpecGF", closed_forms.spec_flow(s_yx / s_xx, ts[:, None]))):
         sv = np.sort(np.abs(s_xx * alpha - s_yx), axis=1)[:, ::-1]
         for i in range(p.size):
-            series[f"{lab} singular value {i + 1}"] = {"x": ts / t_star, "y": sv[:, i]}
+            series[f"{lab} singular value {i + 1}"] = {"x": ts / t_star, "y": sv[:, i], "method": lab,
+                                                       "panel": "gradient spectrum", "label": lab, "index": i + 1}
 
     rows = []
     for group, g_mu, g_sigma, g_p in _settings(cfg):
@@ -133,7 +141,9 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
             if const is not None:
                 summary[g][f"fails {c}"] = int(np.sum(vals < const))
     for c in COMPARISONS:
-        series[f"group min {c}"] = {"x": list(range(len(groups))), "y": [summary[g][f"min {c}"] for g in groups]}
+        series[f"group min {c}"] = {"x": list(range(len(groups))), "y": [summary[g][f"min {c}"] for g in groups],
+                                    "method": c, "panel": "group minima", "label": COMPARISON_LABEL[c],
+                                    "baseline": BASELINE[c], "groups": groups}
     if not all(r["assumptions_hold"] for r in rows if r["group"] == "admissible"):
         raise RuntimeError("the admissible grid contains a setting that violates the assumptions")
 
@@ -186,34 +196,34 @@ def plot(result: dict):
 
     p, s = result["params"], result["series"]
     fig, axes = plt.subplots(2, 3, figsize=(7.4, 5.0))
-    for ax, which in ((axes[0, 0], "minority"), (axes[0, 1], "balanced")):
-        for lab in ("GF", "NGF", "SpecGF"):
-            d = s[f"{lab} {which} loss"]
-            ax.plot(d["x"], d["y"], color=color(lab), label=lab, ls="--" if lab == "NGF" else "-")
+    loss_axes = {"minority loss": axes[0, 0], "balanced loss": axes[0, 1]}
+    ratio_styles = dict(zip(COMPARISONS, ["-", "-.", "--", ":"]))
+    sv_styles = ["-", "--", ":"]
+    for d in s.values():
+        if d["panel"] in loss_axes:
+            loss_axes[d["panel"]].plot(d["x"], d["y"], color=color(d["method"]), label=d["label"],
+                                       ls="--" if d["method"] == "NGF" else "-")
+        elif d["panel"] == "ratios":
+            ls = ratio_styles[d["method"]]
+            line, = axes[0, 2].plot(d["x"], d["y"], ls, color=color(d["baseline"]), label=d["label"])
+            const = p["constants"][d["method"]]
+            if const is not None:
+                axes[0, 2].axhline(const, color=line.get_color(), ls=ls, lw=0.7, alpha=0.7)
+        elif d["panel"] == "gradient spectrum":
+            axes[1, 0].plot(d["x"], d["y"], color=color(d["method"]), ls=sv_styles[(d["index"] - 1) % 3],
+                            label=d["label"] if d["index"] == 1 else None)
+    for panel, ax in loss_axes.items():
         ax.set_xlabel(r"time $t/t^*$")
-        ax.set_ylabel(f"{which} loss")
-        ax.set_title(f"{which.capitalize()} test loss")
+        ax.set_ylabel(panel)
+        ax.set_title(f"{panel.capitalize().replace('loss', 'test loss')}")
     axes[0, 0].legend(frameon=False)
     ax = axes[0, 2]
-    names = {"thm1_minority": "GF, minority", "thm1_balanced": "GF, balanced", "thm2_minority": "NGF, minority",
-             "thm2_balanced": "NGF, balanced"}
-    for (key, lab), ls in zip(names.items(), ["-", "-.", "--", ":"]):
-        d = s[f"ratio {key}"]
-        base = "GF" if key.startswith("thm1") else "NGF"
-        line, = ax.plot(d["x"], d["y"], ls, color=color(base), label=lab)
-        const = p["constants"][key]
-        if const is not None:
-            ax.axhline(const, color=line.get_color(), ls=ls, lw=0.7, alpha=0.7)
     ax.set_xlabel(r"time $t/t^*$")
     ax.set_ylabel(r"gap / ($\mu t$)")
     ax.set_title("Gap ratios (thin: relayed constants)")
     ax.set_ylim(0, 1.4)
     ax.legend(frameon=False, fontsize=6, ncol=2, loc="upper center")
     ax = axes[1, 0]
-    for lab in ("GF", "SpecGF"):
-        for i in range(p["k"]):
-            d = s[f"{lab} singular value {i + 1}"]
-            ax.plot(d["x"], d["y"], color=color(lab), ls=["-", "--", ":"][i % 3], label=f"{lab}" if i == 0 else None)
     ax.axvline(1.0, color="0.5", lw=0.7)
     ax.set_xlabel(r"time $t/t^*$")
     ax.set_ylabel(r"singular values of $\nabla L(W_t)$")
@@ -242,14 +252,13 @@ def plot(result: dict):
     ax.legend(frameon=False, loc="lower left", fontsize=6.5)
     fig.colorbar(im, ax=ax, fraction=0.05)
     ax = axes[1, 2]
-    groups = list(result["tables"]["groups"].keys())
     width = 0.2
-    for i, key in enumerate(names):
-        ys = [result["tables"]["groups"][g].get(f"min {key}") for g in groups]
-        xs = np.arange(len(groups)) + (i - 1.5) * width
-        base = "GF" if key.startswith("thm1") else "NGF"
-        ax.bar(xs, [np.nan if y is None else y for y in ys], width, color=color(base),
-               alpha=[1.0, 0.55, 0.8, 0.35][i], label=names[key])
+    bars = [d for d in s.values() if d["panel"] == "group minima"]
+    for i, d in enumerate(bars):
+        xs = np.asarray(d["x"], float) + (i - (len(bars) - 1) / 2) * width
+        ax.bar(xs, [np.nan if y is None else y for y in d["y"]], width, color=color(d["baseline"]),
+               alpha=[1.0, 0.55, 0.8, 0.35][i % 4], label=d["label"])
+    groups = bars[0]["groups"]
     for const, ls in ((0.25, ":"), (0.5, "--")):
         ax.axhline(const, color="k", lw=0.7, ls=ls)
     ax.axhline(0.0, color="k", lw=0.5)

@@ -41,6 +41,7 @@ FULL = Config(lr=2.5e-4, steps_gd=16000)
 QUICK = Config()
 SMOKE = dataclasses.replace(QUICK, depths=(1, 2), lr=1e-2, eps=1e-2, steps_gd=800)
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
+NAMES = {"specgd": "SpecGD", "gd": "GD"}
 
 
 def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
@@ -64,7 +65,9 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         stride = max(1, steps // 400)
         t = np.arange(steps + 1)
         for c in range(dm.k):
-            series[f"SpecGD L={depth} c={c + 1}"] = {"x": t[::stride], "y": spec[::stride, c]}
+            series[f"SpecGD L={depth} c={c + 1}"] = {"x": t[::stride], "y": spec[::stride, c], "method": "specgd",
+                                                     "panel": "specgd trajectories", "label": f"L={depth}",
+                                                     "depth": depth, "class": c + 1}
 
         eps_gd = cfg.eps_gd if depth > 1 else 0.0
         gd = diagonal_dynamics(dm.s_xx(), dm.s_yx(), "gd", cfg.lr_gd, cfg.steps_gd, depth=depth, eps=eps_gd)
@@ -74,16 +77,22 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         # Log-spaced samples keep the JSON small and still resolve the early L = 1 dynamics.
         tg = np.unique(np.geomspace(1, cfg.steps_gd, 300).astype(int))
         for c in range(dm.k):
-            series[f"GD L={depth} c={c + 1}"] = {"x": tg, "y": gd[tg, c] / star[c]}
+            series[f"GD L={depth} c={c + 1}"] = {"x": tg, "y": gd[tg, c] / star[c], "method": "gd",
+                                                 "panel": "gd trajectories", "label": f"L={depth}", "depth": depth,
+                                                 "class": c + 1}
         rows.append({"L": depth, "specgd_saturation_steps": sat.tolist(),
                      "specgd_saturation_formula": np.round(t_formula, 2).tolist(),
                      "deltaT_measured": dt_meas[-1], "deltaT_formula_eps": dt_formula[-1],
                      "deltaT_formula_eps0": dt_formula0[-1],
                      "gd_half_times": half.tolist(), "gd_minority_over_majority": ratio})
     depths = list(cfg.depths)
-    series["DeltaT SpecGD measured"] = {"x": depths, "y": dt_meas}
-    series["DeltaT formula"] = {"x": depths, "y": dt_formula0}
-    series["GD time ratio minority/majority"] = {"x": depths, "y": gd_ratio}
+    series["DeltaT SpecGD measured"] = {"x": depths, "y": dt_meas, "method": "specgd", "panel": "depth",
+                                        "label": "SpecGD DeltaT, measured"}
+    series["DeltaT formula"] = {"x": depths, "y": dt_formula0, "method": "formula", "panel": "depth",
+                                "label": "formula (eps = 0)"}
+    # Plotted as ratio - 1, on DeltaT's scale (both are relative minority/majority time gaps).
+    series["GD time ratio minority/majority"] = {"x": depths, "y": gd_ratio, "method": "gd", "panel": "depth",
+                                                 "label": "GD: t_m / t_M - 1 (half-learning)"}
     dt_err = float(np.max(np.abs(np.array(dt_meas) - np.array(dt_formula))))
     claims = [
         at_most("saturation_within_one_step",
@@ -114,16 +123,17 @@ def plot(result: dict):
     import matplotlib.pyplot as plt
 
     p = result["params"]
-    depths, k = p["depths"], len(p["priors"])
+    depths = p["depths"]
     fig, axes = plt.subplots(1, 3, figsize=(7.4, 2.6))
     styles = ["-", "--", ":"]
     shades = np.linspace(1.0, 0.35, len(depths))
-    for name, ax in (("SpecGD", axes[0]), ("GD", axes[1])):
-        for depth, shade in zip(depths, shades):
-            for c in range(k):
-                s = result["series"][f"{name} L={depth} c={c + 1}"]
-                ax.plot(s["x"], s["y"], styles[c % 3], color=color(name), alpha=float(shade), lw=1.1,
-                        label=f"L={depth}" if c == 0 else None)
+    shade = dict(zip(depths, shades))
+    panels = {"specgd trajectories": axes[0], "gd trajectories": axes[1]}
+    for s in result["series"].values():
+        if s["panel"] in panels:
+            panels[s["panel"]].plot(s["x"], s["y"], styles[(s["class"] - 1) % 3], color=color(NAMES[s["method"]]),
+                                    alpha=float(shade[s["depth"]]), lw=1.1, label=s["label"] if s["class"] == 1 else None)
+    for ax in panels.values():
         ax.set_xlabel("iteration t")
     axes[0].set_ylabel(r"$\alpha_c(t)$")
     axes[0].set_title(f"SpecGD, lr={p['lr']:g}, eps={p['eps']:g}")
@@ -134,16 +144,21 @@ def plot(result: dict):
     axes[1].set_title(f"GD, lr={p['lr_gd']:g}, eps={p['eps_gd']:g}")
     axes[0].legend(frameon=False, loc="lower right")
     ax = axes[2]
-    s = result["series"]
-    ax.plot(depths, s["DeltaT SpecGD measured"]["y"], "o", color=color("SpecGD"), label="SpecGD DeltaT, measured")
-    ax.plot(depths, s["DeltaT formula"]["y"], "-", color="k", lw=0.8, label="formula (eps = 0)")
-    ax.plot(depths, np.asarray(s["GD time ratio minority/majority"]["y"], float) - 1.0, "s--", color=color("GD"),
-            label="GD: t_m / t_M - 1 (half-learning)")
+    marks = {"specgd": "o", "formula": "-", "gd": "s--"}
+    gd_gap = [0.0]
+    for s in result["series"].values():
+        if s["panel"] != "depth":
+            continue
+        y = np.asarray(s["y"], float) - (1.0 if s["method"] == "gd" else 0.0)
+        if s["method"] == "gd":
+            gd_gap = y
+        ax.plot(s["x"], y, marks[s["method"]], color="k" if s["method"] == "formula" else color(NAMES[s["method"]]),
+                lw=0.8 if s["method"] == "formula" else None, label=s["label"])
     ax.set_xticks(depths)
     ax.set_xlabel("depth L")
     ax.set_ylabel("relative minority/majority\ntime gap")
     ax.set_title("Sequential learning vs depth")
-    ax.set_ylim(0, 1.25 * max(1.0, np.nanmax(np.asarray(s["GD time ratio minority/majority"]["y"], float) - 1.0)) + 0.5)
+    ax.set_ylim(0, 1.25 * max(1.0, np.nanmax(gd_gap)) + 0.5)
     ax.legend(frameon=False, fontsize=6.5, loc="upper left")
     fig.suptitle("Deep linear model; line style = class (solid: p=%g, dashed: p=%g, dotted: p=%g)"
                  % tuple(p["priors"][:3]), y=1.02)

@@ -168,13 +168,6 @@ def test_all_keeps_going_past_a_crash(fake_figures, tmp_path, capsys):
     assert "figures that crashed: 99" in capsys.readouterr().err
 
 
-def test_not_implemented_figure_is_refused(monkeypatch, capsys):
-    figs = {5: registry.FigureSpec(5, "later", registry.PAPER_A, None, 1)}
-    monkeypatch.setattr(paper_repro, "FIGURES", figs)
-    assert paper_repro.main(["--figure", "5"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
-
-
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     path = tmp_path / "x.json"
     atomic_write_json(path, {"a": 1})
@@ -423,3 +416,12 @@ def test_a_full_disk_keeps_the_previous_set(fake_figures, tmp_path, monkeypatch,
     assert err.splitlines()[0] == (f"figure 98 failed: cannot write figure 98's files in {tmp_path} (No space "
                                    "left on device); its previous files are unchanged")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_list_into_a_closed_pipe_exits_quietly():
+    # The reader is gone before the CLI writes (as after `| head -1`): every write fails with EPIPE.
+    p = subprocess.Popen([sys.executable, str(ROOT / "paper_repro.py"), "--list"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 141 and err == ""

@@ -1,9 +1,12 @@
 """The experiment engine: stable keys, the store, resumption, executors, and lr selection."""
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 
+from experiments import engine as engine_module
 from experiments.engine import Engine, RunSpec, RunStore
 from experiments.tuning import (TuneSpec, check_disjoint, quarter_decade_grid, read_record, select,
                                 tune_all)
@@ -179,3 +182,14 @@ def test_key_records_hardware_chosen_precision(monkeypatch):
     monkeypatch.setattr(registry, "auto_ns_dtype", lambda device: (torch.float32, "emulated"))
     assert s.key() != k_bf16
     assert pinned.key() == p_bf16  # an explicit precision does not depend on the machine
+
+
+def test_ray_workers_get_the_project_and_the_data_root(monkeypatch, tmp_path):
+    from experiments.engine import ray_runtime_env
+
+    monkeypatch.delenv("PAPER_REPRO_DATA_ROOT", raising=False)
+    env = ray_runtime_env()["env_vars"]
+    assert "PAPER_REPRO_DATA_ROOT" not in env
+    assert str(Path(engine_module.__file__).resolve().parents[1]) in env["PYTHONPATH"].split(os.pathsep)
+    monkeypatch.setenv("PAPER_REPRO_DATA_ROOT", str(tmp_path))
+    assert ray_runtime_env()["env_vars"]["PAPER_REPRO_DATA_ROOT"] == str(tmp_path)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from experiments.optim import muon as muon_mod
-from experiments.optim import polar_express as pe
+from theory import polar_express as pe
 from experiments.optim.muon import NS_COEFFICIENTS, Muon, auto_ns_dtype, newton_schulz, ns_schedule
 from experiments.optim.nmd import NMD, frobenius_normalize, unit_rescale
 from experiments.optim.specgd import SpecGD

@@ -8,8 +8,9 @@ Every method steps W <- W - lr * Delta(G) for the gradient G: (k, d):
     SpecGD  Delta = U V^T, G = U S V^T truncated  (singular values <= tol * s_max dropped;
                                                    the canonical form of Muon and Shampoo)
     Muon    M_t = beta M_{t-1} + (1 - beta) G_t,  Delta = polar(M_t)   (theory form: beta = 0
-            is SpecGD). polar is the exact truncated SVD ("svd") or the Newton-Schulz
-            iteration of practical Muon ("ns").
+            is SpecGD). polar is the exact truncated SVD ("svd"), or five Newton-Schulz steps
+            of practical Muon with the classic quintic ("ns") or the per-step Polar Express
+            quintics ("polar_express", theory.polar_express).
 
 Deep models step every factor with its own layer gradient (and its own momentum).
 Continuous time (GF, NGF, SpecGF) integrates dW/dt = -Delta(G(W)) with scipy's solve_ivp.
@@ -23,13 +24,20 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from theory.models import layer_grads, product
+from theory.polar_express import polar_express_coefficients, quintic
 
 # Relative tolerance of the truncated SVD: singular values <= SPEC_TOL * s_max count as zero,
 # so round-off directions of an (in exact arithmetic) low-rank gradient are not amplified to 1.
 SPEC_TOL = 1e-10
 # Quintic Newton-Schulz coefficients (a, b, c) of practical Muon: they push singular values in
-# (0, 1] towards the band [0.7, 1.2] in five steps rather than converging exactly to 1.
+# (0, 1] towards the band [0.68, 1.2] in five steps rather than converging exactly to 1.
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
+NS_STEPS = 5
+POLARS = ("svd", "ns", "polar_express")
+# Normalised singular values x = s / ||G||_F >= BAND_LOWER are those a band statement covers
+# (below it the classic quintic has not lifted x off 0 in five steps; torch Muon's docs quote
+# the classic band from the same edge).
+BAND_LOWER = 3e-3
 
 
 def gd_direction(g: np.ndarray) -> np.ndarray:
@@ -56,18 +64,49 @@ def spectral_direction(g: np.ndarray, tol: float = SPEC_TOL) -> np.ndarray:
     return (u * keep[..., None, :]) @ vt
 
 
-def newton_schulz(g: np.ndarray, steps: int = 5, coeffs=NS_COEFFS) -> np.ndarray:
+def ns_schedule(how: str, steps: int = NS_STEPS) -> tuple[tuple[float, float, float], ...]:
+    """The (a_t, b_t, c_t) of each Newton-Schulz step: "ns" (classic) or "polar_express"."""
+    if how == "ns":
+        return (NS_COEFFS,) * steps
+    if how == "polar_express":
+        return polar_express_coefficients(steps)
+    raise ValueError(f"Newton-Schulz coefficients must be 'ns' or 'polar_express', got {how!r}")
+
+
+def newton_schulz(g: np.ndarray, steps: int = NS_STEPS, coeffs=NS_COEFFS) -> np.ndarray:
     """Approximate polar factor: X <- a X + (b A + c A^2) X with A = X X^T, from X = G / ||G||_F.
 
+    coeffs: one (a, b, c) for every step or a sequence of `steps` of them (a per-step schedule).
     Works on the wide orientation (rows <= cols) so A is the smaller Gram matrix; G: (..., k, d).
     """
-    a, b, c = coeffs
+    schedule = [tuple(coeffs)] * steps if np.ndim(coeffs) == 1 else [tuple(p) for p in coeffs]
+    if len(schedule) != steps or any(len(p) != 3 for p in schedule):
+        raise ValueError(f"coeffs must be one (a, b, c) or {steps} of them, got {coeffs!r}")
     tall = g.shape[-2] > g.shape[-1]
     x = ngd_direction(np.swapaxes(g, -2, -1) if tall else g)
-    for _ in range(steps):
+    for a, b, c in schedule:
         gram = x @ np.swapaxes(x, -2, -1)
         x = a * x + (b * gram + c * gram @ gram) @ x
     return np.swapaxes(x, -2, -1) if tall else x
+
+
+def composed_quintic(schedule, x: np.ndarray) -> np.ndarray:
+    """What Newton-Schulz does to each normalised singular value x = s / ||G||_F (elementwise)."""
+    for p in schedule:
+        x = quintic(p, x)
+    return x
+
+
+def singular_value_band(how: str, lower: float = BAND_LOWER, n: int = 20001) -> tuple[float, float]:
+    """[min, max] of the output singular values of polar `how` over inputs x in [lower, 1] (on a
+    dense linear-plus-geometric grid); "svd" gives [1, 1]."""
+    if how == "svd":
+        return 1.0, 1.0
+    if not 0 < lower < 1:
+        raise ValueError(f"lower must be in (0, 1), got {lower}")
+    x = np.unique(np.concatenate([np.geomspace(lower, 1.0, n), np.linspace(lower, 1.0, n)]))
+    y = composed_quintic(ns_schedule(how), x)
+    return float(y.min()), float(y.max())
 
 
 DIRECTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -79,11 +118,12 @@ DIRECTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def polar(g: np.ndarray, how: str) -> np.ndarray:
+    """The polar factor of G by `how` in POLARS (exact truncated SVD or five Newton-Schulz steps)."""
     if how == "svd":
         return spectral_direction(g)
-    if how == "ns":
-        return newton_schulz(g)
-    raise ValueError(f"polar must be 'svd' or 'ns', got {how!r}")
+    if how in POLARS:
+        return newton_schulz(g, NS_STEPS, ns_schedule(how))
+    raise ValueError(f"polar must be one of {POLARS}, got {how!r}")
 
 
 def muon_direction(g: np.ndarray, momentum: np.ndarray, beta: float, how: str = "ns") -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +147,7 @@ def run_discrete(grads: Callable, factors0: list[np.ndarray], method: str, lr: f
     """Run `steps` updates of `method` ("gd", "ngd", "signgd", "specgd" or "muon") from factors0.
 
     grads(factors) -> list of layer gradients; record(factors) -> array saved at t = 0..steps.
-    beta and how (polar "svd" | "ns") apply to "muon" only. Returns (steps + 1, *record shape).
+    beta and how (polar: one of POLARS) apply to "muon" only. Returns (steps + 1, *record shape).
     """
     factors = [f.copy() for f in factors0]
     momentum = [np.zeros_like(f) for f in factors]

@@ -67,7 +67,7 @@ def softmax_gradient(w: np.ndarray, x: np.ndarray, y_hot: np.ndarray) -> np.ndar
 def train_softmax(data: SoftmaxData, method: str, lrs, steps: int, eval_at, beta: float = 0.9,
                   how: str = "ns") -> dict[str, np.ndarray]:
     """Train one model per lr from W = 0; per-class accuracy on each eval set at the steps in
-    eval_at: {name: (len(eval_at), len(lrs), k)}. Muon's polar factor: how = "ns" | "svd"."""
+    eval_at: {name: (len(eval_at), len(lrs), k)}. Muon's polar factor: how in algorithms.POLARS."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     eval_at = sorted(set(int(t) for t in eval_at))
