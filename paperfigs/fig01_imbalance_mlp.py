@@ -72,7 +72,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     criterion = (f"balanced validation accuracy averaged over the early window (first {cfg.early_frac:.0%} of "
                  "steps), mean over tuning seeds")
-    ms, selections, runs, tied_runs, params = common.study(cfg, mode, seed, device, ctx, score, criterion)
+    ms, selections, runs, tied_runs, params = common.study(cfg, mode, seed, device, ctx, score, criterion, CLAIMED)
     params["margin"] = MARGIN
 
     def claim(name, results, suffix=""):
@@ -82,7 +82,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                      f"(paired over seeds){suffix}")
         return paired(f"{name}_minority_early_above_sgd", statement, [diffs], MARGIN)
 
-    claimed = [m.name for m in ms if m.name in CLAIMED or m.name not in dict(FULL.centers)]
+    claimed = common.claimed_of(ms, CLAIMED)
     claims = [claim(name, runs[name]) for name in claimed]
     at_tied = {name: {repr(lr): claim(name, rs, f" at tied lr {lr:.3g}").to_json() for lr, rs in tied_runs[name].items()}
                for name in claimed if tied_runs[name]}

@@ -27,6 +27,9 @@ claim) of the WORST-group accuracy on the VALIDATION split, mean over tuning see
 accuracy as the score let a collapsed, constant predictor win: it gets 0.5 on the two minority
 groups together; a first sweep picked SGD lr 3 that way.) Muon's AdamW fallback (head, biases) is
 tied to its lr (paperfigs.methods); NMD's and Signum's stay at AdamW 1e-3.
+Tied lrs (issue 10.1): both claims are also judged with Muon at each other lr tied with its
+selected one within one standard error (at one depth, the other depth at its selected lr;
+tables.claims_at_tied_lrs); the rivals stay at their selected lrs.
 History: until the engine (issue 10) the lrs came from one sweep seed and the claims were judged
 on the mean AUCs without an interval; the claims' definitions are unchanged.
 
@@ -46,6 +49,7 @@ from experiments.tasks.groups import splits_of
 from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
 from paperfigs.claims import paired
 from paperfigs.methods import Method, label, methods
+from paperfigs.protocol import NOT_STORED
 
 NUMBER = 6
 SPECTRAL, RIVALS = "muon", ("nmd", "signum")
@@ -146,8 +150,15 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     lrs = {k: sel.lr for k, sel in selections.items()}
     if any(v is None for v in lrs.values()):
         raise FloatingPointError(f"every lr diverged on the tuning seeds for {[k for k, v in lrs.items() if v is None]}")
+    # Reporting runs at the selected lrs, and at every lr tied with Muon's (the claimed method) at
+    # each depth: the claims are judged at those too (issue 10.1).
+    tied = {d: [lr for lr in selections[lr_key(SPECTRAL, d)].tied if lr != lrs[lr_key(SPECTRAL, d)]]
+            for d in cfg.depths} if any(m.name == SPECTRAL for m in ms) else {}
     specs = {(lr_key(m.name, d), s): run_spec(cfg, m, d, lrs[lr_key(m.name, d)], s, device) for m, d in pairs
              for s in seeds}
+    spectral = next((m for m in ms if m.name == SPECTRAL), None)
+    specs.update({(lr_key(SPECTRAL, d), lr, s): run_spec(cfg, spectral, d, lr, s, device)
+                  for d, lrs_d in tied.items() for lr in lrs_d for s in seeds})
     results = dict(zip(specs, ctx.engine.run(list(specs.values()), desc="reporting runs")))
     series, auc, worst_auc, reach, statuses = {}, {}, {}, {}, {}
     for m, d in pairs:
@@ -168,24 +179,33 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     depths = list(cfg.depths)
     lo_d, hi_d = min(depths), max(depths)
     index = [np.arange(len(seeds), dtype=float)]
-    claims, margins = [], {}
-    if have:
-        margins = _margins(auc, slice(None), depths)
-        claims.append(paired(
-            "muon_minority_earlier_than_nmd_signum",
-            "Muon's minority-group test-accuracy AUC (normalised area under the curve over the last 90% of "
-            f"training, mean over {cfg.seeds} paired seeds) exceeds both NMD's and Signum's at every depth "
-            f"{depths}; value = the smallest margin AUC_Muon - max(AUC_NMD, AUC_Signum) over depths",
-            index, 0.0, statistic=lambda i: min(_margins(auc, np.asarray(i, int), depths).values()), strict=True))
-
+    def muon_claims(auc, suffix=""):
         def growth(i):
             mg = _margins(auc, np.asarray(i, int), depths)
             return mg[hi_d] - mg[lo_d]
 
-        claims.append(paired(
+        return [paired(
+            "muon_minority_earlier_than_nmd_signum",
+            "Muon's minority-group test-accuracy AUC (normalised area under the curve over the last 90% of "
+            f"training, mean over {cfg.seeds} paired seeds) exceeds both NMD's and Signum's at every depth "
+            f"{depths}; value = the smallest margin AUC_Muon - max(AUC_NMD, AUC_Signum) over depths{suffix}",
+            index, 0.0, statistic=lambda i: min(_margins(auc, np.asarray(i, int), depths).values()), strict=True),
+            paired(
             "muon_advantage_larger_at_depth4",
             f"Muon's AUC margin over max(NMD, Signum) is larger at depth {hi_d} than at depth {lo_d}; value = "
-            f"margin(depth {hi_d}) - margin(depth {lo_d})", index, 0.0, statistic=growth, strict=True))
+            f"margin(depth {hi_d}) - margin(depth {lo_d}){suffix}", index, 0.0, statistic=growth, strict=True)]
+
+    claims, margins, at_tied = [], {}, {}
+    if have:
+        margins = _margins(auc, slice(None), depths)
+        claims = muon_claims(auc)
+        # Each tied lr of Muon at one depth, the other depth at its selected lr.
+        for d, lrs_d in tied.items():
+            for lr in lrs_d:
+                k = lr_key(SPECTRAL, d)
+                swapped = {**auc, k: np.array([_auc(results[(k, lr, s)], "test/minority") for s in seeds])}
+                at_tied[f"{k} lr {lr!r}"] = [c.to_json() for c in muon_claims(
+                    swapped, f" (Muon at depth {d} at its tied lr {lr:.3g})")]
 
     # Sensitivity: Muon at each lr of its grid against NMD and Signum at their selected lrs, on the
     # tuning seeds' test curves (the tuning runs hold them); no selection involved.
@@ -205,8 +225,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
             recs = [ctx.engine.store.get(ctx.engine.key(run_spec(cfg, muon, d, lr, s, device)))
                     if ctx.engine.store else None for s in cfg.tuning_seeds]
             if any(x is None for x in recs) or any(v is None for v in rivals):
-                row = ("not available: the tuning runs are not in this run store (selection read from the "
-                       "record or given by --lr; rerun with --fresh to compute them)")
+                row = NOT_STORED
                 break
             row[repr(lr)] = float(np.mean([_auc(x["result"], "test/minority") for x in recs]) - max(rivals))
         sensitivity[f"depth {d}"] = row
@@ -226,6 +245,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                                    "per_seed": v.tolist()} for k, v in auc.items()},
               "worst_group_auc_mean": worst_auc, "margin_by_depth": {str(d): v for d, v in margins.items()},
               f"first_step_minority_at_least_{cfg.threshold}": reach,
+              "claims_at_tied_lrs": at_tied,
               "sensitivity": sensitivity,
               "sensitivity_definition": "Muon's minority AUC at each lr of its grid minus max(NMD, Signum) at their "
                                         "selected lrs, mean over the tuning seeds' test curves"}

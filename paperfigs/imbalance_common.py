@@ -65,6 +65,7 @@ class ImbalanceConfig:
     extend: int = 2               # grid points the engine may add on each side
     # label -> fixed optimizer kwargs besides the Muon variants (e.g. SPlus's EMA rate)
     kwargs: tuple[tuple[str, tuple], ...] = ()
+    pool: int = 1                 # 2: images averaged over 2 x 2 pixel blocks (28 x 28 -> 14 x 14)
 
 
 def methods(cfg: ImbalanceConfig, ctx) -> list[Method]:
@@ -74,7 +75,7 @@ def methods(cfg: ImbalanceConfig, ctx) -> list[Method]:
 def run_spec(cfg: ImbalanceConfig, m: Method, lr: float, seed: int, device: str) -> RunSpec:
     config = {"dataset": cfg.dataset, "rho": cfg.rho, "minority": list(cfg.minority), "n_max": cfg.n_max,
               "n_val_per_class": cfg.n_val_per_class, "n_test_per_class": cfg.n_test_per_class,
-              "model": cfg.model, "width": cfg.width, "depth": cfg.depth, "blocks": list(cfg.blocks),
+              "pool": cfg.pool, "model": cfg.model, "width": cfg.width, "depth": cfg.depth, "blocks": list(cfg.blocks),
               "steps": cfg.steps, "batch_size": cfg.batch_size, "eval_every": cfg.eval_every,
               "optimizer": m.optimizer, "lr": float(lr), "optimizer_kwargs": m.optimizer_kwargs(lr), "seed": int(seed),
               "device": device, "data_root": os.environ.get("PAPER_REPRO_DATA_ROOT")}
@@ -107,13 +108,21 @@ def center_of(cfg: ImbalanceConfig, m: Method) -> float:
     return centers.get(m.name, centers.get("adam", 1e-3))
 
 
+def claimed_of(ms: list[Method], claimed: tuple[str, ...]) -> list[str]:
+    """The figure's claimed methods present, and every user optimizer (claimed like them)."""
+    return [m.name for m in ms if m.name in claimed or m.external]
+
+
 def study(cfg: ImbalanceConfig, mode: str, seed: int, device: str, ctx,
-          select_score: Callable[[dict], float | None], criterion: str):
-    """Tune every method, run the reporting seeds at the selected (and tied) lrs.
+          select_score: Callable[[dict], float | None], criterion: str, claimed: tuple[str, ...]):
+    """Tune every method, run the reporting seeds at the selected lrs, and at the tied lrs of the
+    claimed methods (the baseline's and the unclaimed methods' tied lrs enter no claim).
 
     Returns (methods, selections, runs, tied_runs, params): runs[name] is the list of reporting
-    results at the selected lr (seed order); tied_runs[name][lr] likewise at each tied lr."""
+    results at the selected lr (seed order); tied_runs[name][lr] likewise at each other tied lr of
+    a claimed method."""
     ms = methods(cfg, ctx)
+    claimed = claimed_of(ms, claimed)
     seeds = reporting_seeds(cfg, seed)
     tunes = [TuneSpec(m.name, grid_for(cfg, center_of(cfg, m)), list(cfg.tuning_seeds),
                       (lambda lr, s, m=m: run_spec(cfg, m, lr, s, device)), select_score, True, criterion,
@@ -124,11 +133,12 @@ def study(cfg: ImbalanceConfig, mode: str, seed: int, device: str, ctx,
         raise FloatingPointError(f"every lr diverged on the tuning seeds for {', '.join(missing)}; "
                                  "widen its grid")
     specs = {(m.name, lr, s): run_spec(cfg, m, lr, s, device) for m in ms
-             for lr in {selections[m.name].lr, *selections[m.name].tied} for s in seeds}
+             for lr in {selections[m.name].lr, *(selections[m.name].tied if m.name in claimed else ())}
+             for s in seeds}
     results = dict(zip(specs, ctx.engine.run(list(specs.values()), desc="reporting runs")))
     runs = {m.name: [results[(m.name, selections[m.name].lr, s)] for s in seeds] for m in ms}
-    tied_runs = {m.name: {lr: [results[(m.name, lr, s)] for s in seeds] for lr in selections[m.name].tied
-                          if lr != selections[m.name].lr} for m in ms}
+    tied_runs = {name: {lr: [results[(name, lr, s)] for s in seeds] for lr in selections[name].tied
+                        if lr != selections[name].lr} for name in claimed}
     first = runs[ms[0].name][0]
     n_train = int(sum(first["train_counts"]))
     params = {

@@ -11,7 +11,11 @@ statistic. The interval is scipy.stats.bootstrap's percentile interval (BCa is u
 Verdict rule (fixed for every claim): "holds" when the whole interval clears the threshold in
 the claimed direction, "fails" when it lies wholly on the other side, "inconclusive" when it
 straddles the threshold or the compared methods were both censored (neither reached the level a
-time-to-level claim asks for).
+time-to-level claim asks for). An interval end that touches the threshold (equal to it up to
+rounding) lies on neither side: for "value >= t" an interval [lo, t] with lo < t is inconclusive,
+not a failure, and for "value > t" (strict) [t, hi] is inconclusive and [lo, t] fails. Rounding
+matters for discretised values: a difference of two evaluation times that equals one evaluation
+interval can come out one ulp below it.
 """
 from __future__ import annotations
 
@@ -22,6 +26,9 @@ import numpy as np
 
 VERDICTS = ("holds", "fails", "inconclusive")
 CONFIDENCE = 0.95
+# An interval end this close to the threshold counts as touching it (far below any grid step the
+# claims use: accuracies over <= 1e5 examples, evaluation times of >= 1 step).
+TOUCH_RTOL, TOUCH_ATOL = 1e-9, 1e-12
 
 
 def paired_ci(statistic: Callable[..., float], *samples, confidence: float = CONFIDENCE,
@@ -69,6 +76,10 @@ def verdict_of(ci: tuple[float, float] | None, threshold: float, direction: str 
         return "inconclusive"
     lo, hi = ci if direction == ">=" else (-ci[1], -ci[0])
     t = threshold if direction == ">=" else -threshold
+    # An end within rounding of the threshold touches it: discretised values (evaluation times,
+    # accuracies over n examples) reach a threshold on their grid through arithmetic that can land
+    # one ulp on either side, and that must not decide between holds and fails.
+    lo_touches, hi_touches = (math.isclose(x, t, rel_tol=TOUCH_RTOL, abs_tol=TOUCH_ATOL) for x in (lo, hi))
     if strict:
-        return "holds" if lo > t else "fails" if hi <= t else "inconclusive"
-    return "holds" if lo >= t else "fails" if hi < t else "inconclusive"
+        return "holds" if lo > t and not lo_touches else "fails" if hi <= t or hi_touches else "inconclusive"
+    return "holds" if lo >= t or lo_touches else "fails" if hi < t and not hi_touches else "inconclusive"

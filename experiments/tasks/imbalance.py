@@ -1,7 +1,7 @@
 """Engine task "imbalance": one optimizer on one step-imbalanced image split (figures 1 and 7).
 
     config = {"dataset": "mnist5k", "rho": 20.0, "minority": [5, 6, 7, 8, 9], "n_max": None,
-              "n_val_per_class": 50, "n_test_per_class": 100, "model": "mlp", "width": 128,
+              "n_val_per_class": 50, "n_test_per_class": 100, "pool": 1, "model": "mlp", "width": 128,
               "depth": 3, "blocks": [], "steps": 300, "batch_size": 128, "eval_every": 15,
               "optimizer": "muon", "lr": 0.02, "optimizer_kwargs": {"head_fallback": False},
               "seed": 0, "device": "cpu", "data_root": None}
@@ -12,8 +12,10 @@ training images), the initial weights and the batch order, so every optimizer on
 from the same split and the same weights (a paired comparison across methods). Per-class accuracy
 is evaluated on the balanced validation split (for lr selection) and the balanced test split (for
 the figures) at step 0, every eval_every steps and at the end. A run stopped by a non-finite loss
-keeps its evaluations, padded with its last values to the full length; its status says where it
-stopped. The read-outs the claims use (class-group curves, early-window means, gap closing) are
+keeps its evaluations, padded with NaN to the full length (a diverged network has no accuracy to
+carry forward: repeating its last value would let a stopped run "reach" a level later, or count in
+a window mean, with numbers it never produced); its status says where it stopped. Every read-out
+below propagates the NaN. The read-outs the claims use (class-group curves, early-window means, gap closing) are
 below, so a figure only analyses results.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ import functools
 
 import numpy as np
 
-VERSION = 1
+VERSION = 2  # 2: stopped runs padded with NaN instead of their last evaluation; a pool option
 
 
 @functools.lru_cache(maxsize=8)
@@ -34,10 +36,32 @@ def _split(dataset: str, rho: float, minority: tuple, n_max, n_val: int, n_test:
                             n_val_per_class=n_val, n_test_per_class=n_test, seed=seed, data_root=data_root)
 
 
+@functools.lru_cache(maxsize=8)
+def _pooled(dataset: str, rho: float, minority: tuple, n_max, n_val: int, n_test: int, seed: int, data_root,
+            pool: int):
+    import dataclasses
+
+    import torch
+
+    from experiments.data.groups import avg_pool
+
+    split = _split(dataset, rho, minority, n_max, n_val, n_test, seed, data_root)
+    if pool == 1:
+        return split
+    images = {k: torch.from_numpy(avg_pool(getattr(split, k).numpy(), pool))
+              for k in ("x_train", "x_val", "x_test")}
+    return dataclasses.replace(split, **images, info={**split.info, "pool": pool})
+
+
 def split_of(config: dict):
-    return _split(config["dataset"], float(config["rho"]), tuple(config["minority"]), config.get("n_max"),
-                  int(config["n_val_per_class"]), int(config["n_test_per_class"]), int(config["seed"]),
-                  config.get("data_root"))
+    """The run's split; pool > 1 averages pool x pool pixel blocks of every image (pool 2: 28 x 28
+    -> 14 x 14, a 4x cheaper convolution) after the split is drawn, so the split is the same."""
+    pool = int(config["pool"])
+    if pool < 1:
+        raise ValueError(f"pool must be an integer >= 1, got {config['pool']!r}")
+    return _pooled(config["dataset"], float(config["rho"]), tuple(config["minority"]), config.get("n_max"),
+                   int(config["n_val_per_class"]), int(config["n_test_per_class"]), int(config["seed"]),
+                   config.get("data_root"), pool)
 
 
 def make_model(config: dict, split):
@@ -80,7 +104,7 @@ def expected_steps(steps: int, eval_every: int) -> list[int]:
 def _pad(per_class: np.ndarray, length: int) -> np.ndarray:
     if len(per_class) >= length:
         return per_class[:length]
-    return np.concatenate([per_class, np.repeat(per_class[-1:], length - len(per_class), axis=0)])
+    return np.concatenate([per_class, np.full((length - len(per_class), per_class.shape[1]), np.nan)])
 
 
 # ------------------------------------------------------------------ read-outs of results
