@@ -17,7 +17,7 @@ class FigureSpec:
     title: str
     paper: str
     module: str          # dotted module path
-    quick_budget_s: int  # the time budget of --quick on a 2-core CPU
+    quick_budget_s: int  # this figure's share of --all --quick's 15 minutes on a 2-core CPU with --jobs 2
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -26,26 +26,26 @@ class FigureSpec:
 FIGURES: dict[int, FigureSpec] = {
     s.number: s
     for s in [
-        FigureSpec(1, "Per-class accuracy, majority vs minority, step-imbalanced digits (MLP)", PAPER_A, "paperfigs.fig01_imbalance_mlp", 120),
+        FigureSpec(1, "Per-class accuracy, majority vs minority, step-imbalanced digits (MLP)", PAPER_A, "paperfigs.fig01_imbalance_mlp", 60),
         FigureSpec(2, "Linear model, population: alpha_c(t) under GD, NGD, SpecGD", PAPER_A,
                    "paperfigs.fig02_linear_trajectories", 10),
         FigureSpec(3, "Theorems 1-2: minority/balanced loss gaps of SpecGF vs GF/NGF", PAPER_A,
-                   "paperfigs.fig03_theorems", 20),
+                   "paperfigs.fig03_theorems", 10),
         FigureSpec(4, "Heavy tail (k=20, p_c ~ 1/c): balanced and worst-class test accuracy", PAPER_A,
-                   "paperfigs.fig04_heavy_tail", 60),
+                   "paperfigs.fig04_heavy_tail", 30),
         FigureSpec(5, "Depth: deep linear SpecGD/GD saturation times and DeltaT(L)", PAPER_A,
-                   "paperfigs.fig05_depth", 30),
-        FigureSpec(6, "Colored digits: minority-group accuracy, Muon vs NMD vs Signum, depth 2 vs 4", PAPER_A, "paperfigs.fig06_colored_digits", 150),
+                   "paperfigs.fig05_depth", 10),
+        FigureSpec(6, "Colored digits: minority-group accuracy, Muon vs NMD vs Signum, depth 2 vs 4", PAPER_A, "paperfigs.fig06_colored_digits", 60),
         FigureSpec(7, "Step-imbalanced image classification with a small CNN", PAPER_A, "paperfigs.fig07_imbalance_cnn", 180),
-        FigureSpec(8, "Dominoes: worst-group and decoded worst-group accuracy", PAPER_A, "paperfigs.fig08_dominoes", 180),
-        FigureSpec(9, "Next-token prediction: accuracy per token-frequency bucket", PAPER_A, "paperfigs.fig09_token_frequency", 180),
+        FigureSpec(8, "Dominoes: worst-group and decoded worst-group accuracy", PAPER_A, "paperfigs.fig08_dominoes", 60),
+        FigureSpec(9, "Next-token prediction: accuracy per token-frequency bucket", PAPER_A, "paperfigs.fig09_token_frequency", 80),
         FigureSpec(10, "Finite samples and random init vs the population theory", PAPER_A,
-                   "paperfigs.fig10_finite_samples", 30),
-        FigureSpec(11, "Deep autoencoder on real digits: TNT vs KFAC, Shampoo, Adam, SGD-m", PAPER_B, "paperfigs.fig11_autoencoder", 180),
-        FigureSpec(12, "CNN classification: TNT vs KFAC, Shampoo, Adam, SGD-m; time and memory", PAPER_B, "paperfigs.fig12_cnn_cost", 180),
-        FigureSpec(13, "Stale inverses: lr x cache-interval grid, naive Shampoo vs SPlus", PAPER_C, "paperfigs.fig13_stale_inverses", 180),
-        FigureSpec(14, "Steps to Adam's final validation loss: SPlus, Shampoo, Muon", PAPER_C, "paperfigs.fig14_steps_to_adam", 180),
-        FigureSpec(15, "Learning-rate transfer across width: SPlus (scaled, unscaled) vs Adam", PAPER_C, "paperfigs.fig15_lr_transfer", 180),
+                   "paperfigs.fig10_finite_samples", 10),
+        FigureSpec(11, "Deep autoencoder on real digits: TNT vs KFAC, Shampoo, Adam, SGD-m", PAPER_B, "paperfigs.fig11_autoencoder", 80),
+        FigureSpec(12, "CNN classification: TNT vs KFAC, Shampoo, Adam, SGD-m; time and memory", PAPER_B, "paperfigs.fig12_cnn_cost", 80),
+        FigureSpec(13, "Stale inverses: lr x cache-interval grid, naive Shampoo vs SPlus", PAPER_C, "paperfigs.fig13_stale_inverses", 80),
+        FigureSpec(14, "Steps to Adam's final validation loss: SPlus, Shampoo, Muon", PAPER_C, "paperfigs.fig14_steps_to_adam", 80),
+        FigureSpec(15, "Learning-rate transfer across width: SPlus (scaled, unscaled) vs Adam", PAPER_C, "paperfigs.fig15_lr_transfer", 40),
     ]
 }
 
