@@ -184,3 +184,19 @@ def test_ray_workers_get_the_project_and_the_data_root(monkeypatch, tmp_path):
     assert str(Path(engine_module.__file__).resolve().parents[1]) in env["PYTHONPATH"].split(os.pathsep)
     monkeypatch.setenv("PAPER_REPRO_DATA_ROOT", str(tmp_path))
     assert ray_runtime_env()["env_vars"]["PAPER_REPRO_DATA_ROOT"] == str(tmp_path)
+
+
+def test_a_run_gets_as_many_blas_threads_as_torch_threads(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    import numpy as np  # noqa: F401  (loads the BLAS whose threads are limited)
+
+    seen = {}
+
+    def run(config):
+        seen["blas"] = {i["internal_api"]: i["num_threads"] for i in threadpool_info()}
+        return {"ok": True}
+
+    monkeypatch.setattr(engine_module, "task_module", lambda task: type("T", (), {"run": staticmethod(run)}))
+    engine_module.execute("toy_regression", {}, threads=1)
+    assert seen["blas"] and set(seen["blas"].values()) == {1}
