@@ -27,19 +27,7 @@ from experiments.optim.signum import Signum
 from experiments.optim.specgd import SpecGD, truncated_polar
 from experiments.optim.splus import SPlus
 from experiments.optim.tnt import TNT, tnt_normalize, tnt_view
-
-F64 = torch.float64
-
-
-def grads_seq(shape, n, seed, dtype=F64):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(shape, generator=g, dtype=dtype) for _ in range(n)]
-
-
-def run_steps(opt, p, grads):
-    for g in grads:
-        p.grad = g.clone()
-        opt.step()
+from optim_helpers import F64, gen, grads_seq, run_sequence, run_steps
 
 
 def spd(d, seed, dtype=F64):
@@ -274,51 +262,18 @@ def test_shampoo_stale_roots_change_the_step():
     assert torch.allclose(before - p.detach(), stale, atol=1e-10)
 
 
-@pytest.mark.parametrize("grafting", ["adam", "none"])
-def test_shampoo_batched_parameters_equal_each_parameter_alone(grafting):
-    """Same-shaped parameters stepped together (one batched kernel per mode) move exactly as each
-    does under its own optimizer, through root refreshes, cached roots and a state dict round trip."""
-    shapes = [(3, 2, 2), (3, 2, 2), (3, 2, 2), (4,), (4,), (2, 3), ()]
-    kw = dict(lr=0.05, momentum=0.9, beta=0.99, eps=1e-3, precondition_frequency=2,
-              start_preconditioning_step=2, grafting=grafting, weight_decay=0.1)
-    g = torch.Generator().manual_seed(11)
+def _together_equals_alone(make, shapes, steps, save_at, seed):
+    """One optimizer over parameters of `shapes` (same-shaped ones batched) moves each parameter
+    exactly as its own optimizer does, through refreshes and a state dict round trip at `save_at`;
+    sampled-curvature optimizers get the same sampled gradients on both sides."""
+    g = torch.Generator().manual_seed(seed)
     p0 = [torch.randn(s, generator=g, dtype=F64) for s in shapes]
     together = [p.clone().requires_grad_() for p in p0]
     alone = [p.clone().requires_grad_() for p in p0]
-    opt = Shampoo(together, **kw)
-    singles = [Shampoo([p], **kw) for p in alone]
-    for t in range(6):
-        grads = [torch.randn(s, generator=g, dtype=F64) for s in shapes]
-        for p, q, G in zip(together, alone, grads):
-            p.grad, q.grad = G.clone(), G.clone()
-        opt.step()
-        for o in singles:
-            o.step()
-        if t == 2:
-            saved = copy.deepcopy(opt.state_dict())
-            opt = Shampoo(together, **kw)
-            opt.load_state_dict(saved)
-    for p, q in zip(together, alone):
-        assert torch.allclose(p, q, rtol=0, atol=1e-12)
-    assert all(not torch.equal(p, q) for p, q in zip(together, p0))
-
-
-# -- TNT -------------------------------------------------------------------------------------------
-
-def test_tnt_batched_parameters_equal_each_parameter_alone():
-    """Same-shaped parameters (factor updates and preconditioning batched per mode) move exactly as
-    each does under its own TNT, through factor updates, inverse refreshes and a state dict round trip."""
-    shapes = [(3, 2, 2, 2), (3, 2, 2, 2), (4,), (4,), (4,), (2, 3)]
-    kw = dict(lr=0.05, momentum=0.9, beta=0.8, eps=0.1, curvature_frequency=2, inverse_frequency=4,
-              weight_decay=0.1)
-    g = torch.Generator().manual_seed(12)
-    p0 = [torch.randn(s, generator=g, dtype=F64) for s in shapes]
-    together = [p.clone().requires_grad_() for p in p0]
-    alone = [p.clone().requires_grad_() for p in p0]
-    opt = TNT(together, **kw)
-    singles = [TNT([p], **kw) for p in alone]
-    for t in range(9):
-        if opt.wants_curvature():
+    opt = make(together)
+    singles = [make([p]) for p in alone]
+    for t in range(steps):
+        if getattr(opt, "wants_curvature", lambda: False)():
             sampled = [torch.randn(s, generator=g, dtype=F64) for s in shapes]
             opt.update_curvature(dict(zip(together, sampled)))
             for o, q, G in zip(singles, alone, sampled):
@@ -329,13 +284,34 @@ def test_tnt_batched_parameters_equal_each_parameter_alone():
         opt.step()
         for o in singles:
             o.step()
-        if t == 4:
+        if t == save_at:
             saved = copy.deepcopy(opt.state_dict())
-            opt = TNT(together, **kw)
+            opt = make(together)
             opt.load_state_dict(saved)
     for p, q in zip(together, alone):
         assert torch.allclose(p, q, rtol=0, atol=1e-12)
     assert all(not torch.equal(p, q) for p, q in zip(together, p0))
+
+
+@pytest.mark.parametrize("grafting", ["adam", "none"])
+def test_shampoo_batched_parameters_equal_each_parameter_alone(grafting):
+    """Same-shaped parameters stepped together (one batched kernel per mode) move exactly as each
+    does under its own optimizer, through root refreshes, cached roots and a state dict round trip."""
+    shapes = [(3, 2, 2), (3, 2, 2), (3, 2, 2), (4,), (4,), (2, 3), ()]
+    kw = dict(lr=0.05, momentum=0.9, beta=0.99, eps=1e-3, precondition_frequency=2,
+              start_preconditioning_step=2, grafting=grafting, weight_decay=0.1)
+    _together_equals_alone(lambda ps: Shampoo(ps, **kw), shapes, steps=6, save_at=2, seed=11)
+
+
+# -- TNT -------------------------------------------------------------------------------------------
+
+def test_tnt_batched_parameters_equal_each_parameter_alone():
+    """Same-shaped parameters (factor updates and preconditioning batched per mode) move exactly as
+    each does under its own TNT, through factor updates, inverse refreshes and a state dict round trip."""
+    shapes = [(3, 2, 2, 2), (3, 2, 2, 2), (4,), (4,), (4,), (2, 3)]
+    kw = dict(lr=0.05, momentum=0.9, beta=0.8, eps=0.1, curvature_frequency=2, inverse_frequency=4,
+              weight_decay=0.1)
+    _together_equals_alone(lambda ps: TNT(ps, **kw), shapes, steps=9, save_at=4, seed=12)
 
 
 def test_tnt_view_shapes():
@@ -605,33 +581,20 @@ def test_sampling_from_non_finite_outputs_is_a_clear_floating_point_error():
 
 # -- Muon ------------------------------------------------------------------------------------------
 
-def _gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def _run(opt_factory, W0, grads):
-    """Apply the gradient sequence `grads` to a copy of W0 with a fresh optimizer; return W."""
-    p = nn.Parameter(W0.clone())
-    opt = opt_factory([p])
-    for G in grads:
-        p.grad = G.clone()
-        opt.step()
-    return p.detach(), opt
-
 
 def test_muon_without_momentum_and_with_svd_is_specgd():
-    g = _gen(11)
+    g = gen(11)
     W0 = torch.randn(10, 6, generator=g)
     grads = [torch.randn(10, 6, generator=g) for _ in range(3)]
-    muon, _ = _run(lambda ps: Muon(ps, lr=0.1, momentum=0.0, orthogonalize="svd", adjust_lr="none"), W0, grads)
-    spec, _ = _run(lambda ps: SpecGD(ps, lr=0.1), W0, grads)
+    muon, _ = run_sequence(lambda ps: Muon(ps, lr=0.1, momentum=0.0, orthogonalize="svd", adjust_lr="none"), W0, grads)
+    spec, _ = run_sequence(lambda ps: SpecGD(ps, lr=0.1), W0, grads)
     torch.testing.assert_close(muon, spec, atol=0, rtol=0)
 
 
 def test_muon_rank_one_gradient_is_normalised_step():
     """For G = s u v^T the Newton-Schulz output is f^5(1) u v^T with f(x) = a x + b x^3 + c x^5
     (the only singular value of G/||G||_F is 1); the SVD option gives exactly u v^T = G/||G||_F."""
-    g = _gen(2)
+    g = gen(2)
     u, v = torch.randn(40, 1, generator=g), torch.randn(1, 25, generator=g)
     G = 3.0 * u @ v
     a, b, c = NS_COEFFICIENTS
@@ -641,8 +604,8 @@ def test_muon_rank_one_gradient_is_normalised_step():
     lr = 0.1
     W0 = torch.zeros(40, 25)
     scale = (40 / 25) ** 0.5  # torch's default shape scaling for a tall matrix
-    ns, _ = _run(lambda ps: Muon(ps, lr=lr, momentum=0.0, ns_dtype="float32"), W0, [G])
-    svd, _ = _run(lambda ps: Muon(ps, lr=lr, momentum=0.0, orthogonalize="svd"), W0, [G])
+    ns, _ = run_sequence(lambda ps: Muon(ps, lr=lr, momentum=0.0, ns_dtype="float32"), W0, [G])
+    svd, _ = run_sequence(lambda ps: Muon(ps, lr=lr, momentum=0.0, orthogonalize="svd"), W0, [G])
     torch.testing.assert_close(svd, -lr * scale * G / G.norm(), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(ns, -lr * scale * x * G / G.norm(), atol=1e-5, rtol=1e-4)
     assert 0.6 < x < 1.1
@@ -652,7 +615,7 @@ def test_newton_schulz_acts_on_singular_values_by_the_quintic():
     """Known spectrum: NS keeps the singular vectors and maps each normalised singular value
     x = s / ||s|| through f^5, f(x) = a x + b x^3 + c x^5; for x >= 3e-3 that lands in [0.68, 1.21]
     (not exactly 1)."""
-    g = _gen(3)
+    g = gen(3)
     Q1, _ = torch.linalg.qr(torch.randn(50, 50, generator=g))
     Q2, _ = torch.linalg.qr(torch.randn(30, 30, generator=g))
     s = torch.logspace(0, -2, 30)
@@ -667,11 +630,11 @@ def test_newton_schulz_acts_on_singular_values_by_the_quintic():
 
 
 def test_muon_conv_kernel_is_flattened_matrix():
-    g = _gen(4)
+    g = gen(4)
     K0 = torch.randn(8, 3, 3, 3, generator=g)
     grads = [torch.randn(8, 3, 3, 3, generator=g) for _ in range(3)]
-    conv, _ = _run(lambda ps: Muon(ps, lr=0.05), K0, grads)
-    flat, _ = _run(lambda ps: Muon(ps, lr=0.05), K0.reshape(8, 27), [G.reshape(8, 27) for G in grads])
+    conv, _ = run_sequence(lambda ps: Muon(ps, lr=0.05), K0, grads)
+    flat, _ = run_sequence(lambda ps: Muon(ps, lr=0.05), K0.reshape(8, 27), [G.reshape(8, 27) for G in grads])
     torch.testing.assert_close(conv.reshape(8, 27), flat, atol=0, rtol=0)
 
 
@@ -688,7 +651,7 @@ def test_specgd_matches_float64_polar_factor(rank):
     rng = np.random.default_rng(5)
     G = rng.standard_normal((20, rank)) @ rng.standard_normal((rank, 10))
     lr = 0.3
-    W, _ = _run(lambda ps: SpecGD(ps, lr=lr), torch.zeros(20, 10), [torch.tensor(G, dtype=torch.float32)])
+    W, _ = run_sequence(lambda ps: SpecGD(ps, lr=lr), torch.zeros(20, 10), [torch.tensor(G, dtype=torch.float32)])
     np.testing.assert_allclose(W.numpy(), -lr * _polar64(G, rank), atol=2e-6)
     D = truncated_polar(torch.tensor(G))
     assert torch.linalg.matrix_rank(D).item() == rank
@@ -696,11 +659,11 @@ def test_specgd_matches_float64_polar_factor(rank):
 
 
 def test_nmd_is_frobenius_normalised_momentum():
-    g = _gen(6)
+    g = gen(6)
     W0 = torch.randn(12, 7, generator=g)
     grads = [torch.randn(12, 7, generator=g) for _ in range(4)]
     mu, lr = 0.8, 0.05
-    W, _ = _run(lambda ps: NMD(ps, lr=lr, momentum=mu), W0, grads)
+    W, _ = run_sequence(lambda ps: NMD(ps, lr=lr, momentum=mu), W0, grads)
     M, expect = torch.zeros(12, 7), W0.clone()
     for G in grads:
         M = mu * M + (1 - mu) * G
@@ -709,10 +672,10 @@ def test_nmd_is_frobenius_normalised_momentum():
 
 
 def test_signum_with_zero_momentum_is_sign_descent():
-    g = _gen(7)
+    g = gen(7)
     W0 = torch.randn(9, 5, generator=g)
     grads = [torch.randn(9, 5, generator=g) for _ in range(3)]
-    W, _ = _run(lambda ps: Signum(ps, lr=0.01, momentum=0.0), W0, grads)
+    W, _ = run_sequence(lambda ps: Signum(ps, lr=0.01, momentum=0.0), W0, grads)
     torch.testing.assert_close(W, W0 - 0.01 * sum(torch.sign(G) for G in grads), atol=1e-6, rtol=0)
 
 
@@ -758,7 +721,7 @@ def test_head_of_a_linear_model_stays_a_matrix():
 # -- SPlus -----------------------------------------------------------------------------------------
 
 def test_splus_eval_train_swap_and_eval_before_step():
-    g = _gen(10)
+    g = gen(10)
     W = nn.Parameter(torch.randn(6, 4, generator=g))
     opt = SPlus([W])
     W_init = W.detach().clone()

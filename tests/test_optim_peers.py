@@ -12,33 +12,7 @@ from experiments.optim.shampoo import Shampoo
 from experiments.optim.signum import Signum
 from experiments.optim.specgd import SpecGD
 from experiments.optim.splus import SPlus
-
-F64 = torch.float64
-
-
-def _gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def _run(opt_factory, W0, grads):
-    """Apply the gradient sequence `grads` to a copy of W0 with a fresh optimizer; return W."""
-    p = nn.Parameter(W0.clone())
-    opt = opt_factory([p])
-    for G in grads:
-        p.grad = G.clone()
-        opt.step()
-    return p.detach(), opt
-
-
-def grads_seq(shape, n, seed, dtype=F64):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(shape, generator=g, dtype=dtype) for _ in range(n)]
-
-
-def run_steps(opt, p, grads):
-    for g in grads:
-        p.grad = g.clone()
-        opt.step()
+from optim_helpers import F64, gen, grads_seq, run_sequence, run_steps
 
 
 @pytest.mark.parametrize("shape, adjust", [((64, 32), "original"), ((32, 64), "match_rms_adamw")])
@@ -49,13 +23,13 @@ def test_muon_matches_torch_muon(shape, adjust):
     Momentum convention: torch's docstring says B <- mu B + g, its code lerps B <- mu B + (1 - mu) g
     as ours does. The two differ only by the factor (1 - mu) on B and on the Nesterov mix, which the
     Frobenius normalisation inside Newton-Schulz removes, so Muon's step is the same either way."""
-    g = _gen(1)
+    g = gen(1)
     W0 = torch.randn(*shape, generator=g)
     grads = [torch.randn(*shape, generator=g) for _ in range(4)]
     hyper = dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.05)
-    ref, _ = _run(lambda ps: torch.optim.Muon(ps, adjust_lr_fn=adjust, **hyper), W0, grads)
-    ours16, _ = _run(lambda ps: Muon(ps, ns_dtype="bfloat16", adjust_lr=adjust, **hyper), W0, grads)
-    ours32, _ = _run(lambda ps: Muon(ps, ns_dtype="float32", adjust_lr=adjust, **hyper), W0, grads)
+    ref, _ = run_sequence(lambda ps: torch.optim.Muon(ps, adjust_lr_fn=adjust, **hyper), W0, grads)
+    ours16, _ = run_sequence(lambda ps: Muon(ps, ns_dtype="bfloat16", adjust_lr=adjust, **hyper), W0, grads)
+    ours32, _ = run_sequence(lambda ps: Muon(ps, ns_dtype="float32", adjust_lr=adjust, **hyper), W0, grads)
     moved = (ref - W0).norm()
     assert moved > 0.1
     assert (ours16 - ref).norm() / moved < 1e-6
@@ -65,7 +39,7 @@ def test_muon_matches_torch_muon(shape, adjust):
 def test_splus_matches_pytorch_optimizer_splus():
     """Float32, 9 steps with an eigenbasis refresh every 4 (steps 1, 4, 8), a bias (sign * 1e-3),
     weight decay, and the EMA weights after eval(): equal to float32 rounding."""
-    g = _gen(9)
+    g = gen(9)
     W0, b0 = torch.randn(24, 16, generator=g), torch.randn(16, generator=g)
     grads = [(torch.randn(24, 16, generator=g), torch.randn(16, generator=g)) for _ in range(9)]
     out = {}
@@ -85,13 +59,13 @@ def test_splus_matches_pytorch_optimizer_splus():
 
 def test_fallback_group_is_torch_adamw():
     """matrix=False groups reproduce torch.optim.AdamW (decoupled weight decay included)."""
-    g = _gen(8)
+    g = gen(8)
     b0 = torch.randn(17, generator=g)
     grads = [torch.randn(17, generator=g) for _ in range(5)]
     hyper = dict(lr=0.01, weight_decay=0.1)
-    ref, _ = _run(lambda ps: torch.optim.AdamW(ps, **hyper), b0, grads)
+    ref, _ = run_sequence(lambda ps: torch.optim.AdamW(ps, **hyper), b0, grads)
     for cls in (Muon, SpecGD, NMD, Signum):
-        ours, _ = _run(lambda ps: cls([{"params": ps, "matrix": False}], **hyper), b0, grads)
+        ours, _ = run_sequence(lambda ps: cls([{"params": ps, "matrix": False}], **hyper), b0, grads)
         torch.testing.assert_close(ours, ref, atol=1e-7, rtol=1e-6)
     p = torch.zeros(3)
     adamw_update(p, torch.ones(3), torch.zeros(3), torch.zeros(3), 1, 0.5, (0.9, 0.999), 0.0, 0.0)
