@@ -26,16 +26,14 @@ def data(k, d, mu, sigma, n_train, n_val, n_test, seed):
 
 
 def run(config: dict) -> dict:
-    from threadpoolctl import threadpool_limits
-
     from theory.softmax import train_softmax
 
     missing = set(DATA_KEYS + ("steps", "eval_at", "beta", "method", "lr")) - set(config)
     if missing:
         raise ValueError(f"softmax_numpy task: missing config keys {sorted(missing)}")
-    with threadpool_limits(1):
-        ds = data(*(config[key] for key in DATA_KEYS))
-        acc = train_softmax(ds, config["method"], [float(config["lr"])], int(config["steps"]), config["eval_at"],
-                            beta=float(config["beta"]))
+    # BLAS threads: set by the engine to the run's thread count (experiments.engine.execute).
+    ds = data(*(config[key] for key in DATA_KEYS))
+    acc = train_softmax(ds, config["method"], [float(config["lr"])], int(config["steps"]), config["eval_at"],
+                        beta=float(config["beta"]))
     return {"step": sorted(set(int(t) for t in config["eval_at"])), "val": acc["val"][:, 0].tolist(),
             "test": acc["test"][:, 0].tolist(), "status": "ok"}
