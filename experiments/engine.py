@@ -149,21 +149,17 @@ def execute(task: str, config: dict, threads: int = 1) -> dict:
     """Run one task in this process with `threads` torch threads; return its record (without key).
     This is what every executor calls (a worker process, a Ray task, or the parent itself)."""
     module = task_module(task)
-    import torch
     from threadpoolctl import threadpool_limits
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    from experiments.runtime.threads import torch_threads
+
     t0, c0 = time.perf_counter(), time.process_time()
-    try:
-        # NumPy/SciPy/sklearn BLAS and OpenMP get the same thread count as torch: a run's numbers
-        # must not depend on how many cores the host has, and --jobs N workers must not each
-        # start one BLAS thread per core (figure 8's decoding then used both cores under --jobs 1
-        # and oversubscribed them under --jobs 2).
-        with threadpool_limits(limits=threads):
-            result = module.run(dict(config))
-    finally:
-        torch.set_num_threads(previous)
+    # NumPy/SciPy/sklearn BLAS and OpenMP get the same thread count as torch: a run's numbers must
+    # not depend on how many cores the host has, and --jobs N workers must not each start one BLAS
+    # thread per core (figure 8's decoding then used both cores under --jobs 1 and oversubscribed
+    # them under --jobs 2).
+    with torch_threads(threads), threadpool_limits(limits=threads):
+        result = module.run(dict(config))
     # cpu_s (this process's CPU time) is what a run costs on a quiet machine: unlike wall_s it does
     # not grow when other jobs share the cores, so budgets can be checked on a busy one.
     return {"task": task, "config": config, "result": jsonable(result), "wall_s": time.perf_counter() - t0,

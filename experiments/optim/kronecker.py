@@ -219,6 +219,14 @@ class StackCache:
         self._stacks[key] = (base, views)
         return base, views
 
+    def stacked(self, key, states: list[dict], name: str, j: int) -> torch.Tensor:
+        """(n, d, d) stack of state[name][j] over `states`; the entries become views of it."""
+        stacked, views = self.get(key, [state[name][j] for state in states])
+        if views is not None:
+            for state, view in zip(states, views):
+                state[name][j] = view
+        return stacked
+
     def put(self, key, base: torch.Tensor) -> list[torch.Tensor]:
         """Register a freshly computed stack (e.g. new inverse roots) and return its member views."""
         views = list(base.unbind(0))

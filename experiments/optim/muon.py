@@ -106,7 +106,7 @@ def newton_schulz(M: torch.Tensor, steps: int = 5,
     schedule = list(coefficients) if isinstance(coefficients[0], Sequence) else [coefficients] * steps
     if len(schedule) != steps:
         raise ValueError(f"got {len(schedule)} per-step coefficients for {steps} steps")
-    X = M.to(dtype)
+    X = M.to(dtype) if M.device.type == "cpu" else M  # plain_norm applies only on a CPU: no cast to waste
     norm = plain_norm(X)
     if norm is None:
         X = unit_rescale(M).to(dtype)

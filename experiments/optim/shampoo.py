@@ -127,14 +127,6 @@ class Shampoo(CheckedOptimizer):
         self._shard.sync()
         return loss
 
-    def _stacked(self, key: tuple, states: list[dict], name: str, j: int) -> torch.Tensor:
-        """(n, d, d) stack of state[name][j] over `states`, whose entries become views of it."""
-        stacked, views = self._stacks.get(key + (name,), [state[name][j] for state in states])
-        if views is not None:
-            for state, view in zip(states, views):
-                state[name][j] = view
-        return stacked
-
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
         """One step of `params` (all with gradients): elementwise work as one foreach call over all of
         them, matrix work as one batched kernel per mode over each set of same-shaped parameters at
@@ -173,7 +165,7 @@ class Shampoo(CheckedOptimizer):
                     roots.append(None)
                     continue
                 key = tuple(id(params[i]) for i in idx) + (j,)
-                H = self._stacked(key, [states[i] for i in idx], "factors", j)
+                H = self._stacks.stacked(key + ("factors",), [states[i] for i in idx], "factors", j)
                 accumulate_contraction_batch(H, G, j, beta, 1.0 if beta == 1.0 else 1 - beta)
                 if t >= start and (t - start) % group["precondition_frequency"] == 0:
                     correction = 1.0 if beta == 1.0 else 1 - beta ** t
@@ -182,7 +174,7 @@ class Shampoo(CheckedOptimizer):
                         states[i]["roots"][j] = view
                     roots.append(R)
                 elif t >= start:
-                    roots.append(self._stacked(key, [states[i] for i in idx], "roots", j))
+                    roots.append(self._stacks.stacked(key + ("roots",), [states[i] for i in idx], "roots", j))
             if t < start:
                 continue  # the step is the graft direction itself
             D = precondition_batch(stack([Ms[i] for i in idx]), roots)

@@ -158,13 +158,11 @@ class TNT(CheckedOptimizer):
                 for j in range(G.dim() - 1):
                     key = tuple(id(params[i]) for i in idx) + (j, "factors")
                     if first:
-                        views = self._stacks.put(key, mode_contraction_batch(G, j))
-                    else:
-                        H, views = self._stacks.get(key, [states[i]["factors"][j] for i in idx])
-                        accumulate_contraction_batch(H, G, j, group["beta"], 1 - group["beta"])
-                    if views is not None:
-                        for i, view in zip(idx, views):
+                        for i, view in zip(idx, self._stacks.put(key, mode_contraction_batch(G, j))):
                             states[i]["factors"][j] = view
+                    else:
+                        H = self._stacks.stacked(key, [states[i] for i in idx], "factors", j)
+                        accumulate_contraction_batch(H, G, j, group["beta"], 1 - group["beta"])
 
     def warm_start(self, grad_batches) -> None:
         """Set every H_j to the mean contraction over `grad_batches`, an iterable of {param: G_hat}
@@ -233,11 +231,7 @@ class TNT(CheckedOptimizer):
             mats = []
             for j in range(moms[idx[0]].dim()):
                 key = tuple(id(params[i]) for i in idx) + (j, "inverses")
-                A, views = self._stacks.get(key, [states[i]["inverses"][j] for i in idx])
-                if views is not None:
-                    for i, view in zip(idx, views):
-                        states[i]["inverses"][j] = view
-                mats.append(A)
+                mats.append(self._stacks.stacked(key, [states[i] for i in idx], "inverses", j))
             for i, D in zip(idx, precondition_batch(stack([moms[i] for i in idx]), mats).unbind(0)):
                 Ds[i] = D
         if group["weight_decay"] > 0:
