@@ -43,6 +43,7 @@ from experiments.engine import RunSpec
 from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
 from paperfigs.claims import paired
 from paperfigs.style import color
+from paperfigs.protocol import selected_lrs
 from theory import algorithms
 
 METHODS = ("GD", "NGD", "SignGD", "SpecGD", "Muon")
@@ -115,7 +116,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                      lambda r: readout(r)["val_balanced_best"], higher_is_better=True, extend=cfg.extend,
                      criterion="best-over-time balanced validation accuracy") for m in METHODS]
     selections = ctx.tune(tune)
-    chosen = {m: sel.lr if sel.lr is not None else min(sel.grid) for m, sel in selections.items()}
+    chosen = selected_lrs(selections)
     index = [(m, s) for m in METHODS for s in seeds]
     reads = {i: readout(r) for i, r in zip(index, ctx.engine.run([run_spec(cfg, m, chosen[m], s) for m, s in index],
                                                                   desc="fig4 reporting runs"))}

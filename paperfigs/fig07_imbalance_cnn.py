@@ -146,8 +146,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                      f"epochs) before {display(BASELINE)}; value = {display(BASELINE)}'s time - "
                      f"{common.label(name)}'s, in epochs{suffix}")
         if both:
-            statement += (f" [both censored: neither closed the gap within the run, so the value 0 is no "
-                          f"measurement and the verdict is inconclusive]")
+            statement += (" [both censored: neither closed the gap within the run, so the value 0 is no "
+                          "measurement and the verdict is inconclusive]")
         return paired(f"{name}_closes_gap_before_sgd", statement, [np.arange(len(results), dtype=float)],
                       interval, statistic=stat, censored=both)
 

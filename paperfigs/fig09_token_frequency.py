@@ -61,6 +61,7 @@ from experiments.data.text import BUCKET_NAMES, bucket_accuracy
 from experiments.tuning import TuneSpec, check_disjoint
 from paperfigs.claims import paired
 from paperfigs.style import color, display
+from paperfigs.protocol import selected_lrs
 
 BASELINE, CLAIMED = "sgd", "muon"
 # A first sweep around SGD 0.3 / Adam 3e-3 chose the bottom of both grids: moved down one step.
@@ -171,7 +172,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                                "validation windows")
             for o, (name, kw, c) in opts.items()]
     selections = ctx.tune(tune)
-    lrs = {o: sel.lr if sel.lr is not None else min(sel.grid) for o, sel in selections.items()}
+    lrs = selected_lrs(selections)
     # the reporting seeds at every method's selected lr, and at each lr tied with Muon's (within one SE)
     tied = [lr for lr in selections[CLAIMED].tied if lr != lrs[CLAIMED]]
     index = [(o, lrs[o], s) for o in opts for s in seeds] + [(CLAIMED, lr, s) for lr in tied for s in seeds]

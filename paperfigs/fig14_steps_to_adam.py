@@ -55,6 +55,7 @@ from experiments.tasks import width_mlp
 from experiments.tuning import TuneSpec, check_disjoint, tune_all
 from paperfigs.claims import paired
 from paperfigs.style import color
+from paperfigs.protocol import selected_lrs
 from theory.metrics import first_step
 
 BUILTIN = ("Adam", "SPlus", "Shampoo", "Muon")
@@ -211,7 +212,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     overrides.update({m: v for m, v in ctx.lr_overrides.items() if "|" in m})
     selections = tune_all(ctx.engine, tune, overrides=overrides, use_record=ctx.use_record,
                           write_record=ctx.write_record)
-    lrs = {key: sel.lr if sel.lr is not None else min(sel.grid) for key, sel in selections.items()}
+    lrs = selected_lrs(selections)
 
     # the reporting seeds at every method's selected lr, and at each lr tied with SPlus's (within one SE)
     tied = {t: [lr for lr in selections[f"{t}|{CLAIMED}"].tied if lr != lrs[f"{t}|{CLAIMED}"]] for t in TASKS}

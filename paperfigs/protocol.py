@@ -24,6 +24,16 @@ def reporting_seeds(seed: int, n: int, tuning_seeds=TUNING_SEEDS) -> list[int]:
     return seeds
 
 
+def selected_lrs(selections: dict) -> dict:
+    """{method: selected lr}; a method whose every lr diverged on the tuning seeds is an error (it
+    would otherwise be reported and judged at an lr known to diverge)."""
+    missing = [m for m, sel in selections.items() if sel.lr is None]
+    if missing:
+        raise FloatingPointError(f"every lr diverged on the tuning seeds for {', '.join(map(str, missing))}; "
+                                 "widen its grid")
+    return {m: sel.lr for m, sel in selections.items()}
+
+
 def grid_of(center: float, half_width: float) -> list[float]:
     """Quarter-decade lrs within `half_width` decades of the quarter-decade point nearest `center`
     (never empty: half_width 0 is that point alone)."""
@@ -43,9 +53,7 @@ def tune_and_report(ctx, methods: list[Method], make_spec: Callable[[Method, flo
                       (lambda lr, s, m=m: make_spec(m, lr, s)), score, higher_is_better, criterion,
                       extend=extend, to_divergence=True) for m in methods]
     selections = ctx.tune(tunes)
-    missing = [m.name for m in methods if selections[m.name].lr is None]
-    if missing:
-        raise FloatingPointError(f"every lr diverged on the tuning seeds for {', '.join(missing)}; widen its grid")
+    selected_lrs(selections)
     want = {}
     for m in methods:
         sel = selections[m.name]

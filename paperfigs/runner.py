@@ -11,7 +11,7 @@ from pathlib import Path
 from paperfigs.claims import Claim
 from experiments.fileio import json_bytes, jsonable
 from paperfigs.output import publish, source_tag
-from paperfigs.registry import FIGURES
+from paperfigs.registry import FIGURES, has_paper_scale
 from paperfigs.result import MODES, ResultError, invalid_result, read_result, validate_result
 from paperfigs.style import apply_style
 
@@ -57,7 +57,7 @@ def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path, th
 
     spec = FIGURES[number]
     module = spec.load()
-    if mode == "paper" and "paper" not in getattr(module, "CONFIGS", {}):
+    if mode == "paper" and not has_paper_scale(number):
         raise ValueError(f"figure {number} has no paper-scale configuration: its full configuration is already "
                          "at the papers' scale (run it without --scale paper)")
     own = ctx is None

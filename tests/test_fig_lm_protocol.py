@@ -87,3 +87,14 @@ def test_fig13_quick_keeps_the_claims_grid():
     assert q.seeds >= 3 and min(q.shampoo_lrs) == pytest.approx(1e-4) and max(q.shampoo_lrs) == pytest.approx(1e-3)
     assert min(q.intervals) < fig13.LONG_INTERVAL and len([k for k in q.intervals if k >= fig13.LONG_INTERVAL]) >= 2
     assert q.steps > max(q.intervals) + 1
+
+
+def test_a_method_whose_every_lr_diverged_is_an_error_not_its_smallest_lr():
+    from types import SimpleNamespace
+
+    from paperfigs.protocol import selected_lrs
+
+    ok = SimpleNamespace(lr=0.01, grid=[0.01, 0.1])
+    assert selected_lrs({"Adam": ok}) == {"Adam": 0.01}
+    with pytest.raises(FloatingPointError, match="every lr diverged.*SPlus"):
+        selected_lrs({"Adam": ok, "SPlus": SimpleNamespace(lr=None, grid=[0.01, 0.1])})
