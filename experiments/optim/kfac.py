@@ -41,6 +41,7 @@ from torch import nn
 
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
 from experiments.optim.distributed import RankSharding, average
+from experiments.optim.foreach import decoupled_step, heavy_ball
 from experiments.optim.kronecker import compute_dtype, damped_inverse
 
 
@@ -318,11 +319,8 @@ class KFAC(CheckedOptimizer):
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(direction)
             moms.append(state["momentum_buffer"])
-        torch._foreach_mul_(moms, group["momentum"])
-        torch._foreach_add_(moms, [direction for _, direction in moves])
-        if group["weight_decay"] > 0:
-            torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
-        torch._foreach_add_(params, [m.to(p.dtype) for p, m in zip(params, moms)], alpha=-group["lr"])
+        heavy_ball(moms, [direction for _, direction in moves], group["momentum"])
+        decoupled_step(params, moms, group["lr"], group["weight_decay"])
 
     @torch.no_grad()
     def step(self, closure=None):

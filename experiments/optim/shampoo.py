@@ -31,6 +31,7 @@ import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_count
 from experiments.optim.distributed import RankSharding, kronecker_cost
+from experiments.optim.foreach import decoupled_step
 from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, inverse_root,
                                          precondition_batch, same_shape_batches, shaped, stack)
 
@@ -185,6 +186,4 @@ class Shampoo(CheckedOptimizer):
                 D = D * (graft_norms / norms).reshape(n, *[1] * k)
             for i, Di in zip(idx, D.unbind(0)):
                 Ds[i] = Di
-        if group["weight_decay"] > 0:
-            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-        torch._foreach_add_(params, [shaped(D, p.shape, p.dtype) for p, D in zip(params, Ds)], alpha=-lr)
+        decoupled_step(params, Ds, lr, group["weight_decay"])
