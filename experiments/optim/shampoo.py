@@ -114,20 +114,6 @@ class Shampoo(CheckedOptimizer):
                 if key in state:
                     state[key] = state[key].to(dt)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self._check_gradients()
-        for group in self.param_groups:
-            params = [p for p in self._shard.owned(group["params"]) if p.grad is not None]
-            if params:
-                self._step_group(params, group)
-        self._shard.sync()
-        return loss
-
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
         """One step of `params` (all with gradients): elementwise work as one foreach call over all of
         them, matrix work as one batched kernel per mode over each set of same-shaped parameters at

@@ -195,20 +195,6 @@ class TNT(CheckedOptimizer):
             self._state(p)["factors"] = [c / counts[p] for c in cs]
 
     # -- the step ----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self._check_gradients()
-        for group in self.param_groups:
-            params = [p for p in self._shard.owned(group["params"]) if p.grad is not None]
-            if params:
-                self._step_group(params, group)
-        self._shard.sync()
-        return loss
-
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
         """One step of `params` (all with gradients): the momentum and the update as foreach calls,
         the preconditioning as one batched product per mode over each set of same-shaped parameters."""
