@@ -93,3 +93,18 @@ def test_claims_with_tied_judges_each_claimed_method_at_each_tied_lr():
     assert list(at_tied) == ["a"]                       # b has no other tied lr
     assert at_tied["a"]["0.01"]["statement"] == "a at tied lr 0.01" and at_tied["a"]["0.01"]["verdict"] == "fails"
 
+
+def test_paired_passes_the_resample_count_and_can_leave_nan_to_the_statistic():
+    from paperfigs.stats import paired_ci
+
+    x = np.array([0.1, 0.4, 0.2, 0.5, 0.3])
+    mean = lambda a: float(np.mean(a))  # noqa: E731
+    assert paired("m", "s", [x], 0.0, n_resamples=99).ci == paired_ci(mean, x, n_resamples=99)
+    assert paired("m", "s", [x], 0.0, n_resamples=99).ci != paired("m", "s", [x], 0.0).ci
+    y = np.array([0.1, np.nan, 0.2, 0.5, 0.3])
+    assert paired("m", "s", [y], 0.0, statistic=np.nanmean).verdict == "inconclusive"
+    c = paired("m", "s", [y], 0.0, statistic=np.nanmean, nan_aware=True, n_resamples=99)
+    assert c.value == pytest.approx(0.275) and c.ci == paired_ci(np.nanmean, y, n_resamples=99)
+    # a non-finite value is inconclusive, with no interval
+    c = paired("m", "s", [y], 0.0, statistic=np.mean, nan_aware=True)
+    assert c.verdict == "inconclusive" and c.ci is None and not c.holds
