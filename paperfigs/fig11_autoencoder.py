@@ -45,7 +45,6 @@ import numpy as np
 
 from experiments.data.images import load_raw
 from experiments.engine import RunSpec
-from experiments.tasks import autoencoder as ae_task
 from paperfigs import protocol
 from paperfigs.claims import paired
 from paperfigs.methods import Method, with_extras
@@ -96,10 +95,7 @@ CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE, "paper": PAPER}
 
 
 def run_spec(cfg: Fig11Config, m: Method, lr: float, seed: int, device: str) -> RunSpec:
-    # The dataset is named only when it is not the task's default (MNIST-5k): the quick and full run
-    # keys, and so the committed selection record, stay those of the runs that were tuned.
-    data = {} if cfg.dataset == ae_task.DEFAULT_DATASET else {"dataset": cfg.dataset}
-    return RunSpec("autoencoder", {"encoder_sizes": list(cfg.encoder_sizes), **data, "n_images": cfg.n_images,
+    return RunSpec("autoencoder", {"encoder_sizes": list(cfg.encoder_sizes), "dataset": cfg.dataset, "n_images": cfg.n_images,
                                    "pool": cfg.pool, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
                                    "optimizer": m.optimizer, "lr": float(lr), "optimizer_kwargs": dict(m.kwargs),
                                    "seed": int(seed), "data_seed": 0, "device": device})
