@@ -7,8 +7,8 @@ after each, then repairs it as the next run would (paperfigs.output.recover).
 A scenario is {"seed": S, "signal": "KILL"|"INT"|"TERM"|null, and either "delay": seconds (the
 parent sends the signal) or "call": "replace"|"fsync" and "count": k (the child sends it to
 its own calling thread just before its k-th call of os.replace / os.fsync, i.e. inside a
-write)}. The libraries are imported once here, so each child costs only the figure itself. Prints one JSON line per
-scenario: {"status": exit status or -signal, "log": the child's stdout+stderr}.
+write)}. The libraries are imported once here, so each child costs only the figure itself.
+Prints one JSON line per scenario: {"status": exit status or -signal, "log": the child's stdout+stderr}.
 """
 import json
 import os
