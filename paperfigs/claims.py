@@ -57,20 +57,26 @@ def verdict(name: str, statement: str, holds: bool, value=None, threshold=None) 
 
 
 def paired(name: str, statement: str, per_seed, threshold: float, direction: str = ">=",
-           statistic=None, censored: bool = False, strict: bool = False) -> Claim:
+           statistic=None, censored: bool = False, strict: bool = False, n_resamples: int = 4999,
+           nan_aware: bool = False) -> Claim:
     """A claim judged over paired seeds: value = statistic(*per_seed) (default: the mean of one
-    per-seed sample, e.g. method minus baseline per seed), ci its paired bootstrap interval, and the
-    verdict from the interval (paperfigs.stats.verdict_of); holds exactly when the verdict is holds.
+    per-seed sample, e.g. method minus baseline per seed), ci its paired bootstrap interval
+    (n_resamples resamples), and the verdict from the interval (paperfigs.stats.verdict_of); holds
+    exactly when the verdict is holds.
 
-    per_seed: one array per seed-indexed sample, e.g. [differences] or [method, baseline]."""
+    per_seed: one array per seed-indexed sample, e.g. [differences] or [method, baseline].
+    A non-finite sample entry (a stopped run) makes the claim inconclusive without a value, unless
+    nan_aware: the statistic then handles NaN entries itself. A non-finite value is inconclusive,
+    without an interval."""
     import numpy as np
 
     from paperfigs.stats import paired_ci, verdict_of
 
     samples = [np.asarray(s, float) for s in per_seed]
     stat = statistic or (lambda a: float(np.mean(a)))
-    if any(not np.all(np.isfinite(s)) for s in samples):
+    if not nan_aware and any(not np.all(np.isfinite(s)) for s in samples):
         return Claim(name, statement, None, threshold, False, None, "inconclusive")
-    ci = paired_ci(stat, *samples)
+    value = float(stat(*samples))
+    ci = paired_ci(stat, *samples, n_resamples=n_resamples) if math.isfinite(value) else None
     v = verdict_of(ci, threshold, direction, censored, strict)
-    return Claim(name, statement, float(stat(*samples)), threshold, v == "holds", ci, v)
+    return Claim(name, statement, value, threshold, v == "holds", ci, v)

@@ -31,6 +31,7 @@ import numpy as np
 from experiments.tasks.imbalance import early_mean, group_curves
 from paperfigs import imbalance_common as common
 from paperfigs.claims import paired
+from paperfigs.protocol import claims_with_tied
 from paperfigs.style import display
 
 NUMBER = 1
@@ -72,7 +73,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     criterion = (f"balanced validation accuracy averaged over the early window (first {cfg.early_frac:.0%} of "
                  "steps), mean over tuning seeds")
-    ms, selections, runs, tied_runs, params = common.study(cfg, mode, seed, device, ctx, score, criterion, CLAIMED)
+    ms, claimed, selections, runs, tied_runs, params = common.study(cfg, mode, seed, device, ctx, score, criterion, CLAIMED)
     params["margin"] = MARGIN
 
     def claim(name, results, suffix=""):
@@ -82,10 +83,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                      f"(paired over seeds){suffix}")
         return paired(f"{name}_minority_early_above_sgd", statement, [diffs], MARGIN)
 
-    claimed = common.claimed_of(ms, CLAIMED)
-    claims = [claim(name, runs[name]) for name in claimed]
-    at_tied = {name: {repr(lr): claim(name, rs, f" at tied lr {lr:.3g}").to_json() for lr, rs in tied_runs[name].items()}
-               for name in claimed if tied_runs[name]}
+    claims, at_tied = claims_with_tied(claimed, runs, tied_runs, claim)
     early = {name: float(_early_minority(rs, cfg).mean()) for name, rs in runs.items()}
     tabs = {"checkpoints": common.checkpoint_table(runs, params["lr"], cfg.minority, int(cfg.early_frac * cfg.steps)),
             "early_window_minority": early, "claims_at_tied_lrs": at_tied,

@@ -40,14 +40,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from experiments.engine import RunSpec
-from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
+from experiments.tuning import TuneSpec, quarter_decade_grid
+from paperfigs import protocol
 from paperfigs.claims import paired
+from paperfigs.protocol import TUNING_SEEDS
 from paperfigs.style import color
-from paperfigs.protocol import selected_lrs
 from theory import algorithms
 
 METHODS = ("GD", "NGD", "SignGD", "SpecGD", "Muon")
-TUNING_SEEDS = (1000, 1001, 1002)
 
 
 @dataclass(frozen=True)
@@ -109,17 +109,16 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     ctx = ctx or Context()
     cfg = CONFIGS[mode]
-    seeds = list(range(seed, seed + cfg.seeds))
-    check_disjoint(cfg.tuning_seeds, seeds)
+    seeds = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
     grids = {m: quarter_decade_grid(lo, hi) for m, (lo, hi) in cfg.lr_grid}
     tune = [TuneSpec(m, grids[m], cfg.tuning_seeds, lambda lr, s, m=m: run_spec(cfg, m, lr, s),
                      lambda r: readout(r)["val_balanced_best"], higher_is_better=True, extend=cfg.extend,
                      criterion="best-over-time balanced validation accuracy") for m in METHODS]
     selections = ctx.tune(tune)
-    chosen = selected_lrs(selections)
-    index = [(m, s) for m in METHODS for s in seeds]
-    reads = {i: readout(r) for i, r in zip(index, ctx.engine.run([run_spec(cfg, m, chosen[m], s) for m, s in index],
-                                                                  desc="fig4 reporting runs"))}
+    chosen = protocol.selected_lrs(selections)
+    # one batch: every method at its selected lr, and SpecGD at each lr tied with its selected one
+    runs, tied_runs = protocol.report(ctx, tune, selections, seeds, ("SpecGD",), desc="fig4 reporting runs")
+    reads = {(m, s): readout(r) for m in METHODS for s, r in zip(seeds, runs[m])}
     steps = eval_steps(cfg)
 
     table, series = [], {}
@@ -157,12 +156,9 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     oracle = {c.name: claim(metric, f"{key}_best", spec_reads, "at its best step on test (the oracle)").to_json()
               for c, (metric, key) in zip(claims, metrics)}
     # Issue 10.1: where SpecGD's lr is tied within one standard error, the claims at every tied lr.
-    tied_lrs = [lr for lr in selections["SpecGD"].tied if lr != chosen["SpecGD"]]
-    tied_results = ctx.engine.run([run_spec(cfg, "SpecGD", lr, s) for lr in tied_lrs for s in seeds],
-                                  desc="fig4 SpecGD at tied lrs") if tied_lrs else []
     at_tied = {}
-    for i, lr in enumerate(tied_lrs):
-        rs = [readout(r) for r in tied_results[i * len(seeds):(i + 1) * len(seeds)]]
+    for lr, results in tied_runs["SpecGD"].items():
+        rs = [readout(r) for r in results]
         at_tied[repr(lr)] = {c.name: claim(metric, f"{key}_at_stop", rs, "at its validation-stopped step",
                                            f" at tied lr {lr:.3g}").to_json()
                              for c, (metric, key) in zip(claims, metrics)}

@@ -48,6 +48,7 @@ import numpy as np
 from experiments.tasks.imbalance import early_mean, gap_close_step, group_curves
 from paperfigs import imbalance_common as common
 from paperfigs.claims import paired
+from paperfigs.protocol import claims_with_tied
 from paperfigs.style import display
 
 NUMBER = 7
@@ -119,7 +120,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         return float(common.balanced_val(result)[steps > 0].mean())
 
     criterion = "balanced validation accuracy averaged over every evaluation after step 0, mean over tuning seeds"
-    ms, selections, runs, tied_runs, params = common.study(cfg, mode, seed, device, ctx, score, criterion, CLAIMED)
+    ms, claimed, selections, runs, tied_runs, params = common.study(cfg, mode, seed, device, ctx, score, criterion, CLAIMED)
     epochs_per_step = cfg.batch_size / params["n_train"]
     censored_step = cfg.steps + cfg.eval_every
     censored = censored_step * epochs_per_step
@@ -152,10 +153,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                       interval, statistic=stat, censored=both)
 
     params.update(rel_gap=REL_GAP, floor=FLOOR, censored_at_epochs=censored)
-    claimed = common.claimed_of(ms, CLAIMED)
-    claims = [claim(name, runs[name]) for name in claimed]
-    at_tied = {name: {repr(lr): claim(name, rs, f" at tied lr {lr:.3g}").to_json() for lr, rs in tied_runs[name].items()}
-               for name in claimed if tied_runs[name]}
+    claims, at_tied = claims_with_tied(claimed, runs, tied_runs, claim)
     close = {o: close_step(_groups(rs, cfg)) * epochs_per_step for o, rs in runs.items()}
     early_gap = {}
     for o, rs in runs.items():

@@ -37,10 +37,9 @@ import numpy as np
 from experiments.engine import RunSpec
 from experiments.data.groups import GROUP_NAMES
 from experiments.tasks.groups import splits_of
-from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
+from paperfigs import protocol
 from paperfigs.claims import paired
-from paperfigs.methods import Method, label, methods
-from paperfigs.protocol import NOT_STORED
+from paperfigs.methods import Method, claimed_of, label, methods
 
 NUMBER = 8
 BASELINE, CLAIMED = "sgd", ("muon", "shampoo")
@@ -102,75 +101,63 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     ctx = ctx or Context()
     cfg = CONFIGS[mode]
-    seeds = list(range(seed, seed + cfg.seeds))
-    check_disjoint(cfg.tuning_seeds, seeds)
+    seeds = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
     ms = methods(cfg.optimizers, ctx)
-    w = 10 ** cfg.grid_half_width
     criterion = (f"worst-group accuracy of the trained network on the decode split, mean over the evaluations "
                  f"after {LATE:.0%} of the steps and over tuning seeds")
     # a user optimizer: centred on Adam's grid (most torch.optim classes are Adam-scaled)
     center = {m.name: CENTERS.get(m.name, CENTERS["adam"]) for m in ms}
-    tunes = [TuneSpec(m.name, quarter_decade_grid(center[m.name] / w, center[m.name] * w), list(cfg.tuning_seeds),
-                      (lambda lr, s, m=m: run_spec(cfg, m, lr, s, device)), late_score, True, criterion,
-                      extend=cfg.extend, to_divergence=True) for m in ms]
-    selections = ctx.tune(tunes)
-    lrs = {k: sel.lr for k, sel in selections.items()}
-    if any(v is None for v in lrs.values()):
-        raise FloatingPointError(f"every lr diverged on the tuning seeds for {[k for k, v in lrs.items() if v is None]}")
-    claimed = [m.name for m in ms if m.name in CLAIMED or m.external]
+    claimed = claimed_of(ms, CLAIMED)
+
+    def spec(m, lr, s):
+        return run_spec(cfg, m, lr, s, device)
+
     # Reporting runs at the selected lrs, and at every other lr tied with a claimed method's
     # selected one: its claim is judged there too (issue 10.1).
-    tied = {o: [lr for lr in selections[o].tied if lr != lrs[o]] for o in claimed}
-    specs = {(m.name, s): run_spec(cfg, m, lrs[m.name], s, device) for m in ms for s in seeds}
-    specs.update({(m.name, lr, s): run_spec(cfg, m, lr, s, device) for m in ms if m.name in tied
-                  for lr in tied[m.name] for s in seeds})
-    results = dict(zip(specs, ctx.engine.run(list(specs.values()), desc="reporting runs")))
+    selections, runs, tied_runs = protocol.tune_and_report(
+        ctx, ms, spec, seeds, late_score, True, criterion,
+        lambda m: protocol.centred_grid(center[m.name], cfg.grid_half_width), cfg.extend, claimed, cfg.tuning_seeds)
+    lrs = {k: sel.lr for k, sel in selections.items()}
     series, final, statuses = {}, {}, {}
     for m in ms:
-        runs = [results[(m.name, s)] for s in seeds]
-        n = min(len(r["steps"]) for r in runs)
+        rs = runs[m.name]
+        n = min(len(r["steps"]) for r in rs)
         for key, panel in (("test/worst", "worst-group"), ("test/decoded_worst", "decoded worst-group")):
-            curves = np.array([r["metrics"][key][:n] for r in runs])
+            curves = np.array([r["metrics"][key][:n] for r in rs])
             series[f"{label(m.name)} {panel}"] = {
-                "x": runs[0]["steps"][:n], "y": curves.mean(0).tolist(), "y_lo": curves.min(0).tolist(),
+                "x": rs[0]["steps"][:n], "y": curves.mean(0).tolist(), "y_lo": curves.min(0).tolist(),
                 "y_hi": curves.max(0).tolist(), "method": m.name, "label": label(m.name), "panel": panel}
-            ends = np.array([_final(r, key) for r in runs])
+            ends = np.array([_final(r, key) for r in rs])
             final.setdefault(m.name, {})[key.split("/")[1]] = {
                 "mean": float(np.mean(ends)), "min": float(np.min(ends)), "max": float(np.max(ends)),
                 "per_seed": ends.tolist()}
-        statuses[m.name] = [r["status"] for r in runs]
+        statuses[m.name] = [r["status"] for r in rs]
 
-    claims, sensitivity, at_tied = [], {}, {}
     base = np.array(final[BASELINE]["decoded_worst"]["per_seed"])
-    base_m = next(m for m in ms if m.name == BASELINE)
-    base_tuning = [ctx.engine.store.get(ctx.engine.key(run_spec(cfg, base_m, lrs[BASELINE], s, device)))
-                   if ctx.engine.store else None for s in cfg.tuning_seeds]
-    def claim(o, ends, suffix=""):
+
+    def claim(o, results, suffix=""):
+        ends = [_final(r, "test/decoded_worst") for r in results]
         statement = (f"{label(o)}'s decoded worst-group test accuracy at the end of training exceeds "
                      f"{label(BASELINE)}'s (paired over {cfg.seeds} seeds); value = mean difference{suffix}")
         return paired(f"{o}_decoded_wga_above_sgd", statement, [np.asarray(ends) - base], 0.0, strict=True)
 
+    claims, at_tied = protocol.claims_with_tied(claimed, runs, tied_runs, claim)
+    # Sensitivity: the method at each lr of its grid against SGD at its selected lr, on the tuning
+    # seeds' test results (the tuning runs hold them); no selection involved.
+    base_m = next(m for m in ms if m.name == BASELINE)
+    base_tuning = protocol.stored_runs(ctx, lambda lr, s: spec(base_m, lr, s), [lrs[BASELINE]], cfg.tuning_seeds)
+    sensitivity = {}
     for o in claimed:
-        claims.append(claim(o, final[o]["decoded_worst"]["per_seed"]))
-        if tied[o]:
-            at_tied[o] = {repr(lr): claim(o, [_final(results[(o, lr, s)], "test/decoded_worst") for s in seeds],
-                                          f" at tied lr {lr:.3g}").to_json() for lr in tied[o]}
-        # Sensitivity: the method at each lr of its grid against SGD at its selected lr, on the
-        # tuning seeds' test results (the tuning runs hold them); no selection involved.
         m = next(x for x in ms if x.name == o)
-        row = {}
-        for lr in selections[o].grid:
-            recs = [ctx.engine.store.get(ctx.engine.key(run_spec(cfg, m, lr, s, device))) if ctx.engine.store
-                    else None for s in cfg.tuning_seeds]
-            if any(x is None for x in recs + base_tuning):
-                row = NOT_STORED
-                break
-            row[repr(lr)] = float(np.mean([_final(x["result"], "test/decoded_worst") - _final(b["result"],
-                                                                                               "test/decoded_worst")
-                                           for x, b in zip(recs, base_tuning)]))
-        sensitivity[o] = row
+        grid = protocol.stored_runs(ctx, lambda lr, s: spec(m, lr, s), selections[o].grid, cfg.tuning_seeds)
+        if grid is None or base_tuning is None:
+            sensitivity[o] = protocol.NOT_STORED
+            continue
+        b = base_tuning[lrs[BASELINE]]
+        sensitivity[o] = {repr(lr): float(np.mean([_final(x, "test/decoded_worst") - _final(y, "test/decoded_worst")
+                                                   for x, y in zip(rs, b)])) for lr, rs in grid.items()}
 
-    probe = results[(ms[0].name, seeds[0])]
+    probe = runs[ms[0].name][0]
     params = {**asdict(cfg), "correlation": cfg.agreement,
               "model": f"MLP, {cfg.depth} linear layers, width {cfg.width}",
               "lr per optimizer": lrs, "lr_selection": {k: sel.to_json() for k, sel in selections.items()},

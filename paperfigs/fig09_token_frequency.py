@@ -58,16 +58,16 @@ import torch
 from experiments.engine import RunSpec
 from experiments.tasks import lm as lm_task
 from experiments.data.text import BUCKET_NAMES, bucket_accuracy
-from experiments.tuning import TuneSpec, check_disjoint
+from experiments.tuning import TuneSpec
+from paperfigs import protocol
 from paperfigs.claims import paired
+from paperfigs.protocol import TUNING_SEEDS
 from paperfigs.style import color, display
-from paperfigs.protocol import selected_lrs
 
 BASELINE, CLAIMED = "sgd", "muon"
 # A first sweep around SGD 0.3 / Adam 3e-3 chose the bottom of both grids: moved down one step.
 CENTERS = {"sgd": 0.03, "adam": 3e-4, "muon": 0.03, "shampoo": 3e-3}
 EXTERNAL_CENTER = 1e-3
-TUNING_SEEDS = (1000, 1001, 1002)
 TOP_K = 5
 SPLITS = ("train", "val")  # fit on a fixed training sample, and held-out validation windows
 METRIC_PARTS = tuple((sp, m) for sp in SPLITS for m in ("top1", f"top{TOP_K}"))
@@ -158,28 +158,21 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     ctx = ctx or Context()
     cfg = CONFIGS[mode]
-    seeds = list(range(seed, seed + cfg.seeds))
-    check_disjoint(cfg.tuning_seeds, seeds)
+    seeds = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
     # label -> (optimizer name in the run config, kwargs, grid centre)
     opts = {o: (o, {}, CENTERS[o]) for o in cfg.optimizers}
     for ext in ctx.extra_optimizers:
         opts[ext.name] = (ext.target, dict(ext.kwargs), EXTERNAL_CENTER)
-    half = (cfg.lr_points - 1) / 2
-    tune = [TuneSpec(o, [c * 10 ** (0.25 * (i - half)) for i in range(cfg.lr_points)], cfg.tuning_seeds,
+    tune = [TuneSpec(o, protocol.grid_around(c, cfg.lr_points), cfg.tuning_seeds,
                      lambda lr, s, name=name, kw=kw: run_spec(cfg, name, kw, lr, s, device), tuning_score,
                      higher_is_better=True, extend=cfg.extend,
                      criterion="mean over evaluations after step 0 of the bucket-averaged top-1 accuracy on "
                                "validation windows")
             for o, (name, kw, c) in opts.items()]
     selections = ctx.tune(tune)
-    lrs = selected_lrs(selections)
+    lrs = protocol.selected_lrs(selections)
     # the reporting seeds at every method's selected lr, and at each lr tied with Muon's (within one SE)
-    tied = [lr for lr in selections[CLAIMED].tied if lr != lrs[CLAIMED]]
-    index = [(o, lrs[o], s) for o in opts for s in seeds] + [(CLAIMED, lr, s) for lr in tied for s in seeds]
-    out = dict(zip(index, ctx.engine.run([run_spec(cfg, opts[o][0], opts[o][1], lr, s, device) for o, lr, s in index],
-                                         desc="fig9 reporting runs")))
-    runs = {o: [out[(o, lrs[o], s)] for s in seeds] for o in opts}
-    tied_runs = {lr: [out[(CLAIMED, lr, s)] for s in seeds] for lr in tied}
+    runs, tied_runs = protocol.report(ctx, tune, selections, seeds, (CLAIMED,), desc="fig9 reporting runs")
 
     series, final = {}, {}
     for o, rs in runs.items():
@@ -219,7 +212,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     claims = claims_for(runs[CLAIMED])
     at_tied = {repr(lr): [c.to_json() for c in claims_for(rs, f" (Muon at tied lr {lr:.3g})")]
-               for lr, rs in tied_runs.items()}
+               for lr, rs in tied_runs[CLAIMED].items()}
 
     sensitivity = {}
     sel_m, sel_b = selections[CLAIMED], selections[BASELINE]

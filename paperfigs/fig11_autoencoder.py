@@ -45,7 +45,6 @@ import numpy as np
 
 from experiments.data.images import load_raw
 from experiments.engine import RunSpec
-from experiments.tasks import autoencoder as ae_task
 from paperfigs import protocol
 from paperfigs.claims import paired
 from paperfigs.methods import Method, with_extras
@@ -96,10 +95,7 @@ CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE, "paper": PAPER}
 
 
 def run_spec(cfg: Fig11Config, m: Method, lr: float, seed: int, device: str) -> RunSpec:
-    # The dataset is named only when it is not the task's default (MNIST-5k): the quick and full run
-    # keys, and so the committed selection record, stay those of the runs that were tuned.
-    data = {} if cfg.dataset == ae_task.DEFAULT_DATASET else {"dataset": cfg.dataset}
-    return RunSpec("autoencoder", {"encoder_sizes": list(cfg.encoder_sizes), **data, "n_images": cfg.n_images,
+    return RunSpec("autoencoder", {"encoder_sizes": list(cfg.encoder_sizes), "dataset": cfg.dataset, "n_images": cfg.n_images,
                                    "pool": cfg.pool, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
                                    "optimizer": m.optimizer, "lr": float(lr), "optimizer_kwargs": dict(m.kwargs),
                                    "seed": int(seed), "data_seed": 0, "device": device})
@@ -160,8 +156,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     criterion = "full-training-set loss averaged over the last quarter of the epochs, mean over tuning seeds"
     selections, runs, tied_runs = protocol.tune_and_report(
-        ctx, methods, spec, seeds, late_loss, False, criterion, cfg.half_width, cfg.extend, claimed=("TNT",),
-        tuning_seeds=cfg.tuning_seeds)
+        ctx, methods, spec, seeds, late_loss, False, criterion, lambda m: protocol.grid_of(m.center, cfg.half_width),
+        cfg.extend, claimed=("TNT",), tuning_seeds=cfg.tuning_seeds)
     comparators = list(FIRST_ORDER) + extras
     claims = claims_for(runs["TNT"], runs, comparators)
     at_tied = {"TNT": {repr(lr): [c.to_json() for c in claims_for(rs, runs, comparators,
@@ -174,9 +170,11 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                      COMPARABLE_FACTOR, "<=", statistic=ratio_to_best)
 
     # Sensitivity: TNT at every lr of its grid against the others at their selected lrs (tuning seeds).
-    tnt_m = methods[0]
-    grid = protocol.stored_grid(ctx, tnt_m, selections["TNT"], spec)
-    others = {m.name: protocol.stored_grid(ctx, m, selections[m.name], spec) for m in methods[1:]}
+    # An --lr override leaves no table here even where its tuning runs are stored (figures 1, 6, 7
+    # and 8 show them).
+    others = {m.name: None if selections[m.name].source == "override" else
+              protocol.stored_grid(ctx, selections[m.name], lambda lr, s, m=m: spec(m, lr, s)) for m in methods}
+    grid = others.pop("TNT")
     if grid is None or any(v is None for v in others.values()):
         sensitivity = protocol.NOT_STORED
     else:

@@ -220,7 +220,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     # No claimed methods: the claims are about cost, which the side-by-side runs measure at TNT's tied
     # lrs directly; training curves at those lrs would add runs that no claim reads.
     selections, runs, _ = protocol.tune_and_report(ctx, methods, spec, seeds, best_val, True, criterion,
-                                                   cfg.half_width, cfg.extend, tuning_seeds=cfg.tuning_seeds)
+                                                   lambda m: protocol.grid_of(m.center, cfg.half_width), cfg.extend,
+                                                   tuning_seeds=cfg.tuning_seeds)
     lrs = {m.name: selections[m.name].lr for m in methods}
     tnt = methods[0]
     tied = {tied_label(lr): lr for lr in selections[tnt.name].tied if lr != lrs[tnt.name]}

@@ -52,10 +52,11 @@ import numpy as np
 from experiments.engine import RunSpec
 from experiments.tasks import lm as lm_task
 from experiments.tasks import width_mlp
-from experiments.tuning import TuneSpec, check_disjoint, tune_all
+from experiments.tuning import TuneSpec, tune_all
+from paperfigs import protocol
 from paperfigs.claims import paired
+from paperfigs.protocol import TUNING_SEEDS
 from paperfigs.style import color
-from paperfigs.protocol import selected_lrs
 from theory.metrics import first_step
 
 BUILTIN = ("Adam", "SPlus", "Shampoo", "Muon")
@@ -64,7 +65,6 @@ KEYS = {"Adam": "adam", "SPlus": "splus", "Shampoo": "shampoo", "Muon": "muon"}
 TASKS = ("lm", "image")
 TARGET = {"lm": "val_loss", "image": "train_loss"}
 SPLUS_BETAS = (0.9, 0.95)  # the paper's runs (the optimizer's default b2 is 0.999)
-TUNING_SEEDS = (1000, 1001, 1002)
 EXTERNAL_CENTRE = 1e-3
 
 
@@ -186,15 +186,12 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     ctx = ctx or Context()
     cfg = CONFIGS[mode]
-    reporting = list(range(seed, seed + cfg.seeds))
-    check_disjoint(cfg.tuning_seeds, reporting)
+    reporting = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
     opts = methods(ctx)
     centres = {t: dict(c) for t, c in cfg.centres}
-    half = (cfg.lr_points - 1) / 2
 
     def grid(task, m):
-        c = centres[task].get(m, EXTERNAL_CENTRE)
-        return [c * 10 ** (0.25 * (i - half)) for i in range(cfg.lr_points)]
+        return protocol.grid_around(centres[task].get(m, EXTERNAL_CENTRE), cfg.lr_points)
 
     tune = []
     for task in TASKS:
@@ -212,15 +209,12 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     overrides.update({m: v for m, v in ctx.lr_overrides.items() if "|" in m})
     selections = tune_all(ctx.engine, tune, overrides=overrides, use_record=ctx.use_record,
                           write_record=ctx.write_record)
-    lrs = selected_lrs(selections)
+    lrs = protocol.selected_lrs(selections)
 
     # the reporting seeds at every method's selected lr, and at each lr tied with SPlus's (within one SE)
-    tied = {t: [lr for lr in selections[f"{t}|{CLAIMED}"].tied if lr != lrs[f"{t}|{CLAIMED}"]] for t in TASKS}
-    index = ([(t, m, lrs[f"{t}|{m}"], s) for t in TASKS for m in opts for s in reporting] +
-             [(t, CLAIMED, lr, s) for t in TASKS for lr in tied[t] for s in reporting])
-    out = dict(zip(index, ctx.engine.run([run_spec(cfg, t, m, opts[m], lr, s, device) for t, m, lr, s in index],
-                                         desc="fig14 reporting runs")))
-    results = {(t, m, s): out[(t, m, lrs[f"{t}|{m}"], s)] for t in TASKS for m in opts for s in reporting}
+    runs, tied_runs = protocol.report(ctx, tune, selections, reporting, [f"{t}|{CLAIMED}" for t in TASKS],
+                                      desc="fig14 reporting runs")
+    results = {(t, m, s): r for t in TASKS for m in opts for s, r in zip(reporting, runs[f"{t}|{m}"])}
 
     fractions, series, notes = {}, {}, []
     for task in TASKS:
@@ -266,8 +260,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     # at each tied SPlus lr of one task: that task's claims, the other methods at their selected lrs
     at_tied = {}
     for t in TASKS:
-        for lr in tied[t]:
-            fr = [fraction(out[(t, CLAIMED, lr, s)], results[(t, "Adam", s)], t)["step_fraction"] for s in reporting]
+        for lr, rs in tied_runs[f"{t}|{CLAIMED}"].items():
+            fr = [fraction(r, results[(t, "Adam", s)], t)["step_fraction"] for r, s in zip(rs, reporting)]
             suffix = f" (SPlus at tied lr {lr:.3g} on {t})"
             at_tied.setdefault(t, {})[repr(lr)] = [below_1(t, fr, suffix).to_json(),
                                                    ranks_first((t,), {t: fr}, suffix).to_json()]

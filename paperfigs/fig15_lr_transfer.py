@@ -54,9 +54,9 @@ import numpy as np
 from experiments.data.images import load_raw
 from experiments.engine import RunSpec
 from experiments.tuning import TuneSpec, tune_all
-from paperfigs.claims import Claim
+from paperfigs.claims import paired
 from paperfigs.protocol import grid_of
-from paperfigs.stats import paired_ci, verdict_of
+from paperfigs.stats import paired_ci
 from paperfigs.style import color
 
 NUMBER = 15
@@ -177,13 +177,12 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     point = optima(*samples)
     spread = spreads(point)
-    value = margin(*samples)
-    ci = paired_ci(margin, *samples, n_resamples=1999) if math.isfinite(value) else None
-    v = verdict_of(ci, 0.0, "<=", strict=True)  # equal spreads ([0, 0]) fail: SPlus then does not move less
     others = ", ".join(l for l in methods if l != "SPlus")
-    claims = [Claim("splus_best_lr_moves_least",
-                    f"spread across widths of the fitted log10 optimal lr: SPlus's minus the smallest of ({others}) "
-                    "is below 0 (95% paired bootstrap over seeds)", value, 0.0, v == "holds", ci, v)]
+    # equal spreads ([0, 0]) fail (strict): SPlus then does not move less
+    claims = [paired("splus_best_lr_moves_least",
+                     f"spread across widths of the fitted log10 optimal lr: SPlus's minus the smallest of ({others}) "
+                     "is below 0 (95% paired bootstrap over seeds)", samples, 0.0, "<=", statistic=margin,
+                     strict=True, n_resamples=1999, nan_aware=True)]
 
     optimum_ci = {}
     for l in methods:

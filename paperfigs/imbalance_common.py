@@ -30,12 +30,12 @@ import numpy as np
 
 from experiments.engine import RunSpec
 from experiments.tasks.imbalance import group_curves, split_of
-from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
-from paperfigs.methods import LABELS, MUON_FALLBACK_RATIO, Method, label
+from paperfigs import protocol
+from paperfigs.methods import LABELS, MUON_FALLBACK_RATIO, Method, claimed_of, label
 from paperfigs.methods import methods as method_list
+from paperfigs.protocol import TUNING_SEEDS
 from paperfigs.style import color
 
-TUNING_SEEDS = (1000, 1001, 1002)
 # Paper A's mechanism is the spectral update of the classifier matrix itself (the linear model W of
 # its theory), while Muon as registered hands the head (and biases) to AdamW: figures 1 and 7 run
 # both, "muon" and "muon_head" (paperfigs.methods.VARIANTS), and claim both.
@@ -91,26 +91,10 @@ def ok(result: dict) -> bool:
     return result["status"] == "ok"
 
 
-def grid_for(cfg: ImbalanceConfig, center: float) -> list[float]:
-    w = 10 ** cfg.grid_half_width
-    return quarter_decade_grid(center / w, center * w)
-
-
-def reporting_seeds(cfg: ImbalanceConfig, seed: int) -> list[int]:
-    seeds = list(range(seed, seed + cfg.seeds))
-    check_disjoint(cfg.tuning_seeds, seeds)
-    return seeds
-
-
 def center_of(cfg: ImbalanceConfig, m: Method) -> float:
     centers = dict(cfg.centers)
     # a user optimizer: centred on Adam's grid (most torch.optim classes are Adam-scaled)
     return centers.get(m.name, centers.get("adam", 1e-3))
-
-
-def claimed_of(ms: list[Method], claimed: tuple[str, ...]) -> list[str]:
-    """The figure's claimed methods present, and every user optimizer (claimed like them)."""
-    return [m.name for m in ms if m.name in claimed or m.external]
 
 
 def study(cfg: ImbalanceConfig, mode: str, seed: int, device: str, ctx,
@@ -118,27 +102,17 @@ def study(cfg: ImbalanceConfig, mode: str, seed: int, device: str, ctx,
     """Tune every method, run the reporting seeds at the selected lrs, and at the tied lrs of the
     claimed methods (the baseline's and the unclaimed methods' tied lrs enter no claim).
 
-    Returns (methods, selections, runs, tied_runs, params): runs[name] is the list of reporting
+    Returns (methods, claimed, selections, runs, tied_runs, params): claimed, the claimed methods
+    present and every user optimizer (methods.claimed_of); runs[name] is the list of reporting
     results at the selected lr (seed order); tied_runs[name][lr] likewise at each other tied lr of
     a claimed method."""
     ms = methods(cfg, ctx)
     claimed = claimed_of(ms, claimed)
-    seeds = reporting_seeds(cfg, seed)
-    tunes = [TuneSpec(m.name, grid_for(cfg, center_of(cfg, m)), list(cfg.tuning_seeds),
-                      (lambda lr, s, m=m: run_spec(cfg, m, lr, s, device)), select_score, True, criterion,
-                      extend=cfg.extend, to_divergence=True) for m in ms]
-    selections = ctx.tune(tunes)
-    missing = [m.name for m in ms if selections[m.name].lr is None]
-    if missing:
-        raise FloatingPointError(f"every lr diverged on the tuning seeds for {', '.join(missing)}; "
-                                 "widen its grid")
-    specs = {(m.name, lr, s): run_spec(cfg, m, lr, s, device) for m in ms
-             for lr in {selections[m.name].lr, *(selections[m.name].tied if m.name in claimed else ())}
-             for s in seeds}
-    results = dict(zip(specs, ctx.engine.run(list(specs.values()), desc="reporting runs")))
-    runs = {m.name: [results[(m.name, selections[m.name].lr, s)] for s in seeds] for m in ms}
-    tied_runs = {name: {lr: [results[(name, lr, s)] for s in seeds] for lr in selections[name].tied
-                        if lr != selections[name].lr} for name in claimed}
+    seeds = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
+    selections, runs, tied_runs = protocol.tune_and_report(
+        ctx, ms, lambda m, lr, s: run_spec(cfg, m, lr, s, device), seeds, select_score, True, criterion,
+        lambda m: protocol.centred_grid(center_of(cfg, m), cfg.grid_half_width), cfg.extend, claimed,
+        cfg.tuning_seeds)
     first = runs[ms[0].name][0]
     n_train = int(sum(first["train_counts"]))
     params = {
@@ -152,33 +126,19 @@ def study(cfg: ImbalanceConfig, mode: str, seed: int, device: str, ctx,
         "epochs": cfg.steps * cfg.batch_size / n_train, "device": device,
         "eval_split": "test (balanced); lr selection on the balanced validation split", "band": "min..max over seeds",
     }
-    return ms, selections, runs, tied_runs, params
-
-
-def stored_tuning_results(ctx, cfg: ImbalanceConfig, m: Method, sel, device: str) -> dict[float, list[dict]] | None:
-    """{lr: tuning-seed results} over the selection's whole grid, read from the store without
-    computing; None when any is absent (a selection read from the record on a fresh store)."""
-    if ctx.engine.store is None:
-        return None
-    out = {}
-    for lr in sel.grid:
-        recs = [ctx.engine.store.get(ctx.engine.key(run_spec(cfg, m, lr, s, device))) for s in sel.seeds]
-        if any(r is None for r in recs):
-            return None
-        out[lr] = [r["result"] for r in recs]
-    return out
+    return ms, claimed, selections, runs, tied_runs, params
 
 
 def sensitivity(ctx, cfg, ms, selections, device, baseline: str, claimed, value_of) -> dict:
     """The claim's value for each claimed method at each lr of its grid against the baseline at its
     selected lr, on the tuning seeds (paired). value_of(method_results, baseline_results) -> float."""
     base_m = next(m for m in ms if m.name == baseline)
-    base = stored_tuning_results(ctx, cfg, base_m, selections[baseline], device)
+    base = protocol.stored_grid(ctx, selections[baseline], lambda lr, s: run_spec(cfg, base_m, lr, s, device))
     table = {}
     for m in ms:
         if m.name not in claimed:
             continue
-        grid = stored_tuning_results(ctx, cfg, m, selections[m.name], device)
+        grid = protocol.stored_grid(ctx, selections[m.name], lambda lr, s, m=m: run_spec(cfg, m, lr, s, device))
         if grid is None or base is None:
             table[m.name] = ("not available: the tuning runs are not in this run store (selection read from "
                              "the record or given by --lr; rerun with --fresh to compute them)")

@@ -53,6 +53,11 @@ def methods(names, ctx, kwargs: dict | None = None) -> list[Method]:
     return with_extras(own, ctx)
 
 
+def claimed_of(ms: list[Method], claimed) -> list[str]:
+    """The figure's claimed methods present, and every user optimizer (claimed like them)."""
+    return [m.name for m in ms if m.name in claimed or m.external]
+
+
 def label(name: str) -> str:
     from paperfigs.style import display
 

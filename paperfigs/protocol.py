@@ -1,15 +1,16 @@
-"""The tuning-and-reporting protocol of the torch figures 11 and 12, in one place.
+"""The tuning-and-reporting protocol of the torch figures, in one place.
 
-Per method: a quarter-decade lr grid around a centre, tuned by the engine (experiments.tuning) on
-TUNING_SEEDS, which are disjoint from the reporting seeds seed..seed+n-1; the grid is extended
-past an optimum on its edge and upward to the divergence edge. The reporting seeds are then run
-at the selected lr of every method, and at every lr tied with it (within one standard error) for
-the methods a claim is about. User optimizers (--optimizer) join as ordinary methods.
+Per method: an lr grid (a rule per figure: grid_of, centred_grid or grid_around), tuned by the
+engine (experiments.tuning) on TUNING_SEEDS, which are disjoint from the reporting seeds
+seed..seed+n-1; the grid is extended past an optimum on its edge (and, for tune_and_report, upward
+to the divergence edge). The reporting seeds are then run at the selected lr of every method, and
+at every lr tied with it (within one standard error) for the methods a claim is about, in one
+engine batch (report). User optimizers (--optimizer) join as ordinary methods.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 from experiments.engine import RunSpec
 from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
@@ -41,45 +42,79 @@ def grid_of(center: float, half_width: float) -> list[float]:
     return quarter_decade_grid(10 ** ((k - 4 * half_width) / 4), 10 ** ((k + 4 * half_width) / 4))
 
 
+def centred_grid(center: float, half_width: float) -> list[float]:
+    """Quarter-decade lrs within `half_width` decades of `center` itself (one point fewer than
+    grid_of when `center` lies between two quarter-decade points)."""
+    w = 10 ** half_width
+    return quarter_decade_grid(center / w, center * w)
+
+
+def grid_around(center: float, points: int) -> list[float]:
+    """`points` lrs a quarter decade apart, centred on `center` itself (not snapped to 10^(k/4))."""
+    half = (points - 1) / 2
+    return [center * 10 ** (0.25 * (i - half)) for i in range(points)]
+
+
+def report(ctx, tunes: Sequence[TuneSpec], selections: dict, seeds: list[int], claimed=(),
+           desc: str = "reporting runs"):
+    """Run the reporting seeds at every method's selected lr, and at every other lr tied with it
+    for the methods in `claimed`, all in one engine batch (the runs are each tuning spec's
+    make_spec at that lr and seed).
+
+    Returns (runs, tied_runs): runs[name] = results at the selected lr (seed order);
+    tied_runs[name][lr] likewise at each other tied lr, for every claimed method tuned here."""
+    lrs = selected_lrs(selections)
+    tied = {t.method: [lr for lr in selections[t.method].tied if lr != lrs[t.method]]
+            for t in tunes if t.method in claimed}
+    want = {(t.method, lr, s): t.make_spec(lr, s) for t in tunes
+            for lr in (lrs[t.method], *tied.get(t.method, ())) for s in seeds}
+    results = dict(zip(want, ctx.engine.run(list(want.values()), desc=desc)))
+    runs = {t.method: [results[(t.method, lrs[t.method], s)] for s in seeds] for t in tunes}
+    tied_runs = {name: {lr: [results[(name, lr, s)] for s in seeds] for lr in lrs_n} for name, lrs_n in tied.items()}
+    return runs, tied_runs
+
+
 def tune_and_report(ctx, methods: list[Method], make_spec: Callable[[Method, float, int], RunSpec],
                     seeds: list[int], score: Callable[[dict], float | None], higher_is_better: bool,
-                    criterion: str, half_width: float, extend: int, claimed=(), tuning_seeds=TUNING_SEEDS):
-    """Tune every method, then run the reporting seeds.
+                    criterion: str, grid: Callable[[Method], list[float]], extend: int, claimed=(),
+                    tuning_seeds=TUNING_SEEDS):
+    """Tune every method on its grid(m), extended to the divergence edge, then report (above).
 
-    Returns (selections, runs, tied_runs): runs[name] = reporting results at the selected lr (seed
-    order); tied_runs[name][lr] likewise at each other tied lr, for the methods in `claimed`."""
+    Returns (selections, runs, tied_runs) as report does."""
     check_disjoint(tuning_seeds, seeds)
-    tunes = [TuneSpec(m.name, grid_of(m.center, half_width), list(tuning_seeds),
-                      (lambda lr, s, m=m: make_spec(m, lr, s)), score, higher_is_better, criterion,
-                      extend=extend, to_divergence=True) for m in methods]
+    tunes = [TuneSpec(m.name, grid(m), list(tuning_seeds), (lambda lr, s, m=m: make_spec(m, lr, s)), score,
+                      higher_is_better, criterion, extend=extend, to_divergence=True) for m in methods]
     selections = ctx.tune(tunes)
-    selected_lrs(selections)
-    want = {}
-    for m in methods:
-        sel = selections[m.name]
-        lrs = {sel.lr, *(sel.tied if m.name in claimed else ())}
-        for lr in lrs:
-            for s in seeds:
-                want[(m.name, lr, s)] = make_spec(m, lr, s)
-    results = dict(zip(want, ctx.engine.run(list(want.values()), desc="reporting runs")))
-    runs = {m.name: [results[(m.name, selections[m.name].lr, s)] for s in seeds] for m in methods}
-    tied_runs = {m.name: {lr: [results[(m.name, lr, s)] for s in seeds] for lr in selections[m.name].tied
-                          if lr != selections[m.name].lr} for m in methods if m.name in claimed}
+    runs, tied_runs = report(ctx, tunes, selections, seeds, claimed)
     return selections, runs, tied_runs
 
 
-def stored_grid(ctx, m: Method, sel, make_spec) -> dict[float, list[dict]] | None:
-    """{lr: tuning-seed results} over a selection's whole grid, read from the store without computing;
-    None when any is absent (a selection read from the record on a fresh store)."""
-    if ctx.engine.store is None or sel.source == "override":
+def claims_with_tied(claimed, runs: dict, tied_runs: dict, claim):
+    """claim(name, results, suffix="") for each claimed method at its selected lr, and
+    {name: {repr(lr): claim json}} at each of its other tied lrs (methods with none left out)."""
+    claims = [claim(name, runs[name]) for name in claimed]
+    at_tied = {name: {repr(lr): claim(name, rs, f" at tied lr {lr:.3g}").to_json() for lr, rs in tied_runs[name].items()}
+               for name in claimed if tied_runs[name]}
+    return claims, at_tied
+
+
+def stored_runs(ctx, make_spec: Callable[[float, int], RunSpec], lrs, seeds) -> dict[float, list[dict]] | None:
+    """{lr: results over seeds} read from the store without computing; None when any is absent
+    (e.g. a selection read from the record on a fresh store)."""
+    if ctx.engine.store is None:
         return None
     out = {}
-    for lr in sel.grid:
-        recs = [ctx.engine.store.get(ctx.engine.key(make_spec(m, lr, s))) for s in sel.seeds]
+    for lr in lrs:
+        recs = [ctx.engine.store.get(ctx.engine.key(make_spec(lr, s))) for s in seeds]
         if any(r is None for r in recs):
             return None
         out[lr] = [r["result"] for r in recs]
     return out
+
+
+def stored_grid(ctx, sel, make_spec: Callable[[float, int], RunSpec]) -> dict[float, list[dict]] | None:
+    """{lr: tuning-seed results} over a selection's whole grid (stored_runs)."""
+    return stored_runs(ctx, make_spec, sel.grid, sel.seeds)
 
 
 NOT_STORED = ("not available: the selection was read from the record and its tuning runs are not in this run "

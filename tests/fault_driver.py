@@ -6,9 +6,9 @@ after each, then repairs it as the next run would (paperfigs.output.recover).
 
 A scenario is {"seed": S, "signal": "KILL"|"INT"|"TERM"|null, and either "delay": seconds (the
 parent sends the signal) or "call": "replace"|"fsync" and "count": k (the child sends it to
-itself just before its k-th call of os.replace / os.fsync, i.e. inside a write)}. The libraries
-are imported once here, so each child costs only the figure itself. Prints one JSON line per
-scenario: {"status": exit status or -signal, "log": the child's stdout+stderr}.
+its own calling thread just before its k-th call of os.replace / os.fsync, i.e. inside a
+write)}. The libraries are imported once here, so each child costs only the figure itself.
+Prints one JSON line per scenario: {"status": exit status or -signal, "log": the child's stdout+stderr}.
 """
 import json
 import os
@@ -75,7 +75,10 @@ def _child(out: str, scenario: dict, log: str) -> None:
         def hooked(*args):
             calls[0] += 1
             if calls[0] == target:
-                os.kill(os.getpid(), sig)
+                # raise_signal delivers to this (the calling) thread: os.kill would let the kernel pick
+                # any thread of the process, and on a loaded machine a helper thread could run the
+                # handler only after the write (or the whole run) had finished
+                signal.raise_signal(sig)
             return real(*args)
 
         setattr(os, name, hooked)

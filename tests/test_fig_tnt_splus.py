@@ -82,7 +82,7 @@ def test_cnn_cost_rejects_an_unknown_kind_by_name():
 
 
 def test_autoencoder_task_is_deterministic_and_pads_a_stopped_run():
-    cfg = {"encoder_sizes": [49, 8, 3], "n_images": 200, "pool": 4, "batch_size": 50, "epochs": 2,
+    cfg = {"encoder_sizes": [49, 8, 3], "dataset": "mnist5k", "n_images": 200, "pool": 4, "batch_size": 50, "epochs": 2,
            "optimizer": "sgd", "lr": 0.01, "optimizer_kwargs": {}, "seed": 3, "data_seed": 0, "device": "cpu"}
     a, b = autoencoder.run(cfg), autoencoder.run(cfg)
     assert a["train_loss"] == b["train_loss"] and len(a["train_loss"]) == 3 and a["status"] == "ok"

@@ -12,7 +12,7 @@ Model: experiments.models.autoencoder.DeepAutoencoder, trained with per-pixel bi
 cross-entropy against intensities in [0, 1] (loss "bce" of experiments.train: summed over
 pixels, averaged over images).
 
-Data: `n_images` digits of `dataset` ("mnist5k", the default: the 5,000 MNIST-5k digits;
+Data: `n_images` digits of `dataset` (required; "mnist5k": the 5,000 MNIST-5k digits;
 "mnist": the 60,000 training images of standard MNIST from --data-root; None or the whole set:
 all of them, fewer: a subset drawn by `data_seed`), average-pooled by `pool`, every image used
 for training (the paper's autoencoder curves are training loss). `seed` draws the initial weights,
@@ -31,7 +31,6 @@ from torch import nn
 from experiments.models.autoencoder import DeepAutoencoder
 
 VERSION = 1
-DEFAULT_DATASET = "mnist5k"
 
 
 @functools.lru_cache(maxsize=4)
@@ -65,7 +64,7 @@ def run(config: dict) -> dict:
     from experiments.train import train, train_config
 
     n = config["n_images"]
-    X = images(config.get("dataset", DEFAULT_DATASET), None if n is None else int(n), int(config["pool"]),
+    X = images(config["dataset"], None if n is None else int(n), int(config["pool"]),
                int(config.get("data_seed", 0)))
     seed = int(config["seed"])
     model = DeepAutoencoder(tuple(config["encoder_sizes"]), generator=torch.Generator().manual_seed(seed))
