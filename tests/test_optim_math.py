@@ -67,6 +67,21 @@ def test_damped_inverse_is_the_inverse_and_falls_back_to_eigh(monkeypatch):
     assert torch.allclose(kronecker.damped_inverse(H, eps), expect, atol=1e-10)
 
 
+
+def test_damped_inverse_of_a_stack_is_each_members_inverse_bit_for_bit(monkeypatch):
+    """A stack gives exactly the single-matrix results (TNT's numerics predate batching), also when
+    one member's factorisation fails and takes the eigh fallback."""
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(3, 9, 4, generator=g)
+    H, eps = X @ X.mT, 1e-2
+    singles = torch.stack([kronecker.damped_inverse(Hi, eps) for Hi in H])
+    assert torch.equal(kronecker.damped_inverse(H, eps), singles)
+    real = torch.linalg.cholesky_ex
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", lambda A: (real(A)[0], torch.tensor([0, 1, 0])))
+    fallback = kronecker.inverse_root(H[1], 1, eps)
+    assert torch.equal(kronecker.damped_inverse(H, eps), torch.stack([singles[0], fallback, singles[2]]))
+
+
 def test_inverse_root_of_zero_and_rank_one_is_finite():
     H = torch.zeros(4, 4)
     assert torch.allclose(inverse_root(H, 4, 1e-8), torch.eye(4) * 1e-8 ** -0.25, rtol=1e-5)
@@ -677,6 +692,27 @@ def test_signum_with_zero_momentum_is_sign_descent():
     grads = [torch.randn(9, 5, generator=g) for _ in range(3)]
     W, _ = run_sequence(lambda ps: Signum(ps, lr=0.01, momentum=0.0), W0, grads)
     torch.testing.assert_close(W, W0 - 0.01 * sum(torch.sign(G) for G in grads), atol=1e-6, rtol=0)
+
+
+
+def test_signum_same_shaped_parameters_share_no_direction():
+    """sign(M) goes through one reused buffer per shape: two same-shaped parameters must still each
+    move by the sign of their own momentum (mu = 0.5, explicit EMA)."""
+    g = gen(8)
+    ps = [nn.Parameter(torch.randn(4, 3, generator=g)) for _ in range(2)]
+    W0 = [p.detach().clone() for p in ps]
+    grads = [[torch.randn(4, 3, generator=g) for _ in ps] for _ in range(3)]
+    opt = Signum(ps, lr=0.1, momentum=0.5)
+    for step in grads:
+        for p, G in zip(ps, step):
+            p.grad = G
+        opt.step()
+    for i, (p, W) in enumerate(zip(ps, W0)):
+        M = torch.zeros(4, 3)
+        for step in grads:
+            M = 0.5 * M + 0.5 * step[i]
+            W = W - 0.1 * torch.sign(M)
+        torch.testing.assert_close(p.detach(), W, atol=1e-6, rtol=0)
 
 
 # -- parameter split -------------------------------------------------------------------------------

@@ -78,8 +78,10 @@ def _shape_mismatch(expected, value) -> bool:
 
 
 class CheckedOptimizer(torch.optim.Optimizer):
-    """torch.optim.Optimizer with the checks of this module; subclasses call `_check_gradients()`
-    first thing in step() (after the closure) and define `_validate_group` and `_state_shapes`."""
+    """torch.optim.Optimizer with the checks of this module and the one step() of every optimizer
+    here: closure, gradient checks, then `_step_group` per param group, on the parameters with
+    gradients that this process updates. Subclasses define `_step_group`, `_validate_group` and
+    `_state_shapes`, and set `self._shard` (an experiments.optim.distributed.RankSharding)."""
 
     def _validate_group(self, group: dict) -> None:
         """Check the class's hyperparameter ranges in `group` (raise ValueError)."""
@@ -87,6 +89,24 @@ class CheckedOptimizer(torch.optim.Optimizer):
     def _state_shapes(self, p: torch.Tensor, group: dict) -> dict:
         """{state key: shape} of every tensor state this class keeps for p (a list of shapes, None
         for a slot that is always None, where the state is a list)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._check_gradients()
+        for group in self.param_groups:
+            params = [p for p in self._shard.owned(group["params"]) if p.grad is not None]
+            if params:
+                self._step_group(params, group)
+        self._shard.sync()
+        return loss
+
+    def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
+        """Update `params` (this process's parameters of `group` that have gradients) in place."""
         raise NotImplementedError
 
     def add_param_group(self, param_group: dict) -> None:

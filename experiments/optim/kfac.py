@@ -41,6 +41,7 @@ from torch import nn
 
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
 from experiments.optim.distributed import RankSharding, average
+from experiments.optim.foreach import decoupled_step, heavy_ball
 from experiments.optim.kronecker import compute_dtype, damped_inverse
 
 
@@ -318,56 +319,42 @@ class KFAC(CheckedOptimizer):
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(direction)
             moms.append(state["momentum_buffer"])
-        torch._foreach_mul_(moms, group["momentum"])
-        torch._foreach_add_(moms, [direction for _, direction in moves])
-        if group["weight_decay"] > 0:
-            torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
-        torch._foreach_add_(params, [m.to(p.dtype) for p, m in zip(params, moms)], alpha=-group["lr"])
+        heavy_ball(moms, [direction for _, direction in moves], group["momentum"])
+        decoupled_step(params, moms, group["lr"], group["weight_decay"])
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self._check_gradients()
-        for group in self.param_groups:
-            t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
-            moves = []  # (parameter, direction) pairs, stepped together at the end
-            for p in self._shard.owned(group["params"]):
-                if p.grad is None:
-                    continue
-                if p in self._bias_of and self._bias_of[p].grad is not None:
-                    continue  # the bias moves with its layer's weight
-                state = self.state[p]
-                state["step"] = state.get("step", 0) + 1
-                dt = compute_dtype(p.dtype)
-                if p not in self._layers:
-                    moves.append((p, p.grad.to(dt)))
-                    continue
-                state = self._layer_state(p)
-                t = state["step"]
-                module, bias = self._layers[p]
-                grad = p.grad.to(dt).reshape(p.shape[0], -1)
-                bgrad = bias.grad if bias is not None else None
-                if state["A"] is None:
-                    moves.append((p, grad.reshape(p.shape)))
-                    if bgrad is not None:
-                        moves.append((bias, bgrad.to(dt)))
-                    continue
-                refresh = (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0) or state["A_inv"] is None
-                if refresh:
-                    gA, gG = damping_split(state["A"], state["G"], group["damping"], group["pi_damping"])
-                    state["A_inv"] = damped_inverse(state["A"], gA)
-                    state["G_inv"] = damped_inverse(state["G"], gG)
-                if module.bias is not None:  # a bias this optimizer does not own counts as zero gradient
-                    col = bgrad.to(dt).reshape(-1, 1) if bgrad is not None else grad.new_zeros(grad.shape[0], 1)
-                    grad = torch.cat([grad, col], dim=1)
-                D = kfac_direction(grad, state["A_inv"], state["G_inv"])
-                moves.append((p, D[:, :p[0].numel()].reshape(p.shape)))
+    def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
+        t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
+        moves = []  # (parameter, direction) pairs, stepped together at the end
+        for p in params:
+            if p in self._bias_of and self._bias_of[p].grad is not None:
+                continue  # the bias moves with its layer's weight
+            state = self.state[p]
+            state["step"] = state.get("step", 0) + 1
+            dt = compute_dtype(p.dtype)
+            if p not in self._layers:
+                moves.append((p, p.grad.to(dt)))
+                continue
+            state = self._layer_state(p)
+            t = state["step"]
+            module, bias = self._layers[p]
+            grad = p.grad.to(dt).reshape(p.shape[0], -1)
+            bgrad = bias.grad if bias is not None else None
+            if state["A"] is None:
+                moves.append((p, grad.reshape(p.shape)))
                 if bgrad is not None:
-                    moves.append((bias, D[:, -1]))
-                    self.state[bias]["step"] = t
-            self._momentum_steps(moves, group)
-        self._shard.sync()
-        return loss
+                    moves.append((bias, bgrad.to(dt)))
+                continue
+            refresh = (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0) or state["A_inv"] is None
+            if refresh:
+                gA, gG = damping_split(state["A"], state["G"], group["damping"], group["pi_damping"])
+                state["A_inv"] = damped_inverse(state["A"], gA)
+                state["G_inv"] = damped_inverse(state["G"], gG)
+            if module.bias is not None:  # a bias this optimizer does not own counts as zero gradient
+                col = bgrad.to(dt).reshape(-1, 1) if bgrad is not None else grad.new_zeros(grad.shape[0], 1)
+                grad = torch.cat([grad, col], dim=1)
+            D = kfac_direction(grad, state["A_inv"], state["G_inv"])
+            moves.append((p, D[:, :p[0].numel()].reshape(p.shape)))
+            if bgrad is not None:
+                moves.append((bias, D[:, -1]))
+                self.state[bias]["step"] = t
+        self._momentum_steps(moves, group)

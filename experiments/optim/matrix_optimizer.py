@@ -100,37 +100,26 @@ class MatrixOptimizer(CheckedOptimizer):
     def _item_cost(self, p: torch.Tensor, group: dict) -> float | None:
         return self._work_cost(p.shape[0], math.prod(p.shape[1:])) if group["matrix"] else None
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self._check_gradients()
-        for group in self.param_groups:
-            for p in self._shard.owned(group["params"]):
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if group["matrix"]:
-                    direction, c = self._direction(p.grad, state, group)
-                    rows, cols = direction.shape
-                    if group["weight_decay"]:  # a multiplication by exactly 1 would only cost a pass
-                        p.mul_(1 - group["lr"] * group["weight_decay"])
-                    # one mixed-dtype add (no cast copy of D): D is computed in float32 or Muon's
-                    # ns_dtype and rounded once, into the parameter's dtype
-                    D = direction if direction.shape == p.shape else direction.reshape(p.shape)
-                    p.add_(D, alpha=-group["lr"] * c * self._lr_scale(rows, cols, group))
-                else:
-                    if not state:
-                        state["step"] = 0
-                        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["step"] += 1
-                    adamw_update(p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
-                                 group["lr"], group["adamw_betas"], group["adamw_eps"], group["weight_decay"])
-        self._shard.sync()
-        return loss
+    def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
+        for p in params:
+            state = self.state[p]
+            if group["matrix"]:
+                direction, c = self._direction(p.grad, state, group)
+                rows, cols = direction.shape
+                if group["weight_decay"]:  # a multiplication by exactly 1 would only cost a pass
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                # one mixed-dtype add (no cast copy of D): D is computed in float32 or Muon's
+                # ns_dtype and rounded once, into the parameter's dtype
+                D = direction if direction.shape == p.shape else direction.reshape(p.shape)
+                p.add_(D, alpha=-group["lr"] * c * self._lr_scale(rows, cols, group))
+            else:
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                adamw_update(p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
+                             group["lr"], group["adamw_betas"], group["adamw_eps"], group["weight_decay"])
 
     @staticmethod
     def _momentum(grad: torch.Tensor, state: dict, momentum: float) -> torch.Tensor:

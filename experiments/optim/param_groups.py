@@ -39,23 +39,21 @@ def split_parameters(model: nn.Module, head_fallback: bool = True) -> tuple[list
 
 def split_nonstandard(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(hidden_matrices, nonstandard) for SPlus's treatment of a network's input and output layers
-    (Frans et al. 2025): nonstandard = ndim < 2, every nn.Embedding weight, `model.head`, and the
-    input layer, i.e. the weight of the first nn.Linear / nn.Conv*d / nn.Embedding in module order.
-    A model whose only matrices are those keeps its first matrix hidden (nothing else to rotate)."""
-    params = list(model.parameters())
-    odd = {id(p) for p in params if p.ndim < 2}
+    (Frans et al. 2025): nonstandard = the fallback of `split_parameters` (ndim < 2, embeddings),
+    `model.head` (even when it is the only other matrix), and the input layer, i.e. the weight of the
+    first nn.Linear / nn.Conv*d / nn.Embedding in module order. A model whose only matrices are
+    those keeps its first matrix hidden (nothing else to rotate)."""
+    hidden, _ = split_parameters(model)
     layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
-    odd |= {id(m.weight) for m in layers if isinstance(m, nn.Embedding)}
+    head = getattr(model, "head", None)
+    odd = {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()
     if layers:
         odd.add(id(layers[0].weight))
-    head = getattr(model, "head", None)
-    if isinstance(head, nn.Module):
-        odd |= {id(p) for p in head.parameters()}
-    hidden = [p for p in params if id(p) not in odd]
+    hidden = [p for p in hidden if id(p) not in odd]
     if not hidden and layers and layers[0].weight.ndim >= 2:
         hidden = [layers[0].weight]
     hidden_ids = {id(p) for p in hidden}
-    nonstandard = [p for p in params if id(p) not in hidden_ids]
+    nonstandard = [p for p in model.parameters() if id(p) not in hidden_ids]
     return hidden, nonstandard
 
 

@@ -31,8 +31,9 @@ import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_count
 from experiments.optim.distributed import RankSharding, kronecker_cost
+from experiments.optim.foreach import FlatCache, decoupled_step
 from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, inverse_root,
-                                         precondition_batch, same_shape_batches, shaped, stack)
+                                         precondition_batch, same_shape_batches)
 
 GRAFTING = ("none", "sgd", "adam")
 
@@ -56,6 +57,7 @@ class Shampoo(CheckedOptimizer):
         super().__init__(params, defaults)
         self._shard = RankSharding(self, self._item_cost)
         self._stacks = StackCache()
+        self._flats = FlatCache()
 
     @staticmethod
     def _item_cost(p: torch.Tensor, group: dict) -> float:
@@ -113,78 +115,76 @@ class Shampoo(CheckedOptimizer):
                 if key in state:
                     state[key] = state[key].to(dt)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self._check_gradients()
-        for group in self.param_groups:
-            params = [p for p in self._shard.owned(group["params"]) if p.grad is not None]
-            if params:
-                self._step_group(params, group)
-        self._shard.sync()
-        return loss
-
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
-        """One step of `params` (all with gradients): elementwise work as one foreach call over all of
-        them, matrix work as one batched kernel per mode over each set of same-shaped parameters at
-        the same step count (a CNN has dozens of small kernels and norm vectors of a few shapes)."""
+        """One step of `params` (all with gradients), in parts of one compute dtype and device."""
+        for part in same_shape_batches([(compute_dtype(p.dtype), p.device) for p in params]):
+            self._step_part([params[i] for i in part], group)
+
+    def _step_part(self, params: list[torch.Tensor], group: dict) -> None:
+        """One step of `params` (one compute dtype and device): the elementwise work (momentum, Adam
+        graft) as single kernels on flat buffers, the matrix work as one batched kernel per mode over
+        each set of same-shaped parameters at the same step count (a CNN has dozens of small kernels
+        and norm vectors of a few shapes). The flat layout holds each set contiguously, so its
+        (n, ...) batch is a view: no stacking copies."""
         lr, mu, beta = group["lr"], group["momentum"], group["beta"]
+        dt, device = compute_dtype(params[0].dtype), params[0].device
         states = [self._init_state(p, group) for p in params]
         for state in states:
             state["step"] += 1
+        shapes = [p.shape if p.dim() > 0 else torch.Size((1,)) for p in params]
+        batches = same_shape_batches([(shape, state["step"]) for shape, state in zip(shapes, states)])
+        order = [i for idx in batches for i in idx]
+        params, shapes, states = [params[i] for i in order], [shapes[i] for i in order], [states[i] for i in order]
         ts = [state["step"] for state in states]
-        Gs = [shaped(p.grad, p.shape if p.dim() > 0 else (1,), compute_dtype(p.dtype)) for p in params]
+        numels = [p.numel() for p in params]
+        part = (dt, device, tuple(id(p) for p in params))
+
+        def correction(b: float):  # 1 - b^t per entry: a number when all steps agree (the usual case)
+            if ts.count(ts[0]) == len(ts):
+                return 1 - b ** ts[0]
+            return torch.tensor([1 - b ** t for t in ts], dtype=dt, device=device).repeat_interleave(
+                torch.tensor(numels, device=device))
+
+        G = torch.cat([p.grad.reshape(-1) for p in params]).to(dt)
+        M = G
         if mu > 0:
-            moms = [state["momentum_buffer"] for state in states]
-            torch._foreach_lerp_(moms, Gs, 1 - mu)
-            Ms = torch._foreach_div(moms, [1 - mu ** t for t in ts])
-        else:
-            Ms = Gs
-        grafts = Ms
+            mom = self._flats.get(part + ("momentum_buffer",), states, "momentum_buffer")
+            mom.lerp_(G, 1 - mu)
+            M = mom / correction(mu)
+        graft = M
         if group["grafting"] == "adam":
             b2 = group["graft_beta2"]
-            sqs = [state["graft_sq"] for state in states]
-            torch._foreach_mul_(sqs, b2)
-            torch._foreach_addcmul_(sqs, Gs, Gs, value=1 - b2)
-            denoms = torch._foreach_div(sqs, [1 - b2 ** t for t in ts])
-            torch._foreach_sqrt_(denoms)
-            torch._foreach_add_(denoms, group["graft_eps"])
-            grafts = torch._foreach_div(Ms, denoms)
-        Ds = list(grafts)
-        start = group["start_preconditioning_step"]
-        for idx in same_shape_batches([(G.shape, G.dtype, G.device, t) for G, t in zip(Gs, ts)]):
-            t, k = ts[idx[0]], Gs[idx[0]].dim()
-            G = stack([Gs[i] for i in idx])
+            sq = self._flats.get(part + ("graft_sq",), states, "graft_sq")
+            sq.mul_(b2).addcmul_(G, G, value=1 - b2)
+            graft = M / (sq / correction(b2)).sqrt_().add_(group["graft_eps"])
+        Ds = list(graft.split(numels))
+        start, first, entry = group["start_preconditioning_step"], 0, 0
+        for idx in batches:
+            n, t, shape = len(idx), ts[first], shapes[first]
+            members, span = range(first, first + n), slice(entry, entry + n * numels[first])
+            first, entry = first + n, span.stop
+            k = len(shape)
             roots = []
             for j in range(k):
-                factors = [states[i]["factors"][j] for i in idx]
-                if factors[0] is None:
+                if states[members[0]]["factors"][j] is None:
                     roots.append(None)
                     continue
-                key = tuple(id(params[i]) for i in idx) + (j,)
-                H = self._stacks.stacked(key + ("factors",), [states[i] for i in idx], "factors", j)
-                accumulate_contraction_batch(H, G, j, beta, 1.0 if beta == 1.0 else 1 - beta)
+                key = part[2][members.start:members.stop] + (j,)
+                H = self._stacks.stacked(key + ("factors",), [states[i] for i in members], "factors", j)
+                accumulate_contraction_batch(H, G[span].view(n, *shape), j, beta, 1.0 if beta == 1.0 else 1 - beta)
                 if t >= start and (t - start) % group["precondition_frequency"] == 0:
-                    correction = 1.0 if beta == 1.0 else 1 - beta ** t
-                    R = inverse_root(H / correction, 2 * k, group["eps"])
-                    for i, view in zip(idx, self._stacks.put(key + ("roots",), R)):
+                    R = inverse_root(H / (1.0 if beta == 1.0 else 1 - beta ** t), 2 * k, group["eps"])
+                    for i, view in zip(members, self._stacks.put(key + ("roots",), R)):
                         states[i]["roots"][j] = view
                     roots.append(R)
                 elif t >= start:
-                    roots.append(self._stacks.stacked(key + ("roots",), [states[i] for i in idx], "roots", j))
+                    roots.append(self._stacks.stacked(key + ("roots",), [states[i] for i in members], "roots", j))
             if t < start:
                 continue  # the step is the graft direction itself
-            D = precondition_batch(stack([Ms[i] for i in idx]), roots)
+            D = precondition_batch(M[span].view(n, *shape), roots)
             if group["grafting"] != "none":
-                n = len(idx)
-                graft_norms = torch.linalg.vector_norm(stack([grafts[i] for i in idx]).reshape(n, -1), dim=1)
+                graft_norms = torch.linalg.vector_norm(graft[span].view(n, -1), dim=1)
                 norms = torch.linalg.vector_norm(D.reshape(n, -1), dim=1).clamp_min(torch.finfo(D.dtype).tiny)
                 D = D * (graft_norms / norms).reshape(n, *[1] * k)
-            for i, Di in zip(idx, D.unbind(0)):
-                Ds[i] = Di
-        if group["weight_decay"] > 0:
-            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-        torch._foreach_add_(params, [shaped(D, p.shape, p.dtype) for p, D in zip(params, Ds)], alpha=-lr)
+            Ds[members.start:members.stop] = D.unbind(0)
+        decoupled_step(params, Ds, lr, group["weight_decay"])

@@ -132,37 +132,29 @@ class SPlus(CheckedOptimizer):
                 return group["lr"] * 2.0 / (m + n) if group["shape_scaling"] else group["lr"]
         return group["lr"] * group["nonstandard_constant"]
 
-    @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self._check_gradients()
-        for group in self.param_groups:
-            if not group["train_mode"]:
-                raise RuntimeError("SPlus.step() called in eval mode (EMA weights swapped in); call train() first")
-            b1, b2 = group["betas"]
-            for p in self._shard.owned(group["params"]):
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    self._init_state(p, state, group)
-                state["step"] += 1
-                grad, mom = p.grad, state["momentum"]
-                mom.lerp_(grad, 1 - b1)
-                if self._is_matrix(p, group):
-                    update = self._matrix_update(matrix_view(grad), matrix_view(mom), state, group)
-                    update = update.to(p.dtype).view_as(p)
-                else:
-                    update = torch.sign(mom)
-                scaled_lr = self._scaled_lr(p, group)
-                p.add_(update, alpha=-scaled_lr)
-                state["ema"].lerp_(p, 1 - group["ema_rate"])
-                p.mul_(1 - scaled_lr * group["weight_decay"])
-        self._shard.sync()
-        return loss
+        if not all(group["train_mode"] for group in self.param_groups):
+            raise RuntimeError("SPlus.step() called in eval mode (EMA weights swapped in); call train() first")
+        return super().step(closure)
+
+    def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
+        b1 = group["betas"][0]
+        for p in params:
+            state = self.state[p]
+            if not state:
+                self._init_state(p, state, group)
+            state["step"] += 1
+            grad, mom = p.grad, state["momentum"]
+            mom.lerp_(grad, 1 - b1)
+            if self._is_matrix(p, group):
+                update = self._matrix_update(matrix_view(grad), matrix_view(mom), state, group)
+                update = update.to(p.dtype).view_as(p)
+            else:
+                update = torch.sign(mom)
+            scaled_lr = self._scaled_lr(p, group)
+            p.add_(update, alpha=-scaled_lr)
+            state["ema"].lerp_(p, 1 - group["ema_rate"])
+            p.mul_(1 - scaled_lr * group["weight_decay"])
 
     @staticmethod
     def _matrix_update(G: torch.Tensor, M: torch.Tensor, state: dict, group: dict) -> torch.Tensor:

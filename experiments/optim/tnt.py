@@ -37,6 +37,7 @@ import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
 from experiments.optim.distributed import RankSharding, average, kronecker_cost
+from experiments.optim.foreach import FlatCache, decoupled_step, heavy_ball
 from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, damped_inverse,
                                          mode_contraction, mode_contraction_batch, precondition_batch,
                                          same_shape_batches, shaped, stack)
@@ -53,20 +54,22 @@ def tnt_view(shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
 
 
 def tnt_normalize(factors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """U_j = H_j / (c^(k-1) prod_{l != j} d_l) with c = (tr(H_1) / prod_l d_l)^(1/k); all-zero stays zero."""
+    """U_j = H_j / (c^(k-1) prod_{l != j} d_l) with c = (tr(H_1) / prod_l d_l)^(1/k); all-zero stays zero.
+    factors: one (d_j, d_j) matrix per mode, or one (n, d_j, d_j) stack per mode (n parameters, each
+    normalised by its own c)."""
     k = len(factors)
-    dims = [H.shape[0] for H in factors]
+    dims = [H.shape[-1] for H in factors]
     n = math.prod(dims)
-    c = (factors[0].diagonal().sum() / n).clamp_min(0) ** (1.0 / k)
+    c = (factors[0].diagonal(dim1=-2, dim2=-1).sum(-1) / n).clamp_min(0) ** (1.0 / k)
     out = []
     for H, d in zip(factors, dims):
-        denom = c ** (k - 1) * (n // d)
+        denom = (c ** (k - 1) * (n // d))[..., None, None]
         out.append(torch.where(denom > 0, H / denom.clamp_min(torch.finfo(H.dtype).tiny), torch.zeros_like(H)))
     return out
 
 
 def tnt_inverses(factors: list[torch.Tensor], eps: float) -> list[torch.Tensor]:
-    """(U_j + eps I)^(-1) of the normalised factors."""
+    """(U_j + eps I)^(-1) of the normalised factors (matrices, or stacks as in `tnt_normalize`)."""
     return [damped_inverse(U, eps) for U in tnt_normalize(factors)]
 
 
@@ -82,6 +85,7 @@ class TNT(CheckedOptimizer):
         self._shard = RankSharding(self, lambda p, group: kronecker_cost(tnt_view(p.shape), p.numel()),
                                    count_steps=True)
         self._stacks = StackCache()
+        self._flats = FlatCache()
 
     def _validate_group(self, g: dict) -> None:
         if not g["lr"] > 0:
@@ -192,48 +196,57 @@ class TNT(CheckedOptimizer):
             self._state(p)["factors"] = [c / counts[p] for c in cs]
 
     # -- the step ----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self._check_gradients()
-        for group in self.param_groups:
-            params = [p for p in self._shard.owned(group["params"]) if p.grad is not None]
-            if params:
-                self._step_group(params, group)
-        self._shard.sync()
-        return loss
-
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
-        """One step of `params` (all with gradients): the momentum and the update as foreach calls,
-        the preconditioning as one batched product per mode over each set of same-shaped parameters."""
+        """One step of `params` (all with gradients), in parts of one compute dtype and device."""
+        for part in same_shape_batches([(compute_dtype(p.dtype), p.device) for p in params]):
+            self._step_part([params[i] for i in part], group)
+        if not self._warned and any(self.state[p]["inverses"] is None for p in params):
+            warnings.warn("TNT stepped without curvature factors (no curvature_step or warm_start "
+                          "yet): this step is plain SGD with momentum", RuntimeWarning, stacklevel=3)
+            self._warned = True
+
+    def _step_part(self, params: list[torch.Tensor], group: dict) -> None:
+        """One step of `params` (one compute dtype and device): the momentum as single kernels on a
+        flat buffer, the preconditioning as one batched product per mode over each set of
+        same-shaped parameters, which the flat layout holds contiguously (its batch is a view)."""
         lr, t1, t2 = group["lr"], group["curvature_frequency"], group["inverse_frequency"]
+        dt = compute_dtype(params[0].dtype)
         states = [self._state(p) for p in params]
-        moms = [state["momentum_buffer"] for state in states]
-        torch._foreach_mul_(moms, group["momentum"])
-        torch._foreach_add_(moms, [shaped(p.grad, m.shape, m.dtype) for p, m in zip(params, moms)])
-        Ds = list(moms)
+        stale = []  # parameters whose inverses are recomputed now
         for i, state in enumerate(states):
             state["step"] += 1
             t = state["step"]
             refresh = (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0) or state["inverses"] is None
             if refresh and state["factors"] is not None:
-                state["inverses"] = tnt_inverses(state["factors"], group["eps"])
-        if any(state["inverses"] is None for state in states) and not self._warned:
-            warnings.warn("TNT stepped without curvature factors (no curvature_step or warm_start "
-                          "yet): this step is plain SGD with momentum", RuntimeWarning, stacklevel=3)
-            self._warned = True
-        ready = [i for i, state in enumerate(states) if state["inverses"] is not None]
-        for idx in same_shape_batches([(moms[i].shape, moms[i].dtype, moms[i].device) for i in ready]):
-            idx = [ready[i] for i in idx]
-            mats = []
-            for j in range(moms[idx[0]].dim()):
-                key = tuple(id(params[i]) for i in idx) + (j, "inverses")
-                mats.append(self._stacks.stacked(key, [states[i] for i in idx], "inverses", j))
-            for i, D in zip(idx, precondition_batch(stack([moms[i] for i in idx]), mats).unbind(0)):
-                Ds[i] = D
-        if group["weight_decay"] > 0:
-            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-        torch._foreach_add_(params, [shaped(D, p.shape, p.dtype) for p, D in zip(params, Ds)], alpha=-lr)
+                stale.append(i)
+        for idx in same_shape_batches([tnt_view(params[i].shape) for i in stale]):
+            idx = [stale[i] for i in idx]
+            members = [states[i] for i in idx]
+            key = tuple(id(params[i]) for i in idx)
+            factors = [self._stacks.stacked(key + (j, "factors"), members, "factors", j)
+                       for j in range(len(members[0]["factors"]))]
+            for state in members:
+                state["inverses"] = [None] * len(factors)
+            for j, A in enumerate(tnt_inverses(factors, group["eps"])):
+                for state, view in zip(members, self._stacks.put(key + (j, "inverses"), A)):
+                    state["inverses"][j] = view
+        views = [tnt_view(p.shape) for p in params]
+        batches = same_shape_batches([(view, state["inverses"] is None) for view, state in zip(views, states)])
+        order = [i for idx in batches for i in idx]
+        params, views, states = [params[i] for i in order], [views[i] for i in order], [states[i] for i in order]
+        numels = [p.numel() for p in params]
+        mom = self._flats.get((dt, params[0].device) + tuple(id(p) for p in params), states, "momentum_buffer")
+        heavy_ball([mom], [torch.cat([p.grad.reshape(-1) for p in params]).to(dt)], group["momentum"])
+        Ds = list(mom.split(numels))
+        first, entry = 0, 0
+        for idx in batches:
+            n, shape = len(idx), views[first]
+            members, span = range(first, first + n), slice(entry, entry + n * numels[first])
+            first, entry = first + n, span.stop
+            if states[members[0]]["inverses"] is None:
+                continue  # no factors yet: the step is the momentum itself
+            key = tuple(id(params[i]) for i in members)
+            mats = [self._stacks.stacked(key + (j, "inverses"), [states[i] for i in members], "inverses", j)
+                    for j in range(len(shape))]
+            Ds[members.start:members.stop] = precondition_batch(mom[span].view(n, *shape), mats).unbind(0)
+        decoupled_step(params, Ds, lr, group["weight_decay"])
