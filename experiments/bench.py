@@ -483,9 +483,28 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="smaller widths and fewer rounds (a few minutes)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (default 1: on a shared machine extra threads mostly contend)")
+    ap.add_argument("--mlp-widths", type=int, nargs="*", metavar="W",
+                    help="MLP widths to time instead of the mode's (none: no MLP)")
+    ap.add_argument("--cnn-widths", type=int, nargs="*", metavar="W",
+                    help="CNN widths to time instead of the mode's (none: no CNN)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="timed rounds per optimizer instead of the mode's (more rounds steady the ratios on a "
+                         "busy machine)")
     args, device = parse_bench_args(ap, argv, "bench.json")
-    torch.set_num_threads(args.threads)
     cfg = QUICK if args.quick else FULL
+    if args.rounds is not None:
+        if args.rounds < 1:
+            ap.error(f"--rounds must be >= 1, got {args.rounds}")
+        cfg = replace(cfg, rounds=args.rounds)
+    for name in ("mlp_widths", "cnn_widths"):
+        widths = getattr(args, name)
+        if widths is not None:
+            if any(w < 1 for w in widths):
+                ap.error(f"--{name.replace('_', '-')} must be >= 1, got {widths}")
+            cfg = replace(cfg, **{name: tuple(widths)})
+    if not cfg.mlp_widths and not cfg.cnn_widths:
+        ap.error("nothing to time: --mlp-widths and --cnn-widths are both empty")
+    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     results = run(cfg, device)
     results["total_s"] = time.perf_counter() - t0

@@ -32,7 +32,7 @@ def test_bench_cli_bad_flags_exit_2_before_running(tmp_path, capsys, monkeypatch
 
     monkeypatch.setattr(bench, "run", no_compute)
     bad = [["--device", "nonsense"], ["--threads", "0"], ["--json", str(tmp_path / "no" / "such" / "b.json")],
-           ["--json", str(tmp_path)]]
+           ["--json", str(tmp_path)], ["--rounds", "0"], ["--mlp-widths", "0"], ["--mlp-widths", "--cnn-widths"]]
     if not torch.cuda.is_available():
         bad.append(["--device", "cuda"])
     for flags in bad:
@@ -41,3 +41,22 @@ def test_bench_cli_bad_flags_exit_2_before_running(tmp_path, capsys, monkeypatch
         assert e.value.code == 2, flags
         err = capsys.readouterr().err
         assert "error:" in err and "Traceback" not in err, flags
+
+
+def test_bench_cli_picks_models_and_rounds(monkeypatch, capsys):
+    """--mlp-widths / --cnn-widths / --rounds replace the mode's models and rounds (an empty list
+    drops that model kind), so one model can be timed again with more rounds."""
+    from experiments import bench
+
+    seen = []
+
+    def record(cfg, device, **kwargs):
+        seen.append(cfg)
+        return {"threads": 1, "clock": "stub"}
+
+    monkeypatch.setattr(bench, "run", record)
+    bench.main(["--quick", "--cnn-widths", "16", "--mlp-widths", "--rounds", "5"])
+    assert (seen[0].mlp_widths, seen[0].cnn_widths, seen[0].rounds) == ((), (16,), 5)
+    assert seen[0].batch == bench.QUICK.batch
+    bench.main([])
+    assert seen[1] == bench.FULL
