@@ -65,8 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="reduced configuration (fewer seeds/steps, smaller models) that keeps each claim's "
                         "meaning and fits the figure's budget on a 2-core CPU; the same as --scale quick")
     p.add_argument("--scale", choices=("quick", "full", "paper"), default=None,
-                   help="quick: see --quick; full (default): each torch figure in about an hour on a "
-                        "2-core CPU with --jobs 2; paper: the papers' own model and data sizes where "
+                   help="quick: see --quick; full (default): most torch figures in about an hour on a "
+                        "2-core CPU with --jobs 2 (figures 1, 11 and 12 take 2-8 hours; `python -m "
+                        "paperfigs.estimate --figure N` measures it on your machine); paper: the papers' own model and data sizes where "
                         "they are larger than full (for a GPU; figures without one are skipped by "
                         "--all and refused by --figure)")
     p.add_argument("--out", default="figures", metavar="DIR",
