@@ -87,6 +87,8 @@ def main() -> None:
             print(f"{args.optimizer}: train accuracy {acc:.3f}")
             if args.save:
                 torch.save(state, args.save)
+        if distributed:
+            dist.barrier()  # every rank done communicating before gloo is torn down (else it can abort)
     finally:
         if distributed:
             dist.destroy_process_group()

@@ -125,6 +125,7 @@ def _rank_main(rank: int, size: int, store: str, cfg: DDPBenchConfig, methods: t
             times = measure(cfg, methods)
         if rank == 0:
             Path(result).write_text(json.dumps(times))
+        dist.barrier()  # every rank done communicating before gloo is torn down (else it can abort)
     finally:
         dist.destroy_process_group()
 
