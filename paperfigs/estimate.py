@@ -8,18 +8,15 @@ record) and stops it there. One run of each group of runs that differ only in lr
 timed at two short lengths (`--steps` and twice that; epochs 1 and 2 for epoch-based tasks), and the
 difference is extrapolated to the configuration's length and number of evaluations. The total is
 the first batch only: reporting runs, tied lrs and grid extensions come on top (typically a
-third to a half again). CPU seconds, one torch thread, so the figure's wall time with `--jobs J`
-is about the total / J on an otherwise idle machine.
+third to a half again). CPU seconds of runs made as the engine makes them (one torch thread), so
+the figure's wall time with `--jobs J` is about the total / J on an otherwise idle machine.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import time
 
-import torch
-
-from experiments.engine import RunSpec
+from experiments.engine import RunSpec, execute
 
 
 class _Captured(Exception):
@@ -48,10 +45,8 @@ def first_batch(number: int, mode: str, seed: int = 0, device: str = "cpu") -> l
 
 
 def _cpu_seconds(spec: RunSpec, **changes) -> float:
-    task = importlib.import_module(f"experiments.tasks.{spec.task}")
-    start = time.process_time()
-    task.run({**spec.config, **changes})
-    return time.process_time() - start
+    """CPU seconds of one run as the engine runs it (one torch thread, BLAS limited to match)."""
+    return execute(spec.task, {**spec.config, **changes})["cpu_s"]
 
 
 def run_cost(spec: RunSpec, short: int = 30) -> float:
@@ -87,7 +82,6 @@ def _group_key(spec: RunSpec) -> str:
 
 def estimate(number: int, mode: str, short: int = 30, seed: int = 0) -> dict:
     """{"runs": n, "cpu_s": total, "groups": [{"task", "optimizer", "runs", "cpu_s_per_run"}]}."""
-    torch.set_num_threads(1)
     specs = first_batch(number, mode, seed)
     groups: dict[str, list[RunSpec]] = {}
     for s in specs:
