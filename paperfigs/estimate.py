@@ -6,7 +6,9 @@ The figure's computation is started with an engine that records its first batch 
 (the tuning runs of a fresh store, or the reporting runs when the selections come from the
 record) and stops it there. One run of each group of runs that differ only in lr and seed is then
 timed at two short lengths (`--steps` and twice that; epochs 1 and 2 for epoch-based tasks), and the
-difference is extrapolated to the configuration's length and number of evaluations. The total is
+difference is extrapolated to the configuration's length and number of evaluations (a run's
+start-up cannot be told apart from its evaluations this way and is counted with them, so the
+estimate errs high, never low). The total is
 the first batch only: reporting runs, tied lrs and grid extensions come on top (typically a
 third to a half again). CPU seconds of runs made as the engine makes them (one torch thread), so
 the figure's wall time with `--jobs J` is about the total / J on an otherwise idle machine.
