@@ -42,7 +42,7 @@ from torch import nn
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
 from experiments.optim.distributed import RankSharding, average
 from experiments.optim.foreach import decoupled_step, heavy_ball
-from experiments.optim.kronecker import compute_dtype, damped_inverse
+from experiments.optim.kronecker import compute_dtype, damped_inverse, inverse_due
 
 
 def gram(X: torch.Tensor) -> torch.Tensor:
@@ -344,7 +344,7 @@ class KFAC(CheckedOptimizer):
                 if bgrad is not None:
                     moves.append((bias, bgrad.to(dt)))
                 continue
-            refresh = (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0) or state["A_inv"] is None
+            refresh = inverse_due(t, t1, t2) or state["A_inv"] is None
             if refresh:
                 gA, gG = damping_split(state["A"], state["G"], group["damping"], group["pi_damping"])
                 state["A_inv"] = damped_inverse(state["A"], gA)

@@ -200,6 +200,13 @@ def damped_inverse(H: torch.Tensor, eps: float) -> torch.Tensor:
                   for Hi, Li, fail in zip(H, L, info.tolist())])
 
 
+def inverse_due(t: int, t1: int, t2: int) -> bool:
+    """Whether step t (1-based) refreshes the inverses of TNT's and KFAC's schedule: every T2 steps,
+    and every T1 steps during the first T2 (so the preconditioner is not stale while the statistics
+    are young)."""
+    return (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0)
+
+
 class StackCache:
     """Same-shaped per-parameter state matrices kept as views of one (n, d, d) tensor.
 

@@ -154,7 +154,8 @@ class SPlus(CheckedOptimizer):
             scaled_lr = self._scaled_lr(p, group)
             p.add_(update, alpha=-scaled_lr)
             state["ema"].lerp_(p, 1 - group["ema_rate"])
-            p.mul_(1 - scaled_lr * group["weight_decay"])
+            if group["weight_decay"]:
+                p.mul_(1 - scaled_lr * group["weight_decay"])
 
     @staticmethod
     def _matrix_update(G: torch.Tensor, M: torch.Tensor, state: dict, group: dict) -> torch.Tensor:

@@ -39,6 +39,7 @@ from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_i
 from experiments.optim.distributed import RankSharding, average, kronecker_cost
 from experiments.optim.foreach import FlatCache, decoupled_step, heavy_ball
 from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, damped_inverse,
+                                         inverse_due,
                                          mode_contraction, mode_contraction_batch, precondition_batch,
                                          same_shape_batches, shaped, stack)
 
@@ -216,7 +217,7 @@ class TNT(CheckedOptimizer):
         for i, state in enumerate(states):
             state["step"] += 1
             t = state["step"]
-            refresh = (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0) or state["inverses"] is None
+            refresh = inverse_due(t, t1, t2) or state["inverses"] is None
             if refresh and state["factors"] is not None:
                 stale.append(i)
         for idx in same_shape_batches([tnt_view(params[i].shape) for i in stale]):
