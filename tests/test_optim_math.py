@@ -440,6 +440,37 @@ def test_tnt_wants_curvature_every_t1_steps():
     assert asked == [True, False, False, True, False, False, True]
 
 
+def test_kfac_wants_curvature_follows_steps_and_loaded_state():
+    # The answer is kept between steps (the hooks ask it on every forward): it must move with each
+    # step, with a step whose closure runs the forward, and with a loaded state dict.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    opt = KFAC(model, curvature_frequency=3)
+    asked, saved = [], {}
+    for t in range(1, 8):
+        def closure(t=t):
+            out = model(torch.randn(4, 3))
+            asked.append(curvature_step(opt, out, "ce", torch.Generator().manual_seed(t)))
+            loss = out.sum()
+            loss.backward()
+            return loss
+        if t % 2:
+            closure()
+            opt.step()
+        else:
+            opt.step(closure)
+        if t in (2, 3):
+            saved[t] = copy.deepcopy(opt.state_dict())
+    assert asked == [True, False, False, True, False, False, True]
+    fresh = KFAC(copy.deepcopy(model), curvature_frequency=3)
+    assert fresh.wants_curvature()  # step 1 is next
+    fresh.load_state_dict(saved[2])
+    assert not fresh.wants_curvature()  # step 3 is next
+    assert not opt.wants_curvature()  # step 8 is next
+    opt.load_state_dict(saved[3])
+    assert opt.wants_curvature()  # step 4 is next
+
+
 def test_tnt_warm_start_is_the_mean_contraction_and_step_without_factors_warns():
     p = torch.zeros(3, 2, dtype=F64, requires_grad=True)
     opt = TNT([p], lr=1e-2)
