@@ -22,17 +22,11 @@ import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_unit_interval
 from experiments.optim.distributed import RankSharding
-from experiments.optim.param_groups import matrix_view
 
 
 def work_dtype(t: torch.Tensor) -> torch.dtype:
     """float32 for half-precision tensors, the tensor's own dtype for float32/float64."""
     return torch.promote_types(t.dtype, torch.float32)
-
-
-def as_matrix(t: torch.Tensor) -> torch.Tensor:
-    """matrix_view(t), without its reshape (a dispatch, a few microseconds) when t is a matrix."""
-    return t if t.ndim == 2 else matrix_view(t)
 
 
 def adamw_update(p: torch.Tensor, g: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,

@@ -52,7 +52,8 @@ from functools import lru_cache
 import torch
 
 from experiments.optim.distributed import matrix_cost
-from experiments.optim.matrix_optimizer import MatrixOptimizer, as_matrix, check_unit_interval
+from experiments.optim.matrix_optimizer import MatrixOptimizer, check_unit_interval
+from experiments.optim.param_groups import matrix_view
 from experiments.optim.nmd import plain_norm, unit_rescale
 from theory.polar_express import polar_express_coefficients
 from experiments.optim.specgd import truncated_polar
@@ -171,7 +172,7 @@ class Muon(MatrixOptimizer):
         mu = group["momentum"]
         buf = self._momentum(grad, state, mu)
         update = grad.lerp(buf, mu) if group["nesterov"] else buf
-        M = as_matrix(update)
+        M = matrix_view(update)
         if group["orthogonalize"] == "svd":
             return truncated_polar(M, group["rtol"]), 1.0
         # O stays in ns_dtype: the step adds it to the parameter directly, as torch.optim.Muon does

@@ -15,7 +15,8 @@ import math
 
 import torch
 
-from experiments.optim.matrix_optimizer import MatrixOptimizer, as_matrix, check_unit_interval, work_dtype
+from experiments.optim.matrix_optimizer import MatrixOptimizer, check_unit_interval, work_dtype
+from experiments.optim.param_groups import matrix_view
 
 _NORM_EPS = 1e-30  # only keeps 0 / 0 from becoming NaN (a rescaled nonzero M has norm >= 0.5)
 # Norms in this range come out of a plain norm as exactly as after unit_rescale: no square can
@@ -71,7 +72,7 @@ class NMD(MatrixOptimizer):
         check_unit_interval("momentum", group["momentum"])
 
     def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> tuple[torch.Tensor, float]:
-        M = as_matrix(self._momentum(grad, state, group["momentum"]))
+        M = matrix_view(self._momentum(grad, state, group["momentum"]))
         norm = plain_norm(M)
         if norm is None:
             return frobenius_normalize(M), 1.0
