@@ -18,7 +18,8 @@ and inverse_root, damped_inverse and damped take a stack (n, d, d) as well: one 
 members instead of one per member, which is what makes optimizers of many small tensors (the kernels
 and norm vectors of a CNN) cheap on a CPU. The single-tensor forms are the batch of one.
 `same_shape_batches` groups tensors into such batches, `stack` makes one, and `StackCache` keeps
-per-parameter state matrices as views of a stack so that no stacking copy is needed per step.
+per-parameter state matrices as views of a stack so that no stacking copy is needed per step (its
+identity-checked lookup, `ViewCache`, also serves experiments.optim.foreach.FlatCache).
 """
 from __future__ import annotations
 
@@ -207,28 +208,45 @@ def inverse_due(t: int, t1: int, t2: int) -> bool:
     return (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0)
 
 
-class StackCache:
-    """Same-shaped per-parameter state matrices kept as views of one (n, d, d) tensor.
+class ViewCache:
+    """Per-parameter state tensors kept as views of one buffer per key, so that one kernel on the
+    buffer updates every member in place with no gathering copy per step.
 
-    A batched kernel on the stack then updates every member in place, with no stacking copy per
-    step. `get(key, members)` returns the stack whose views are exactly `members` (the objects), or
-    stacks them anew and returns the new views too; the caller stores those views in its state in
-    place of the old tensors (a state dict saved and loaded, or a member replaced, simply stacks
-    anew next time). One member needs no copy: its stack is a view of it."""
+    A lookup hits only when the members are exactly the views last handed out for that key (the
+    same objects, in the same order); a state dict loaded, a member replaced or the order changed
+    simply builds the buffer anew. One buffer per key: a new one replaces the old."""
 
     def __init__(self) -> None:
-        self._stacks: dict = {}
+        self._buffers: dict = {}
+
+    def _lookup(self, key, members: list[torch.Tensor]) -> torch.Tensor | None:
+        """The buffer of `key` when `members` are its views, else None."""
+        hit = self._buffers.get(key)
+        if hit is not None and len(hit[1]) == len(members) and all(a is b for a, b in zip(hit[1], members)):
+            return hit[0]
+        return None
+
+    def _keep(self, key, buffer: torch.Tensor, views: list[torch.Tensor]) -> None:
+        self._buffers[key] = (buffer, views)
+
+
+class StackCache(ViewCache):
+    """Same-shaped per-parameter state matrices kept as views of one (n, d, d) tensor, which a
+    batched kernel then updates in place. `get(key, members)` returns the stack whose views are
+    exactly `members`, or stacks them anew and returns the new views too; the caller stores those
+    views in its state in place of the old tensors. One member needs no copy: its stack is a view
+    of it."""
 
     def get(self, key, members: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """(stack, new member views or None when `members` already are the stack's views)."""
         if len(members) == 1:
             return members[0].unsqueeze(0), None
-        hit = self._stacks.get(key)
-        if hit is not None and len(hit[1]) == len(members) and all(a is b for a, b in zip(hit[1], members)):
-            return hit[0], None
+        base = self._lookup(key, members)
+        if base is not None:
+            return base, None
         base = torch.stack(members)
         views = list(base.unbind(0))
-        self._stacks[key] = (base, views)
+        self._keep(key, base, views)
         return base, views
 
     def stacked(self, key, states: list[dict], name: str, j: int) -> torch.Tensor:
@@ -243,5 +261,5 @@ class StackCache:
         """Register a freshly computed stack (e.g. new inverse roots) and return its member views."""
         views = list(base.unbind(0))
         if len(views) > 1:
-            self._stacks[key] = (base, views)
+            self._keep(key, base, views)
         return views
