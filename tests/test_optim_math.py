@@ -513,6 +513,32 @@ def test_tnt_warm_start_is_the_mean_contraction_and_step_without_factors_warns()
     assert torch.equal(q.detach(), -torch.ones(2))
 
 
+@pytest.mark.parametrize("make", [
+    lambda ps: Shampoo(ps, lr=0.01, momentum=0.9, grafting="adam", eps=1e-3),
+    lambda ps: TNT(ps, lr=0.01, curvature_frequency=1, inverse_frequency=1)], ids=["shampoo", "tnt"])
+def test_loaded_state_is_back_in_the_compute_dtype(make):
+    """torch's load_state_dict casts state to the parameter dtype (bfloat16 here); the loaded
+    optimizer keeps it in float32 again (None entries of the state lists stay None), and steps."""
+    g = gen(21)
+    ps = [nn.Parameter(torch.randn(s, generator=g).bfloat16()) for s in [(4, 3), (4, 3), (5,)]]
+    opt = make(ps)
+    for _ in range(2):
+        if getattr(opt, "wants_curvature", lambda: False)():
+            opt.update_curvature({p: torch.randn(p.shape, generator=g).bfloat16() for p in ps})
+        for p in ps:
+            p.grad = torch.randn(p.shape, generator=g).bfloat16()
+        opt.step()
+    fresh = make(ps)
+    fresh.load_state_dict(copy.deepcopy(opt.state_dict()))
+    entries = [(t, u) for p in ps for key, value in fresh.state[p].items() if key != "step"
+               for t, u in zip(value if isinstance(value, list) else [value],
+                               opt.state[p][key] if isinstance(value, list) else [opt.state[p][key]])]
+    assert entries and all((t is None) == (u is None) for t, u in entries)
+    assert all(t.dtype == torch.float32 and torch.equal(t, u.bfloat16().float()) for t, u in entries if t is not None)
+    fresh.step()
+    assert all(p.dtype == torch.bfloat16 and torch.isfinite(p).all() for p in ps)
+
+
 # -- KFAC ------------------------------------------------------------------------------------------
 
 class SmallConvNet(nn.Module):

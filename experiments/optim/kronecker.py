@@ -39,6 +39,19 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def state_to_compute_dtype(state: dict) -> None:
+    """Cast each parameter's state tensors (alone or in lists, None kept) to its compute dtype, in
+    place: torch's load_state_dict casts floating state to the parameter dtype, and the optimizers
+    keep theirs in the compute dtype."""
+    for p, entries in state.items():
+        dt = compute_dtype(p.dtype)
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                entries[key] = value.to(dt)
+            elif isinstance(value, list):
+                entries[key] = [None if t is None else t.to(dt) for t in value]
+
+
 def shaped(t: torch.Tensor, shape, dtype: torch.dtype) -> torch.Tensor:
     """t reshaped to `shape` in `dtype`; t itself where it already is (on a CPU a no-op call still
     costs a dispatch, and the optimizers call this for every parameter twice a step)."""
@@ -160,6 +173,14 @@ def _eigh(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return w.to(A.dtype), Q.to(A.dtype)
 
 
+def _check_factor(H: torch.Tensor, eps: float) -> None:
+    """ValueError unless eps > 0; CurvatureError if the factor H has a non-finite entry."""
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    if not torch.isfinite(H).all():
+        raise CurvatureError(f"non-finite entries in a {tuple(H.shape[-2:])} curvature factor: the run diverged")
+
+
 def damped(H: torch.Tensor, eps: float) -> torch.Tensor:
     """H + eps I as a new matrix (eps added to a copy's diagonal: no identity matrix is built);
     H: (..., d, d)."""
@@ -175,10 +196,7 @@ def inverse_root(H: torch.Tensor, p: float, eps: float) -> torch.Tensor:
     H + eps I = Q diag(w) Q^T, result Q diag(w^(-1/p)) Q^T. Eigenvalues are floored at eps: exact for
     PSD H, and it keeps rounding (a tiny negative eigenvalue of a rank-deficient H) from producing NaN.
     p = 1 is the inverse. Raises CurvatureError on non-finite H or when eigh fails in float64 too."""
-    if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps}")
-    if not torch.isfinite(H).all():
-        raise CurvatureError(f"non-finite entries in a {tuple(H.shape[-2:])} curvature factor: the run diverged")
+    _check_factor(H, eps)
     w, Q = _eigh(damped(H, eps))
     return (Q * w.clamp_min(eps).pow(-1.0 / p).unsqueeze(-2)) @ Q.mT
 
@@ -187,10 +205,7 @@ def damped_inverse(H: torch.Tensor, eps: float) -> torch.Tensor:
     """(H + eps I)^(-1) for a symmetric PSD H: (d, d), or each member of a batch (n, d, d) (one
     batched factorisation), by Cholesky (about 5x faster than eigh at d = 1000 on a CPU); a member
     whose factorisation fails falls back to `inverse_root(H_i, 1, eps)`."""
-    if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps}")
-    if not torch.isfinite(H).all():
-        raise CurvatureError(f"non-finite entries in a {tuple(H.shape[-2:])} curvature factor: the run diverged")
+    _check_factor(H, eps)
     L, info = torch.linalg.cholesky_ex(damped(H, eps))
     if H.dim() == 2:
         return torch.cholesky_inverse(L) if int(info) == 0 else inverse_root(H, 1, eps)

@@ -33,7 +33,7 @@ from experiments.optim.checks import CheckedOptimizer, check_count
 from experiments.optim.distributed import RankSharding, kronecker_cost
 from experiments.optim.foreach import FlatCache, FlatLayout, decoupled_step
 from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, inverse_root,
-                                         precondition_batch)
+                                         precondition_batch, state_to_compute_dtype)
 
 GRAFTING = ("none", "sgd", "adam")
 
@@ -107,15 +107,8 @@ class Shampoo(CheckedOptimizer):
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        # torch casts floating state to the parameter dtype on load; the matrix work is float32.
         super().load_state_dict(state_dict)
-        for p, state in self.state.items():
-            dt = compute_dtype(p.dtype)
-            for key in ("factors", "roots"):
-                state[key] = [None if t is None else t.to(dt) for t in state[key]]
-            for key in ("momentum_buffer", "graft_sq"):
-                if key in state:
-                    state[key] = state[key].to(dt)
+        state_to_compute_dtype(self.state)
 
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
         """One step of `params` (one compute dtype and device: CheckedOptimizer.step splits a group

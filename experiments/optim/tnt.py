@@ -39,9 +39,8 @@ from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_i
 from experiments.optim.distributed import RankSharding, average, kronecker_cost
 from experiments.optim.foreach import FlatCache, FlatLayout, decoupled_step, heavy_ball
 from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, damped_inverse,
-                                         inverse_due,
-                                         mode_contraction, mode_contraction_batch, precondition_batch,
-                                         same_shape_batches, shaped, stack)
+                                         inverse_due, mode_contraction, mode_contraction_batch, precondition_batch,
+                                         same_shape_batches, shaped, stack, state_to_compute_dtype)
 
 
 def tnt_view(shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
@@ -123,14 +122,8 @@ class TNT(CheckedOptimizer):
         return [mode_contraction(G, j) for j in range(G.dim())]
 
     def load_state_dict(self, state_dict: dict) -> None:
-        # torch casts floating state to the parameter dtype on load; the matrix work is float32.
         super().load_state_dict(state_dict)
-        for p, state in self.state.items():
-            dt = compute_dtype(p.dtype)
-            state["momentum_buffer"] = state["momentum_buffer"].to(dt)
-            for key in ("factors", "inverses"):
-                if state[key] is not None:
-                    state[key] = [t.to(dt) for t in state[key]]
+        state_to_compute_dtype(self.state)
 
     # -- the curvature protocol of experiments.optim.curvature --------------------------------------
     def _next_is_curvature_step(self, group: dict) -> bool:
