@@ -193,6 +193,10 @@ def test_stack_cache_keeps_members_as_views_and_restacks_replaced_ones():
     assert fresh is not base and new_views is not None and torch.equal(fresh, base)
     one, no_views = cache.get("single", members[:1])
     assert no_views is None and one.data_ptr() == members[0].data_ptr()
+    states = [{"roots": [None, m]} for m in members]
+    cache.put("r", base, states, "roots", 1)               # a fresh stack becomes the states' entries
+    assert cache.stacked("r", states, "roots", 1) is base and states[0]["roots"][0] is None
+    assert all(s["roots"][1].data_ptr() == base[i].data_ptr() for i, s in enumerate(states))
 
 
 def test_flat_cache_keeps_state_as_views_and_concatenates_replaced_ones():

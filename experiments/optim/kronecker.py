@@ -272,9 +272,11 @@ class StackCache(ViewCache):
                 state[name][j] = view
         return stacked
 
-    def put(self, key, base: torch.Tensor) -> list[torch.Tensor]:
-        """Register a freshly computed stack (e.g. new inverse roots) and return its member views."""
+    def put(self, key, base: torch.Tensor, states: list[dict], name: str, j: int) -> None:
+        """Register a freshly computed (n, d, d) stack (e.g. new inverse roots) as state[name][j] of
+        `states`: the entries become views of it."""
         views = list(base.unbind(0))
         if len(views) > 1:
             self._keep(key, base, views)
-        return views
+        for state, view in zip(states, views):
+            state[name][j] = view

@@ -158,8 +158,7 @@ class Shampoo(CheckedOptimizer):
                 accumulate_contraction_batch(H, G[span].view(n, *shape), j, beta, 1.0 if beta == 1.0 else 1 - beta)
                 if t >= start and (t - start) % group["precondition_frequency"] == 0:
                     R = inverse_root(H / (1.0 if beta == 1.0 else 1 - beta ** t), 2 * k, group["eps"])
-                    for i, view in zip(members, self._stacks.put(key + ("roots",), R)):
-                        states[i]["roots"][j] = view
+                    self._stacks.put(key + ("roots",), R, [states[i] for i in members], "roots", j)
                     roots.append(R)
                 elif t >= start:
                     roots.append(self._stacks.stacked(key + ("roots",), [states[i] for i in members], "roots", j))

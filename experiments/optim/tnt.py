@@ -151,17 +151,17 @@ class TNT(CheckedOptimizer):
             for idx in same_shape_batches([(G.shape, G.dtype, G.device, states[i]["factors"] is None)
                                            for i, G in enumerate(Gs)]):
                 G = stack([Gs[i] for i in idx])
-                first = states[idx[0]]["factors"] is None  # the first update sets H_j (no shrinkage)
+                members = [states[i] for i in idx]
+                first = members[0]["factors"] is None  # the first update sets H_j (no shrinkage)
                 if first:
-                    for i in idx:
-                        states[i]["factors"] = [None] * (G.dim() - 1)
+                    for state in members:
+                        state["factors"] = [None] * (G.dim() - 1)
                 for j in range(G.dim() - 1):
                     key = tuple(id(params[i]) for i in idx) + (j, "factors")
                     if first:
-                        for i, view in zip(idx, self._stacks.put(key, mode_contraction_batch(G, j))):
-                            states[i]["factors"][j] = view
+                        self._stacks.put(key, mode_contraction_batch(G, j), members, "factors", j)
                     else:
-                        H = self._stacks.stacked(key, [states[i] for i in idx], "factors", j)
+                        H = self._stacks.stacked(key, members, "factors", j)
                         accumulate_contraction_batch(H, G, j, group["beta"], 1 - group["beta"])
 
     def warm_start(self, grad_batches) -> None:
@@ -216,8 +216,7 @@ class TNT(CheckedOptimizer):
             for state in members:
                 state["inverses"] = [None] * len(factors)
             for j, A in enumerate(tnt_inverses(factors, group["eps"])):
-                for state, view in zip(members, self._stacks.put(key + (j, "inverses"), A)):
-                    state["inverses"][j] = view
+                self._stacks.put(key + (j, "inverses"), A, members, "inverses", j)
         layout = FlatLayout(params, states, [(tnt_view(p.shape), state["inverses"] is None)
                                              for p, state in zip(params, states)])
         states = layout.states
