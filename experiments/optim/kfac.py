@@ -42,7 +42,7 @@ from torch import nn
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
 from experiments.optim.distributed import RankSharding, average
 from experiments.optim.foreach import decoupled_step, heavy_ball
-from experiments.optim.kronecker import compute_dtype, damped_inverse, inverse_due
+from experiments.optim.kronecker import compute_dtype, damped_inverse, inverse_due, state_to_compute_dtype
 
 
 def gram(X: torch.Tensor) -> torch.Tensor:
@@ -309,11 +309,7 @@ class KFAC(CheckedOptimizer):
         # torch casts floating state to the parameter dtype on load; the matrix work is float32.
         super().load_state_dict(state_dict)
         self._wants = None
-        for p, state in self.state.items():
-            dt = compute_dtype(p.dtype)
-            for key, val in state.items():
-                if isinstance(val, torch.Tensor):
-                    state[key] = val.to(dt)
+        state_to_compute_dtype(self.state)
 
     def _momentum_steps(self, moves: list[tuple[torch.Tensor, torch.Tensor]], group: dict) -> None:
         """For each (p, direction): m <- momentum m + direction; p <- p (1 - lr wd) - lr m; as foreach
