@@ -127,7 +127,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         for name, key in (("balanced", "test_balanced"), ("worst-class", "test_worst")):
             arr = np.array([r[key] for r in rs])
             series[f"{m} {name}"] = {"x": steps, "y": arr.mean(0), "y_lo": arr.min(0), "y_hi": arr.max(0),
-                                     "method": m, "panel": name, "label": f"{m} (lr {chosen[m]:g})"}
+                                     "method": m, "panel": name, "label": f"{m} (lr {chosen[m]:.3g})"}
         sel = selections[m]
         table.append({"method": m, "lr": chosen[m], "lr_source": sel.source, "lr_grid": sorted(sel.grid),
                       "lr_at_grid_edge": sel.at_edge, "tied_within_1se": sel.tied,
