@@ -30,7 +30,7 @@ from itertools import chain
 
 import torch
 
-from experiments.optim.kronecker import compute_dtype, same_shape_batches
+from experiments.optim.kronecker import compute_dtype, load_in_compute_dtype, same_shape_batches
 
 STATE_DICT_TAG = "optimizer"
 _NOT_HYPERPARAMETERS = ("params", "param_names")
@@ -89,6 +89,9 @@ class CheckedOptimizer(torch.optim.Optimizer):
     # (experiments.optim.kronecker.compute_dtype) and device, as the optimizers that concatenate
     # all of them into flat buffers (Shampoo, TNT) need.
     _split_by_compute_dtype = False
+    # True: the state lives in the compute dtype (float32 for bfloat16/float16 parameters), and
+    # load_state_dict takes it from the saved tensors instead of torch's cast to the parameter dtype.
+    _state_in_compute_dtype = False
 
     def _validate_group(self, group: dict) -> None:
         """Check the class's hyperparameter ranges in `group` (raise ValueError)."""
@@ -173,6 +176,8 @@ class CheckedOptimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         self._check_state_dict(state_dict)
         super().load_state_dict({k: v for k, v in state_dict.items() if k != STATE_DICT_TAG})
+        if self._state_in_compute_dtype:
+            load_in_compute_dtype(self, state_dict)
 
     def _check_state_dict(self, state_dict: dict) -> None:
         name = type(self).__name__

@@ -42,7 +42,7 @@ from torch import nn
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
 from experiments.optim.distributed import RankSharding, average
 from experiments.optim.foreach import decoupled_step, heavy_ball
-from experiments.optim.kronecker import compute_dtype, damped_inverse, inverse_due, state_to_compute_dtype
+from experiments.optim.kronecker import compute_dtype, damped_inverse, inverse_due
 
 
 def gram(X: torch.Tensor) -> torch.Tensor:
@@ -128,6 +128,8 @@ def _supported(module: nn.Module) -> bool:
 
 class KFAC(CheckedOptimizer):
     """KFAC over the Linear/Conv2d layers of `model`; everything else gets SGD with momentum."""
+
+    _state_in_compute_dtype = True
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, momentum: float = 0.9, damping: float = 1e-3,
                  beta: float = 0.95, curvature_frequency: int = 10, inverse_frequency: int = 100,
@@ -306,10 +308,8 @@ class KFAC(CheckedOptimizer):
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        # torch casts floating state to the parameter dtype on load; the matrix work is float32.
         super().load_state_dict(state_dict)
         self._wants = None
-        state_to_compute_dtype(self.state)
 
     def _momentum_steps(self, moves: list[tuple[torch.Tensor, torch.Tensor]], group: dict) -> None:
         """For each (p, direction): m <- momentum m + direction; p <- p (1 - lr wd) - lr m; as foreach

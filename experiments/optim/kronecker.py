@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from functools import reduce
+from itertools import chain
 
 import torch
 
@@ -39,17 +40,26 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def state_to_compute_dtype(state: dict) -> None:
-    """Cast each parameter's state tensors (alone or in lists, None kept) to its compute dtype, in
-    place: torch's load_state_dict casts floating state to the parameter dtype, and the optimizers
-    keep theirs in the compute dtype."""
-    for p, entries in state.items():
+def load_in_compute_dtype(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
+    """After torch's load_state_dict: each loaded state tensor (alone or in lists, None kept) again
+    from the saved one, in its parameter's compute dtype and on its device. torch casts floating
+    state to the parameter dtype, which would round the float32 state of a bfloat16 or float16
+    parameter on every save and load."""
+    saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
+    params = chain.from_iterable(g["params"] for g in optimizer.param_groups)
+    for pid, p in zip(saved_ids, params):
+        saved, loaded = state_dict["state"].get(pid), optimizer.state.get(p)
+        if not saved or not loaded:
+            continue
         dt = compute_dtype(p.dtype)
-        for key, value in entries.items():
+
+        def cast(t):
+            return None if t is None else t.to(device=p.device, dtype=dt, copy=True)
+        for key, value in loaded.items():
             if isinstance(value, torch.Tensor):
-                entries[key] = value.to(dt)
+                loaded[key] = cast(saved[key])
             elif isinstance(value, list):
-                entries[key] = [None if t is None else t.to(dt) for t in value]
+                loaded[key] = [cast(t) for t in saved[key]]
 
 
 def shaped(t: torch.Tensor, shape, dtype: torch.dtype) -> torch.Tensor:

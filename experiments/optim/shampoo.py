@@ -33,7 +33,7 @@ from experiments.optim.checks import CheckedOptimizer, check_count
 from experiments.optim.distributed import RankSharding, kronecker_cost
 from experiments.optim.foreach import FlatCache, FlatLayout, decoupled_step
 from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, inverse_root,
-                                         precondition_batch, state_to_compute_dtype)
+                                         precondition_batch)
 
 GRAFTING = ("none", "sgd", "adam")
 
@@ -46,6 +46,7 @@ class Shampoo(CheckedOptimizer):
     """
 
     _split_by_compute_dtype = True
+    _state_in_compute_dtype = True
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, beta: float = 1.0,
                  eps: float = 1e-6, precondition_frequency: int = 1, start_preconditioning_step: int = 1,
@@ -105,10 +106,6 @@ class Shampoo(CheckedOptimizer):
             if group["grafting"] == "adam":
                 state["graft_sq"] = torch.zeros(shape, dtype=dt, device=p.device)
         return state
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
-        state_to_compute_dtype(self.state)
 
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
         """One step of `params` (one compute dtype and device: CheckedOptimizer.step splits a group

@@ -40,7 +40,7 @@ from experiments.optim.distributed import RankSharding, average, kronecker_cost
 from experiments.optim.foreach import FlatCache, FlatLayout, decoupled_step, heavy_ball
 from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, damped_inverse,
                                          inverse_due, mode_contraction, mode_contraction_batch, precondition_batch,
-                                         same_shape_batches, shaped, stack, state_to_compute_dtype)
+                                         same_shape_batches, shaped, stack)
 
 
 def tnt_view(shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
@@ -77,6 +77,7 @@ class TNT(CheckedOptimizer):
     """Tensor Normal Training; a training loop must call curvature_step (or warm_start) for it."""
 
     _split_by_compute_dtype = True
+    _state_in_compute_dtype = True
 
     def __init__(self, params, lr: float = 1e-4, momentum: float = 0.9, beta: float = 0.9, eps: float = 0.01,
                  curvature_frequency: int = 10, inverse_frequency: int = 100, weight_decay: float = 0.0):
@@ -120,10 +121,6 @@ class TNT(CheckedOptimizer):
     def _contractions(p: torch.Tensor, g: torch.Tensor) -> list[torch.Tensor]:
         G = g.to(compute_dtype(p.dtype)).reshape(tnt_view(p.shape))
         return [mode_contraction(G, j) for j in range(G.dim())]
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
-        state_to_compute_dtype(self.state)
 
     # -- the curvature protocol of experiments.optim.curvature --------------------------------------
     def _next_is_curvature_step(self, group: dict) -> bool:
