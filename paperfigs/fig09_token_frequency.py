@@ -199,8 +199,11 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         """Per seed: rare_gap of each run against the baseline's run on the same seed."""
         return [rare_gap(a, b, key) for a, b in zip(results, base)]
 
-    gaps = {f"{o} - sgd, {key}": {"mean": float(np.mean(g)), "per_seed": g}
-            for o in opts if o != BASELINE for key in METRICS for g in [gaps_vs_sgd(runs[o], runs[BASELINE], key)]}
+    gaps = {}
+    for o in opts:
+        for key in METRICS if o != BASELINE else ():
+            per_seed = gaps_vs_sgd(runs[o], runs[BASELINE], key)
+            gaps[f"{o} - sgd, {key}"] = {"mean": float(np.mean(per_seed)), "per_seed": per_seed}
 
     def claims_for(name: str, muon_runs: list[dict], suffix: str = "") -> list:
         out = []
