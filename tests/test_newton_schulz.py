@@ -8,7 +8,8 @@ from torch import nn
 from experiments.optim import muon as muon_mod
 from theory import polar_express as pe
 from experiments.optim.muon import NS_COEFFICIENTS, Muon, auto_ns_dtype, newton_schulz, ns_schedule
-from experiments.optim.nmd import NMD, frobenius_normalize, unit_rescale
+from experiments.optim.matrix_optimizer import frobenius_normalize, unit_rescale
+from experiments.optim.nmd import NMD
 from experiments.optim.specgd import SpecGD
 
 GRID = np.unique(np.concatenate([np.logspace(-3, 0, 4001), np.linspace(1e-3, 1, 4001)]))

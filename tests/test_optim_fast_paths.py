@@ -7,7 +7,8 @@ from torch import nn
 from torch.profiler import profile
 
 from experiments.optim.muon import NS_COEFFICIENTS, Muon, newton_schulz
-from experiments.optim.nmd import NMD, frobenius_normalize, plain_norm
+from experiments.optim.matrix_optimizer import frobenius_normalize, normalized, plain_norm
+from experiments.optim.nmd import NMD
 from experiments.optim.signum import Signum
 
 
@@ -23,6 +24,25 @@ def test_plain_norm_only_where_no_rescale_is_needed(dtype):
     for scale in (2.0 ** -40, 2.0 ** 40, 0.0):
         assert plain_norm(G * scale) is None
     assert plain_norm(G.half()) is None  # float16's range is too narrow for the bound
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0 ** -60, 2.0 ** 60, 0.0])
+@pytest.mark.parametrize("dtype", [None, torch.float32, torch.float64])
+def test_normalized_is_m_over_its_norm_at_any_scale(scale, dtype):
+    """c X = M / ||M||_F (0 for M = 0); with scale=True, in the plain range, X is M itself (no
+    copy) and c carries the norm; M is never written."""
+    M = torch.randn(6, 9, generator=_gen(11)) * scale
+    before = M.clone()
+    out_dtype = dtype or M.dtype
+    exact = M.double() / M.double().norm() if scale else torch.zeros_like(M, dtype=torch.float64)
+    for use_scale in (False, True):
+        X, c = normalized(M, dtype, scale=use_scale)
+        assert X.dtype == out_dtype
+        torch.testing.assert_close(c * X, exact.to(out_dtype), atol=1e-7, rtol=1e-6)
+        plain = scale == 1.0  # the norm is in plain_norm's range
+        assert (X is M) == (use_scale and plain and out_dtype == M.dtype)
+        assert (c != 1.0) == (use_scale and plain)
+    assert torch.equal(M, before)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

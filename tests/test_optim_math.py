@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from experiments.optim import kronecker
 from experiments.optim.curvature import curvature_step, sample_labels
+from experiments.optim.foreach import FlatCache, FlatLayout
 from experiments.optim import kfac
 from experiments.optim.kfac import KFAC
 from experiments.optim.kronecker import CurvatureError, inverse_root, kron_apply, precondition
@@ -192,6 +193,44 @@ def test_stack_cache_keeps_members_as_views_and_restacks_replaced_ones():
     assert fresh is not base and new_views is not None and torch.equal(fresh, base)
     one, no_views = cache.get("single", members[:1])
     assert no_views is None and one.data_ptr() == members[0].data_ptr()
+    states = [{"roots": [None, m]} for m in members]
+    cache.put("r", base, states, "roots", 1)               # a fresh stack becomes the states' entries
+    assert cache.stacked("r", states, "roots", 1) is base and states[0]["roots"][0] is None
+    assert all(s["roots"][1].data_ptr() == base[i].data_ptr() for i, s in enumerate(states))
+
+
+def test_flat_cache_keeps_state_as_views_and_concatenates_replaced_ones():
+    states = [{"m": torch.full(shape, float(i))} for i, shape in enumerate([(2, 3), (4,), ()])]
+    cache = FlatCache()
+    flat = cache.get("k", states, "m")
+    assert flat.shape == (11,) and torch.equal(flat, torch.tensor([0.0] * 6 + [1.0] * 4 + [2.0]))
+    assert [s["m"].shape for s in states] == [(2, 3), (4,), ()]
+    assert cache.get("k", states, "m") is flat        # the states hold its views: no copy
+    flat.add_(1.0)
+    assert torch.equal(states[2]["m"], torch.tensor(3.0))  # updates through the buffer reach the state
+    states[1]["m"] = states[1]["m"].clone()                # e.g. a state dict loaded
+    fresh = cache.get("k", states, "m")
+    assert fresh is not flat and torch.equal(fresh, flat)
+    assert cache.get("k", states[::-1], "m") is not fresh  # another order: concatenated anew
+
+
+def test_flat_layout_puts_each_batch_contiguously_in_first_seen_order():
+    shapes = [(2, 3), (4,), (2, 3), (4,), (5,), (2, 3)]
+    params = [torch.zeros(s, requires_grad=True) for s in shapes]
+    for i, p in enumerate(params):
+        p.grad = torch.full(p.shape, float(i))
+    states = [{"index": i} for i in range(len(params))]
+    layout = FlatLayout(params, states, [tuple(s) for s in shapes])
+    assert [s["index"] for s in layout.states] == [0, 2, 5, 1, 3, 4]
+    assert [p is params[s["index"]] for p, s in zip(layout.params, layout.states)] == [True] * 6
+    assert layout.numels == [6, 6, 6, 4, 4, 5] and layout.ids == tuple(id(p) for p in layout.params)
+    flat = layout.gradients(F64)
+    assert flat.dtype == F64 and flat.shape == (31,)
+    assert [(key, members, span) for key, members, span in layout.batches] == [
+        ((2, 3), range(0, 3), slice(0, 18)), ((4,), range(3, 5), slice(18, 26)), ((5,), range(5, 6), slice(26, 31))]
+    for key, members, span in layout.batches:
+        batch = flat[span].view(len(members), *key)
+        assert torch.equal(batch, torch.stack([layout.params[i].grad.to(F64) for i in members]))
 
 
 # -- Shampoo ---------------------------------------------------------------------------------------
@@ -277,23 +316,25 @@ def test_shampoo_stale_roots_change_the_step():
     assert torch.allclose(before - p.detach(), stale, atol=1e-10)
 
 
-def _together_equals_alone(make, shapes, steps, save_at, seed):
-    """One optimizer over parameters of `shapes` (same-shaped ones batched) moves each parameter
-    exactly as its own optimizer does, through refreshes and a state dict round trip at `save_at`;
-    sampled-curvature optimizers get the same sampled gradients on both sides."""
+def _together_equals_alone(make, shapes, steps, save_at, seed, dtypes=None, atol=1e-12):
+    """One optimizer over parameters of `shapes` (same-shaped ones batched; `dtypes` per parameter,
+    float64 by default) moves each parameter as its own optimizer does, through refreshes and a
+    state dict round trip at `save_at`; sampled-curvature optimizers get the same sampled gradients
+    on both sides."""
     g = torch.Generator().manual_seed(seed)
-    p0 = [torch.randn(s, generator=g, dtype=F64) for s in shapes]
+    dtypes = dtypes or [F64] * len(shapes)
+    p0 = [torch.randn(s, generator=g, dtype=F64).to(dt) for s, dt in zip(shapes, dtypes)]
     together = [p.clone().requires_grad_() for p in p0]
     alone = [p.clone().requires_grad_() for p in p0]
     opt = make(together)
     singles = [make([p]) for p in alone]
     for t in range(steps):
         if getattr(opt, "wants_curvature", lambda: False)():
-            sampled = [torch.randn(s, generator=g, dtype=F64) for s in shapes]
+            sampled = [torch.randn(s, generator=g, dtype=F64).to(dt) for s, dt in zip(shapes, dtypes)]
             opt.update_curvature(dict(zip(together, sampled)))
             for o, q, G in zip(singles, alone, sampled):
                 o.update_curvature({q: G})
-        grads = [torch.randn(s, generator=g, dtype=F64) for s in shapes]
+        grads = [torch.randn(s, generator=g, dtype=F64).to(dt) for s, dt in zip(shapes, dtypes)]
         for p, q, G in zip(together, alone, grads):
             p.grad, q.grad = G.clone(), G.clone()
         opt.step()
@@ -304,7 +345,7 @@ def _together_equals_alone(make, shapes, steps, save_at, seed):
             opt = make(together)
             opt.load_state_dict(saved)
     for p, q in zip(together, alone):
-        assert torch.allclose(p, q, rtol=0, atol=1e-12)
+        assert p.dtype == q.dtype and torch.allclose(p, q, rtol=0, atol=atol)
     assert all(not torch.equal(p, q) for p, q in zip(together, p0))
 
 
@@ -318,6 +359,19 @@ def test_shampoo_batched_parameters_equal_each_parameter_alone(grafting):
     _together_equals_alone(lambda ps: Shampoo(ps, **kw), shapes, steps=6, save_at=2, seed=11)
 
 
+# One group of two compute dtypes, stepped as two parts on their own flat buffers; same shapes in
+# both parts, so a batch across dtypes would show.
+MIXED_SHAPES = [(3, 2, 2), (3, 2, 2), (3, 2, 2), (4,), (4,), (2, 3)]
+MIXED_DTYPES = [F64, torch.float32, torch.float32, torch.float32, F64, torch.float32]
+
+
+def test_shampoo_mixed_dtypes_in_one_group_equal_each_parameter_alone():
+    kw = dict(lr=0.05, momentum=0.9, beta=0.99, eps=1e-3, precondition_frequency=2,
+              start_preconditioning_step=2, grafting="adam", weight_decay=0.1)
+    _together_equals_alone(lambda ps: Shampoo(ps, **kw), MIXED_SHAPES, steps=6, save_at=2, seed=13,
+                           dtypes=MIXED_DTYPES, atol=1e-5)
+
+
 # -- TNT -------------------------------------------------------------------------------------------
 
 def test_tnt_batched_parameters_equal_each_parameter_alone():
@@ -327,6 +381,13 @@ def test_tnt_batched_parameters_equal_each_parameter_alone():
     kw = dict(lr=0.05, momentum=0.9, beta=0.8, eps=0.1, curvature_frequency=2, inverse_frequency=4,
               weight_decay=0.1)
     _together_equals_alone(lambda ps: TNT(ps, **kw), shapes, steps=9, save_at=4, seed=12)
+
+
+def test_tnt_mixed_dtypes_in_one_group_equal_each_parameter_alone():
+    kw = dict(lr=0.05, momentum=0.9, beta=0.8, eps=0.1, curvature_frequency=2, inverse_frequency=4,
+              weight_decay=0.1)
+    _together_equals_alone(lambda ps: TNT(ps, **kw), MIXED_SHAPES, steps=9, save_at=4, seed=14,
+                           dtypes=MIXED_DTYPES, atol=1e-5)
 
 
 def test_tnt_view_shapes():
@@ -440,6 +501,37 @@ def test_tnt_wants_curvature_every_t1_steps():
     assert asked == [True, False, False, True, False, False, True]
 
 
+def test_kfac_wants_curvature_follows_steps_and_loaded_state():
+    # The answer is kept between steps (the hooks ask it on every forward): it must move with each
+    # step, with a step whose closure runs the forward, and with a loaded state dict.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    opt = KFAC(model, curvature_frequency=3)
+    asked, saved = [], {}
+    for t in range(1, 8):
+        def closure(t=t):
+            out = model(torch.randn(4, 3))
+            asked.append(curvature_step(opt, out, "ce", torch.Generator().manual_seed(t)))
+            loss = out.sum()
+            loss.backward()
+            return loss
+        if t % 2:
+            closure()
+            opt.step()
+        else:
+            opt.step(closure)
+        if t in (2, 3):
+            saved[t] = copy.deepcopy(opt.state_dict())
+    assert asked == [True, False, False, True, False, False, True]
+    fresh = KFAC(copy.deepcopy(model), curvature_frequency=3)
+    assert fresh.wants_curvature()  # step 1 is next
+    fresh.load_state_dict(saved[2])
+    assert not fresh.wants_curvature()  # step 3 is next
+    assert not opt.wants_curvature()  # step 8 is next
+    opt.load_state_dict(saved[3])
+    assert opt.wants_curvature()  # step 4 is next
+
+
 def test_tnt_warm_start_is_the_mean_contraction_and_step_without_factors_warns():
     p = torch.zeros(3, 2, dtype=F64, requires_grad=True)
     opt = TNT([p], lr=1e-2)
@@ -454,6 +546,32 @@ def test_tnt_warm_start_is_the_mean_contraction_and_step_without_factors_warns()
     with pytest.warns(RuntimeWarning, match="without curvature"):
         bare.step()
     assert torch.equal(q.detach(), -torch.ones(2))
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: Shampoo(ps, lr=0.01, momentum=0.9, grafting="adam", eps=1e-3),
+    lambda ps: TNT(ps, lr=0.01, curvature_frequency=1, inverse_frequency=1)], ids=["shampoo", "tnt"])
+def test_loaded_state_is_back_in_the_compute_dtype(make):
+    """torch's load_state_dict casts state to the parameter dtype (bfloat16 here); the loaded
+    optimizer keeps it in float32 again (None entries of the state lists stay None), and steps."""
+    g = gen(21)
+    ps = [nn.Parameter(torch.randn(s, generator=g).bfloat16()) for s in [(4, 3), (4, 3), (5,)]]
+    opt = make(ps)
+    for _ in range(2):
+        if getattr(opt, "wants_curvature", lambda: False)():
+            opt.update_curvature({p: torch.randn(p.shape, generator=g).bfloat16() for p in ps})
+        for p in ps:
+            p.grad = torch.randn(p.shape, generator=g).bfloat16()
+        opt.step()
+    fresh = make(ps)
+    fresh.load_state_dict(copy.deepcopy(opt.state_dict()))
+    entries = [(t, u) for p in ps for key, value in fresh.state[p].items() if key != "step"
+               for t, u in zip(value if isinstance(value, list) else [value],
+                               opt.state[p][key] if isinstance(value, list) else [opt.state[p][key]])]
+    assert entries and all((t is None) == (u is None) for t, u in entries)
+    assert all(t.dtype == torch.float32 and torch.equal(t, u.bfloat16().float()) for t, u in entries if t is not None)
+    fresh.step()
+    assert all(p.dtype == torch.bfloat16 and torch.isfinite(p).all() for p in ps)
 
 
 # -- KFAC ------------------------------------------------------------------------------------------

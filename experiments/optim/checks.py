@@ -30,6 +30,8 @@ from itertools import chain
 
 import torch
 
+from experiments.optim.kronecker import compute_dtype, same_shape_batches
+
 STATE_DICT_TAG = "optimizer"
 _NOT_HYPERPARAMETERS = ("params", "param_names")
 _HALF = (torch.float16, torch.bfloat16)
@@ -83,6 +85,11 @@ class CheckedOptimizer(torch.optim.Optimizer):
     gradients that this process updates. Subclasses define `_step_group`, `_validate_group` and
     `_state_shapes`, and set `self._shard` (an experiments.optim.distributed.RankSharding)."""
 
+    # True: `_step_group` gets a group's parameters in parts of one compute dtype
+    # (experiments.optim.kronecker.compute_dtype) and device, as the optimizers that concatenate
+    # all of them into flat buffers (Shampoo, TNT) need.
+    _split_by_compute_dtype = False
+
     def _validate_group(self, group: dict) -> None:
         """Check the class's hyperparameter ranges in `group` (raise ValueError)."""
 
@@ -100,7 +107,12 @@ class CheckedOptimizer(torch.optim.Optimizer):
         self._check_gradients()
         for group in self.param_groups:
             params = [p for p in self._shard.owned(group["params"]) if p.grad is not None]
-            if params:
+            if not params:
+                continue
+            if self._split_by_compute_dtype:
+                for part in same_shape_batches([(compute_dtype(p.dtype), p.device) for p in params]):
+                    self._step_group([params[i] for i in part], group)
+            else:
                 self._step_group(params, group)
         self._shard.sync()
         return loss

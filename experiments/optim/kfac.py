@@ -42,7 +42,7 @@ from torch import nn
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
 from experiments.optim.distributed import RankSharding, average
 from experiments.optim.foreach import decoupled_step, heavy_ball
-from experiments.optim.kronecker import compute_dtype, damped_inverse, inverse_due
+from experiments.optim.kronecker import compute_dtype, damped_inverse, inverse_due, state_to_compute_dtype
 
 
 def gram(X: torch.Tensor) -> torch.Tensor:
@@ -149,6 +149,7 @@ class KFAC(CheckedOptimizer):
         self._inputs: dict[nn.Module, torch.Tensor] = {}
         self._out_grads: dict[nn.Module, list[torch.Tensor]] = {}
         self._capturing = False
+        self._wants: bool | None = None  # wants_curvature()'s answer until the next step or load
         self._hooks = []
         for module, _ in self._layers.values():
             self._hooks.append(module.register_forward_pre_hook(self._save_input))
@@ -220,10 +221,16 @@ class KFAC(CheckedOptimizer):
         return (max(steps) if steps else 0) + 1
 
     def wants_curvature(self) -> bool:
-        if not self._layers:
-            return False
-        t1 = self._group_of(next(iter(self._layers)))["curvature_frequency"]
-        return (self._next_step() - 1) % t1 == 0
+        # Asked by every layer's two hooks on every forward pass; the answer only changes with a
+        # step or a loaded state, so it is computed once in between (a scan of all states each
+        # time cost layers x parameters dictionary reads per forward).
+        if self._wants is None:
+            if not self._layers:
+                self._wants = False
+            else:
+                t1 = self._group_of(next(iter(self._layers)))["curvature_frequency"]
+                self._wants = (self._next_step() - 1) % t1 == 0
+        return self._wants
 
     def curvature_params(self) -> list[torch.Tensor]:
         return [w for w in self._layers if w.requires_grad]
@@ -301,11 +308,8 @@ class KFAC(CheckedOptimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         # torch casts floating state to the parameter dtype on load; the matrix work is float32.
         super().load_state_dict(state_dict)
-        for p, state in self.state.items():
-            dt = compute_dtype(p.dtype)
-            for key, val in state.items():
-                if isinstance(val, torch.Tensor):
-                    state[key] = val.to(dt)
+        self._wants = None
+        state_to_compute_dtype(self.state)
 
     def _momentum_steps(self, moves: list[tuple[torch.Tensor, torch.Tensor]], group: dict) -> None:
         """For each (p, direction): m <- momentum m + direction; p <- p (1 - lr wd) - lr m; as foreach
@@ -321,6 +325,12 @@ class KFAC(CheckedOptimizer):
             moms.append(state["momentum_buffer"])
         heavy_ball(moms, [direction for _, direction in moves], group["momentum"])
         decoupled_step(params, moms, group["lr"], group["weight_decay"])
+
+    def step(self, closure=None):
+        try:
+            return super().step(closure)
+        finally:
+            self._wants = None  # the step counts have moved (on every process, owners or not)
 
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
         t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
@@ -353,7 +363,7 @@ class KFAC(CheckedOptimizer):
                 col = bgrad.to(dt).reshape(-1, 1) if bgrad is not None else grad.new_zeros(grad.shape[0], 1)
                 grad = torch.cat([grad, col], dim=1)
             D = kfac_direction(grad, state["A_inv"], state["G_inv"])
-            moves.append((p, D[:, :p[0].numel()].reshape(p.shape)))
+            moves.append((p, D[:, :math.prod(p.shape[1:])].reshape(p.shape)))
             if bgrad is not None:
                 moves.append((bias, D[:, -1]))
                 self.state[bias]["step"] = t

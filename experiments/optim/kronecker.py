@@ -18,7 +18,8 @@ and inverse_root, damped_inverse and damped take a stack (n, d, d) as well: one 
 members instead of one per member, which is what makes optimizers of many small tensors (the kernels
 and norm vectors of a CNN) cheap on a CPU. The single-tensor forms are the batch of one.
 `same_shape_batches` groups tensors into such batches, `stack` makes one, and `StackCache` keeps
-per-parameter state matrices as views of a stack so that no stacking copy is needed per step.
+per-parameter state matrices as views of a stack so that no stacking copy is needed per step (its
+identity-checked lookup, `ViewCache`, also serves experiments.optim.foreach.FlatCache).
 """
 from __future__ import annotations
 
@@ -36,6 +37,19 @@ class CurvatureError(FloatingPointError):
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Matrix work runs in float32, or float64 when the parameter itself is float64."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def state_to_compute_dtype(state: dict) -> None:
+    """Cast each parameter's state tensors (alone or in lists, None kept) to its compute dtype, in
+    place: torch's load_state_dict casts floating state to the parameter dtype, and the optimizers
+    keep theirs in the compute dtype."""
+    for p, entries in state.items():
+        dt = compute_dtype(p.dtype)
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                entries[key] = value.to(dt)
+            elif isinstance(value, list):
+                entries[key] = [None if t is None else t.to(dt) for t in value]
 
 
 def shaped(t: torch.Tensor, shape, dtype: torch.dtype) -> torch.Tensor:
@@ -159,6 +173,14 @@ def _eigh(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return w.to(A.dtype), Q.to(A.dtype)
 
 
+def _check_factor(H: torch.Tensor, eps: float) -> None:
+    """ValueError unless eps > 0; CurvatureError if the factor H has a non-finite entry."""
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    if not torch.isfinite(H).all():
+        raise CurvatureError(f"non-finite entries in a {tuple(H.shape[-2:])} curvature factor: the run diverged")
+
+
 def damped(H: torch.Tensor, eps: float) -> torch.Tensor:
     """H + eps I as a new matrix (eps added to a copy's diagonal: no identity matrix is built);
     H: (..., d, d)."""
@@ -174,10 +196,7 @@ def inverse_root(H: torch.Tensor, p: float, eps: float) -> torch.Tensor:
     H + eps I = Q diag(w) Q^T, result Q diag(w^(-1/p)) Q^T. Eigenvalues are floored at eps: exact for
     PSD H, and it keeps rounding (a tiny negative eigenvalue of a rank-deficient H) from producing NaN.
     p = 1 is the inverse. Raises CurvatureError on non-finite H or when eigh fails in float64 too."""
-    if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps}")
-    if not torch.isfinite(H).all():
-        raise CurvatureError(f"non-finite entries in a {tuple(H.shape[-2:])} curvature factor: the run diverged")
+    _check_factor(H, eps)
     w, Q = _eigh(damped(H, eps))
     return (Q * w.clamp_min(eps).pow(-1.0 / p).unsqueeze(-2)) @ Q.mT
 
@@ -186,10 +205,7 @@ def damped_inverse(H: torch.Tensor, eps: float) -> torch.Tensor:
     """(H + eps I)^(-1) for a symmetric PSD H: (d, d), or each member of a batch (n, d, d) (one
     batched factorisation), by Cholesky (about 5x faster than eigh at d = 1000 on a CPU); a member
     whose factorisation fails falls back to `inverse_root(H_i, 1, eps)`."""
-    if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps}")
-    if not torch.isfinite(H).all():
-        raise CurvatureError(f"non-finite entries in a {tuple(H.shape[-2:])} curvature factor: the run diverged")
+    _check_factor(H, eps)
     L, info = torch.linalg.cholesky_ex(damped(H, eps))
     if H.dim() == 2:
         return torch.cholesky_inverse(L) if int(info) == 0 else inverse_root(H, 1, eps)
@@ -207,28 +223,45 @@ def inverse_due(t: int, t1: int, t2: int) -> bool:
     return (t - 1) % t2 == 0 or (t <= t2 and (t - 1) % t1 == 0)
 
 
-class StackCache:
-    """Same-shaped per-parameter state matrices kept as views of one (n, d, d) tensor.
+class ViewCache:
+    """Per-parameter state tensors kept as views of one buffer per key, so that one kernel on the
+    buffer updates every member in place with no gathering copy per step.
 
-    A batched kernel on the stack then updates every member in place, with no stacking copy per
-    step. `get(key, members)` returns the stack whose views are exactly `members` (the objects), or
-    stacks them anew and returns the new views too; the caller stores those views in its state in
-    place of the old tensors (a state dict saved and loaded, or a member replaced, simply stacks
-    anew next time). One member needs no copy: its stack is a view of it."""
+    A lookup hits only when the members are exactly the views last handed out for that key (the
+    same objects, in the same order); a state dict loaded, a member replaced or the order changed
+    simply builds the buffer anew. One buffer per key: a new one replaces the old."""
 
     def __init__(self) -> None:
-        self._stacks: dict = {}
+        self._buffers: dict = {}
+
+    def _lookup(self, key, members: list[torch.Tensor]) -> torch.Tensor | None:
+        """The buffer of `key` when `members` are its views, else None."""
+        hit = self._buffers.get(key)
+        if hit is not None and len(hit[1]) == len(members) and all(a is b for a, b in zip(hit[1], members)):
+            return hit[0]
+        return None
+
+    def _keep(self, key, buffer: torch.Tensor, views: list[torch.Tensor]) -> None:
+        self._buffers[key] = (buffer, views)
+
+
+class StackCache(ViewCache):
+    """Same-shaped per-parameter state matrices kept as views of one (n, d, d) tensor, which a
+    batched kernel then updates in place. `get(key, members)` returns the stack whose views are
+    exactly `members`, or stacks them anew and returns the new views too; the caller stores those
+    views in its state in place of the old tensors. One member needs no copy: its stack is a view
+    of it."""
 
     def get(self, key, members: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """(stack, new member views or None when `members` already are the stack's views)."""
         if len(members) == 1:
             return members[0].unsqueeze(0), None
-        hit = self._stacks.get(key)
-        if hit is not None and len(hit[1]) == len(members) and all(a is b for a, b in zip(hit[1], members)):
-            return hit[0], None
+        base = self._lookup(key, members)
+        if base is not None:
+            return base, None
         base = torch.stack(members)
         views = list(base.unbind(0))
-        self._stacks[key] = (base, views)
+        self._keep(key, base, views)
         return base, views
 
     def stacked(self, key, states: list[dict], name: str, j: int) -> torch.Tensor:
@@ -239,9 +272,11 @@ class StackCache:
                 state[name][j] = view
         return stacked
 
-    def put(self, key, base: torch.Tensor) -> list[torch.Tensor]:
-        """Register a freshly computed stack (e.g. new inverse roots) and return its member views."""
+    def put(self, key, base: torch.Tensor, states: list[dict], name: str, j: int) -> None:
+        """Register a freshly computed (n, d, d) stack (e.g. new inverse roots) as state[name][j] of
+        `states`: the entries become views of it."""
         views = list(base.unbind(0))
         if len(views) > 1:
-            self._stacks[key] = (base, views)
-        return views
+            self._keep(key, base, views)
+        for state, view in zip(states, views):
+            state[name][j] = view

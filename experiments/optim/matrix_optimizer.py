@@ -12,7 +12,8 @@ A MatrixOptimizer has two kinds of param group, told apart by the group flag `ma
 
 State tensors keep the parameter's dtype (torch's load_state_dict casts them to it anyway);
 the matrix work (SVD, Newton-Schulz, norms) runs in at least float32 whatever the parameter
-dtype, on the parameter's device.
+dtype, on the parameter's device. `normalized` is the Frobenius normalisation of Muon and NMD, exact
+for any finite scale of the matrix.
 """
 from __future__ import annotations
 
@@ -22,7 +23,11 @@ import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_unit_interval
 from experiments.optim.distributed import RankSharding
-from experiments.optim.param_groups import matrix_view
+
+_NORM_EPS = 1e-30  # only keeps 0 / 0 from becoming NaN (a rescaled nonzero M has norm >= 0.5)
+# Norms in this range come out of a plain norm as exactly as after unit_rescale: no square can
+# overflow, and entries small enough to underflow are below 2^-90 of the norm.
+_PLAIN_NORMS = (2.0 ** -32, 2.0 ** 32)
 
 
 def work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -30,9 +35,59 @@ def work_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.promote_types(t.dtype, torch.float32)
 
 
-def as_matrix(t: torch.Tensor) -> torch.Tensor:
-    """matrix_view(t), without its reshape (a dispatch, a few microseconds) when t is a matrix."""
-    return t if t.ndim == 2 else matrix_view(t)
+def unit_rescale(M: torch.Tensor) -> torch.Tensor:
+    """M * 2^-e in at least float32, e the binary exponent of max|M|, so max|result| is in [0.5, 1)
+    (in [2^-23, 1) for subnormal M).
+
+    Scaling by a power of two is exact, so a norm taken afterwards neither overflows (float32
+    squares overflow from |M| ~ 1e19) nor underflows (|M| ~ 1e-20) and M / ||M|| keeps its bits;
+    M = 0 stays 0."""
+    X = M.to(work_dtype(M))
+    if X.numel() == 0:
+        return X
+    _, exponent = torch.frexp(X.abs().amax())
+    # 2^-exponent must stay finite for subnormal M (with the clamp max|result| >= 2^-23)
+    exponent = exponent.clamp(min=math.frexp(torch.finfo(X.dtype).tiny)[1] - 1)
+    # one 0-dim power of two times X: torch.ldexp(X, -exponent) is exact too but ~20x slower
+    return X * torch.ldexp(torch.ones((), dtype=X.dtype, device=X.device), -exponent)
+
+
+def plain_norm(X: torch.Tensor) -> tuple[torch.Tensor, float] | None:
+    """||X||_F (a 0-dim tensor, and its value) where normalising by it needs no rescaling: X on a CPU (reading
+    the value back to decide is free there; on an accelerator it would stall the queue), its dtype
+    with float32's exponent range (not float16), and the norm in [2^-32, 2^32]. None otherwise:
+    then normalise after `unit_rescale`. Saves the rescale's six small kernels and a full copy,
+    which dominate the step of small matrices."""
+    if X.device.type != "cpu" or X.dtype == torch.float16 or X.numel() == 0:
+        return None
+    n = torch.linalg.vector_norm(X)
+    value = n.item()
+    return (n, value) if _PLAIN_NORMS[0] <= value <= _PLAIN_NORMS[1] else None
+
+
+def frobenius_normalize(M: torch.Tensor, dtype: torch.dtype | None = None, eps: float = _NORM_EPS) -> torch.Tensor:
+    """M / ||M||_F for any finite scale of M (zeros for M = 0), after `unit_rescale`, in `dtype`
+    (None: at least float32). eps must be representable in `dtype` (1e-30 is 0 in float16)."""
+    X = unit_rescale(M) if dtype is None else unit_rescale(M).to(dtype)
+    return X / X.norm().clamp(min=eps)
+
+
+def normalized(M: torch.Tensor, dtype: torch.dtype | None = None, eps: float = _NORM_EPS,
+               scale: bool = False) -> tuple[torch.Tensor, float]:
+    """(X, c) with c X = M / ||M||_F for any finite scale of M (zeros for M = 0): the normalisation
+    of Muon's Newton-Schulz input and of NMD's step.
+
+    Where `plain_norm` applies to M in `dtype` (None: M's own): X = M / ||M||, divided by the 0-dim
+    norm (torch.optim.Muon's division to the bit; a cast copy is divided in place), c = 1; with
+    scale=True X = M in `dtype` and c = 1 / ||M||, no normalised copy (the step applies c).
+    Otherwise X = frobenius_normalize(M, dtype, eps), c = 1."""
+    X = M if dtype is None or M.device.type != "cpu" else M.to(dtype)  # plain_norm is CPU-only: no cast to waste
+    norm = plain_norm(X)
+    if norm is None:
+        return frobenius_normalize(M, dtype, eps), 1.0
+    if scale:
+        return X, 1.0 / norm[1]
+    return (X / norm[0] if X is M else X.div_(norm[0])), 1.0
 
 
 def adamw_update(p: torch.Tensor, g: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,

@@ -52,8 +52,8 @@ from functools import lru_cache
 import torch
 
 from experiments.optim.distributed import matrix_cost
-from experiments.optim.matrix_optimizer import MatrixOptimizer, as_matrix, check_unit_interval
-from experiments.optim.nmd import plain_norm, unit_rescale
+from experiments.optim.matrix_optimizer import MatrixOptimizer, check_unit_interval, normalized
+from experiments.optim.param_groups import matrix_view
 from theory.polar_express import polar_express_coefficients
 from experiments.optim.specgd import truncated_polar
 
@@ -62,7 +62,7 @@ NS_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": to
              "float16": torch.float16}
 ORTHOGONALIZERS = ("newton_schulz", "svd")
 LR_ADJUSTMENTS = ("original", "match_rms_adamw", "none")
-_NORM_EPS = 1e-7  # torch's; only keeps 0 / 0 finite (a rescaled nonzero M has norm >= 0.5)
+_NORM_EPS = 1e-7  # torch's, representable in every ns_dtype; only keeps 0 / 0 finite
 
 
 @lru_cache(maxsize=None)
@@ -106,13 +106,7 @@ def newton_schulz(M: torch.Tensor, steps: int = 5,
     schedule = list(coefficients) if isinstance(coefficients[0], Sequence) else [coefficients] * steps
     if len(schedule) != steps:
         raise ValueError(f"got {len(schedule)} per-step coefficients for {steps} steps")
-    X = M.to(dtype) if M.device.type == "cpu" else M  # plain_norm applies only on a CPU: no cast to waste
-    norm = plain_norm(X)
-    if norm is None:
-        X = unit_rescale(M).to(dtype)
-        X = X / X.norm().clamp(min=_NORM_EPS)
-    else:  # by the tensor, not its value: the division is then torch.optim.Muon's to the bit
-        X = X / norm[0] if X is M else X.div_(norm[0])  # never write into the caller's M
+    X, _ = normalized(M, dtype, _NORM_EPS)
     wide = X.shape[0] <= X.shape[1]
     if not wide:
         X = X.T
@@ -171,7 +165,7 @@ class Muon(MatrixOptimizer):
         mu = group["momentum"]
         buf = self._momentum(grad, state, mu)
         update = grad.lerp(buf, mu) if group["nesterov"] else buf
-        M = as_matrix(update)
+        M = matrix_view(update)
         if group["orthogonalize"] == "svd":
             return truncated_polar(M, group["rtol"]), 1.0
         # O stays in ns_dtype: the step adds it to the parameter directly, as torch.optim.Muon does

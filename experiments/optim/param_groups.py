@@ -75,5 +75,7 @@ def matrix_param_groups(model: nn.Module, fallback_lr: float, fallback_weight_de
 
 
 def matrix_view(t: torch.Tensor) -> torch.Tensor:
-    """(out, ...) -> (out, prod(rest)): how the matrix optimizers see a conv kernel or a matrix."""
-    return t.reshape(t.shape[0], -1)
+    """(out, ...) -> (out, prod(rest)): how the matrix optimizers see a conv kernel or a matrix; a
+    matrix is returned as it is (the optimizers call this for every parameter each step, and on a
+    CPU even a no-op reshape costs a dispatch)."""
+    return t if t.ndim == 2 else t.reshape(t.shape[0], -1)

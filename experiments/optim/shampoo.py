@@ -31,9 +31,9 @@ import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_count
 from experiments.optim.distributed import RankSharding, kronecker_cost
-from experiments.optim.foreach import FlatCache, decoupled_step
+from experiments.optim.foreach import FlatCache, FlatLayout, decoupled_step
 from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, inverse_root,
-                                         precondition_batch, same_shape_batches)
+                                         precondition_batch, state_to_compute_dtype)
 
 GRAFTING = ("none", "sgd", "adam")
 
@@ -44,6 +44,8 @@ class Shampoo(CheckedOptimizer):
     Defaults are the original algorithm (running-sum statistics, roots every step, no grafting, no
     momentum); the registry entry "shampoo" sets the practical configuration used by the figures.
     """
+
+    _split_by_compute_dtype = True
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, beta: float = 1.0,
                  eps: float = 1e-6, precondition_frequency: int = 1, start_preconditioning_step: int = 1,
@@ -105,39 +107,24 @@ class Shampoo(CheckedOptimizer):
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        # torch casts floating state to the parameter dtype on load; the matrix work is float32.
         super().load_state_dict(state_dict)
-        for p, state in self.state.items():
-            dt = compute_dtype(p.dtype)
-            for key in ("factors", "roots"):
-                state[key] = [None if t is None else t.to(dt) for t in state[key]]
-            for key in ("momentum_buffer", "graft_sq"):
-                if key in state:
-                    state[key] = state[key].to(dt)
+        state_to_compute_dtype(self.state)
 
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
-        """One step of `params` (all with gradients), in parts of one compute dtype and device."""
-        for part in same_shape_batches([(compute_dtype(p.dtype), p.device) for p in params]):
-            self._step_part([params[i] for i in part], group)
-
-    def _step_part(self, params: list[torch.Tensor], group: dict) -> None:
-        """One step of `params` (one compute dtype and device): the elementwise work (momentum, Adam
-        graft) as single kernels on flat buffers, the matrix work as one batched kernel per mode over
-        each set of same-shaped parameters at the same step count (a CNN has dozens of small kernels
-        and norm vectors of a few shapes). The flat layout holds each set contiguously, so its
-        (n, ...) batch is a view: no stacking copies."""
+        """One step of `params` (one compute dtype and device: CheckedOptimizer.step splits a group
+        so): the elementwise work (momentum, Adam graft) as single kernels on flat buffers, the
+        matrix work as one batched kernel per mode over each set of same-shaped parameters at the
+        same step count (a CNN has dozens of small kernels and norm vectors of a few shapes), each
+        a view of the flat layout (FlatLayout)."""
         lr, mu, beta = group["lr"], group["momentum"], group["beta"]
         dt, device = compute_dtype(params[0].dtype), params[0].device
         states = [self._init_state(p, group) for p in params]
         for state in states:
             state["step"] += 1
         shapes = [p.shape if p.dim() > 0 else torch.Size((1,)) for p in params]
-        batches = same_shape_batches([(shape, state["step"]) for shape, state in zip(shapes, states)])
-        order = [i for idx in batches for i in idx]
-        params, shapes, states = [params[i] for i in order], [shapes[i] for i in order], [states[i] for i in order]
+        layout = FlatLayout(params, states, [(shape, state["step"]) for shape, state in zip(shapes, states)])
+        states, numels = layout.states, layout.numels
         ts = [state["step"] for state in states]
-        numels = [p.numel() for p in params]
-        part = (dt, device, tuple(id(p) for p in params))
 
         def correction(b: float):  # 1 - b^t per entry: a number when all steps agree (the usual case)
             if ts.count(ts[0]) == len(ts):
@@ -145,37 +132,33 @@ class Shampoo(CheckedOptimizer):
             return torch.tensor([1 - b ** t for t in ts], dtype=dt, device=device).repeat_interleave(
                 torch.tensor(numels, device=device))
 
-        G = torch.cat([p.grad.reshape(-1) for p in params]).to(dt)
+        G = layout.gradients(dt)
         M = G
         if mu > 0:
-            mom = self._flats.get(part + ("momentum_buffer",), states, "momentum_buffer")
+            mom = self._flats.get((layout.ids, "momentum_buffer"), states, "momentum_buffer")
             mom.lerp_(G, 1 - mu)
             M = mom / correction(mu)
         graft = M
         if group["grafting"] == "adam":
             b2 = group["graft_beta2"]
-            sq = self._flats.get(part + ("graft_sq",), states, "graft_sq")
+            sq = self._flats.get((layout.ids, "graft_sq"), states, "graft_sq")
             sq.mul_(b2).addcmul_(G, G, value=1 - b2)
             graft = M / (sq / correction(b2)).sqrt_().add_(group["graft_eps"])
         Ds = list(graft.split(numels))
-        start, first, entry = group["start_preconditioning_step"], 0, 0
-        for idx in batches:
-            n, t, shape = len(idx), ts[first], shapes[first]
-            members, span = range(first, first + n), slice(entry, entry + n * numels[first])
-            first, entry = first + n, span.stop
-            k = len(shape)
+        start = group["start_preconditioning_step"]
+        for (shape, t), members, span in layout.batches:
+            n, k = len(members), len(shape)
             roots = []
             for j in range(k):
                 if states[members[0]]["factors"][j] is None:
                     roots.append(None)
                     continue
-                key = part[2][members.start:members.stop] + (j,)
+                key = layout.ids[members.start:members.stop] + (j,)
                 H = self._stacks.stacked(key + ("factors",), [states[i] for i in members], "factors", j)
                 accumulate_contraction_batch(H, G[span].view(n, *shape), j, beta, 1.0 if beta == 1.0 else 1 - beta)
                 if t >= start and (t - start) % group["precondition_frequency"] == 0:
                     R = inverse_root(H / (1.0 if beta == 1.0 else 1 - beta ** t), 2 * k, group["eps"])
-                    for i, view in zip(members, self._stacks.put(key + ("roots",), R)):
-                        states[i]["roots"][j] = view
+                    self._stacks.put(key + ("roots",), R, [states[i] for i in members], "roots", j)
                     roots.append(R)
                 elif t >= start:
                     roots.append(self._stacks.stacked(key + ("roots",), [states[i] for i in members], "roots", j))
@@ -187,4 +170,4 @@ class Shampoo(CheckedOptimizer):
                 norms = torch.linalg.vector_norm(D.reshape(n, -1), dim=1).clamp_min(torch.finfo(D.dtype).tiny)
                 D = D * (graft_norms / norms).reshape(n, *[1] * k)
             Ds[members.start:members.stop] = D.unbind(0)
-        decoupled_step(params, Ds, lr, group["weight_decay"])
+        decoupled_step(layout.params, Ds, lr, group["weight_decay"])

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from experiments.optim.matrix_optimizer import MatrixOptimizer, as_matrix, check_unit_interval
+from experiments.optim.matrix_optimizer import MatrixOptimizer, check_unit_interval
+from experiments.optim.param_groups import matrix_view
 
 
 class Signum(MatrixOptimizer):
@@ -32,7 +33,7 @@ class Signum(MatrixOptimizer):
         check_unit_interval("momentum", group["momentum"])
 
     def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> tuple[torch.Tensor, float]:
-        M = as_matrix(self._momentum(grad, state, group["momentum"]))
+        M = matrix_view(self._momentum(grad, state, group["momentum"]))
         key = (M.shape, M.dtype, M.device)
         out = self._sign_buffers.get(key)
         if out is None:

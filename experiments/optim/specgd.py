@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 
 from experiments.optim.distributed import matrix_cost
-from experiments.optim.matrix_optimizer import MatrixOptimizer, as_matrix, work_dtype
+from experiments.optim.matrix_optimizer import MatrixOptimizer, work_dtype
+from experiments.optim.param_groups import matrix_view
 
 
 def truncated_polar(G: torch.Tensor, rtol: float | None = None) -> torch.Tensor:
@@ -43,7 +44,7 @@ class SpecGD(MatrixOptimizer):
             raise ValueError(f"rtol must be in [0, 1) or None, got {group['rtol']}")
 
     def _direction(self, grad: torch.Tensor, state: dict, group: dict) -> tuple[torch.Tensor, float]:
-        return truncated_polar(as_matrix(grad), group["rtol"]), 1.0
+        return truncated_polar(matrix_view(grad), group["rtol"]), 1.0
 
     def _work_cost(self, rows: int, cols: int) -> float:
         return matrix_cost(rows, cols)

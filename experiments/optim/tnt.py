@@ -37,11 +37,10 @@ import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
 from experiments.optim.distributed import RankSharding, average, kronecker_cost
-from experiments.optim.foreach import FlatCache, decoupled_step, heavy_ball
+from experiments.optim.foreach import FlatCache, FlatLayout, decoupled_step, heavy_ball
 from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, damped_inverse,
-                                         inverse_due,
-                                         mode_contraction, mode_contraction_batch, precondition_batch,
-                                         same_shape_batches, shaped, stack)
+                                         inverse_due, mode_contraction, mode_contraction_batch, precondition_batch,
+                                         same_shape_batches, shaped, stack, state_to_compute_dtype)
 
 
 def tnt_view(shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
@@ -76,6 +75,8 @@ def tnt_inverses(factors: list[torch.Tensor], eps: float) -> list[torch.Tensor]:
 
 class TNT(CheckedOptimizer):
     """Tensor Normal Training; a training loop must call curvature_step (or warm_start) for it."""
+
+    _split_by_compute_dtype = True
 
     def __init__(self, params, lr: float = 1e-4, momentum: float = 0.9, beta: float = 0.9, eps: float = 0.01,
                  curvature_frequency: int = 10, inverse_frequency: int = 100, weight_decay: float = 0.0):
@@ -121,14 +122,8 @@ class TNT(CheckedOptimizer):
         return [mode_contraction(G, j) for j in range(G.dim())]
 
     def load_state_dict(self, state_dict: dict) -> None:
-        # torch casts floating state to the parameter dtype on load; the matrix work is float32.
         super().load_state_dict(state_dict)
-        for p, state in self.state.items():
-            dt = compute_dtype(p.dtype)
-            state["momentum_buffer"] = state["momentum_buffer"].to(dt)
-            for key in ("factors", "inverses"):
-                if state[key] is not None:
-                    state[key] = [t.to(dt) for t in state[key]]
+        state_to_compute_dtype(self.state)
 
     # -- the curvature protocol of experiments.optim.curvature --------------------------------------
     def _next_is_curvature_step(self, group: dict) -> bool:
@@ -156,17 +151,17 @@ class TNT(CheckedOptimizer):
             for idx in same_shape_batches([(G.shape, G.dtype, G.device, states[i]["factors"] is None)
                                            for i, G in enumerate(Gs)]):
                 G = stack([Gs[i] for i in idx])
-                first = states[idx[0]]["factors"] is None  # the first update sets H_j (no shrinkage)
+                members = [states[i] for i in idx]
+                first = members[0]["factors"] is None  # the first update sets H_j (no shrinkage)
                 if first:
-                    for i in idx:
-                        states[i]["factors"] = [None] * (G.dim() - 1)
+                    for state in members:
+                        state["factors"] = [None] * (G.dim() - 1)
                 for j in range(G.dim() - 1):
                     key = tuple(id(params[i]) for i in idx) + (j, "factors")
                     if first:
-                        for i, view in zip(idx, self._stacks.put(key, mode_contraction_batch(G, j))):
-                            states[i]["factors"][j] = view
+                        self._stacks.put(key, mode_contraction_batch(G, j), members, "factors", j)
                     else:
-                        H = self._stacks.stacked(key, [states[i] for i in idx], "factors", j)
+                        H = self._stacks.stacked(key, members, "factors", j)
                         accumulate_contraction_batch(H, G, j, group["beta"], 1 - group["beta"])
 
     def warm_start(self, grad_batches) -> None:
@@ -198,18 +193,10 @@ class TNT(CheckedOptimizer):
 
     # -- the step ----------------------------------------------------------------------------------
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
-        """One step of `params` (all with gradients), in parts of one compute dtype and device."""
-        for part in same_shape_batches([(compute_dtype(p.dtype), p.device) for p in params]):
-            self._step_part([params[i] for i in part], group)
-        if not self._warned and any(self.state[p]["inverses"] is None for p in params):
-            warnings.warn("TNT stepped without curvature factors (no curvature_step or warm_start "
-                          "yet): this step is plain SGD with momentum", RuntimeWarning, stacklevel=3)
-            self._warned = True
-
-    def _step_part(self, params: list[torch.Tensor], group: dict) -> None:
-        """One step of `params` (one compute dtype and device): the momentum as single kernels on a
-        flat buffer, the preconditioning as one batched product per mode over each set of
-        same-shaped parameters, which the flat layout holds contiguously (its batch is a view)."""
+        """One step of `params` (one compute dtype and device: CheckedOptimizer.step splits a group
+        so): the momentum as single kernels on a flat buffer, the preconditioning as one batched
+        product per mode over each set of same-shaped parameters, each a view of the flat layout
+        (FlatLayout)."""
         lr, t1, t2 = group["lr"], group["curvature_frequency"], group["inverse_frequency"]
         dt = compute_dtype(params[0].dtype)
         states = [self._state(p) for p in params]
@@ -229,25 +216,22 @@ class TNT(CheckedOptimizer):
             for state in members:
                 state["inverses"] = [None] * len(factors)
             for j, A in enumerate(tnt_inverses(factors, group["eps"])):
-                for state, view in zip(members, self._stacks.put(key + (j, "inverses"), A)):
-                    state["inverses"][j] = view
-        views = [tnt_view(p.shape) for p in params]
-        batches = same_shape_batches([(view, state["inverses"] is None) for view, state in zip(views, states)])
-        order = [i for idx in batches for i in idx]
-        params, views, states = [params[i] for i in order], [views[i] for i in order], [states[i] for i in order]
-        numels = [p.numel() for p in params]
-        mom = self._flats.get((dt, params[0].device) + tuple(id(p) for p in params), states, "momentum_buffer")
-        heavy_ball([mom], [torch.cat([p.grad.reshape(-1) for p in params]).to(dt)], group["momentum"])
-        Ds = list(mom.split(numels))
-        first, entry = 0, 0
-        for idx in batches:
-            n, shape = len(idx), views[first]
-            members, span = range(first, first + n), slice(entry, entry + n * numels[first])
-            first, entry = first + n, span.stop
-            if states[members[0]]["inverses"] is None:
+                self._stacks.put(key + (j, "inverses"), A, members, "inverses", j)
+        layout = FlatLayout(params, states, [(tnt_view(p.shape), state["inverses"] is None)
+                                             for p, state in zip(params, states)])
+        states = layout.states
+        mom = self._flats.get((layout.ids, "momentum_buffer"), states, "momentum_buffer")
+        heavy_ball([mom], [layout.gradients(dt)], group["momentum"])
+        Ds = list(mom.split(layout.numels))
+        for (shape, no_inverses), members, span in layout.batches:
+            if no_inverses:
                 continue  # no factors yet: the step is the momentum itself
-            key = tuple(id(params[i]) for i in members)
+            key = layout.ids[members.start:members.stop]
             mats = [self._stacks.stacked(key + (j, "inverses"), [states[i] for i in members], "inverses", j)
                     for j in range(len(shape))]
-            Ds[members.start:members.stop] = precondition_batch(mom[span].view(n, *shape), mats).unbind(0)
-        decoupled_step(params, Ds, lr, group["weight_decay"])
+            Ds[members.start:members.stop] = precondition_batch(mom[span].view(len(members), *shape), mats).unbind(0)
+        decoupled_step(layout.params, Ds, lr, group["weight_decay"])
+        if not self._warned and any(state["inverses"] is None for state in states):
+            warnings.warn("TNT stepped without curvature factors (no curvature_step or warm_start "
+                          "yet): this step is plain SGD with momentum", RuntimeWarning, stacklevel=3)
+            self._warned = True
