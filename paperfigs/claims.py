@@ -70,7 +70,7 @@ def paired(name: str, statement: str, per_seed, threshold: float, direction: str
     without an interval."""
     import numpy as np
 
-    from paperfigs.stats import paired_ci, verdict_of
+    from paperfigs.stats import paired_ci
 
     samples = [np.asarray(s, float) for s in per_seed]
     stat = statistic or (lambda a: float(np.mean(a)))
@@ -78,5 +78,15 @@ def paired(name: str, statement: str, per_seed, threshold: float, direction: str
         return Claim(name, statement, None, threshold, False, None, "inconclusive")
     value = float(stat(*samples))
     ci = paired_ci(stat, *samples, n_resamples=n_resamples) if math.isfinite(value) else None
+    return interval_claim(name, statement, value, ci, threshold, direction, censored, strict)
+
+
+def interval_claim(name: str, statement: str, value, ci, threshold: float, direction: str = ">=",
+                   censored: bool = False, strict: bool = False) -> Claim:
+    """A claim judged from an interval already at hand (e.g. one a table reports, so that it is not
+    bootstrapped again): the verdict is paperfigs.stats.verdict_of(ci, ...) and the claim holds
+    exactly when the verdict is holds (no interval: inconclusive)."""
+    from paperfigs.stats import verdict_of
+
     v = verdict_of(ci, threshold, direction, censored, strict)
-    return Claim(name, statement, value, threshold, v == "holds", ci, v)
+    return Claim(name, statement, value, threshold, v == "holds", None if ci is None else tuple(ci), v)

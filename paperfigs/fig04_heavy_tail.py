@@ -156,24 +156,18 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     oracle = {c.name: claim(metric, f"{key}_best", spec_reads, "at its best step on test (the oracle)").to_json()
               for c, (metric, key) in zip(claims, metrics)}
     # Issue 10.1: where SpecGD's lr is tied within one standard error, the claims at every tied lr.
-    at_tied = {}
-    for lr, results in tied_runs["SpecGD"].items():
-        rs = [readout(r) for r in results]
-        at_tied[repr(lr)] = {c.name: claim(metric, f"{key}_at_stop", rs, "at its validation-stopped step",
-                                           f" at tied lr {lr:.3g}").to_json()
-                             for c, (metric, key) in zip(claims, metrics)}
+    at_tied = protocol.claims_at_tied(
+        tied_runs, lambda name, results, suffix: [
+            claim(metric, f"{key}_at_stop", [readout(r) for r in results], "at its validation-stopped step", suffix)
+            for metric, key in metrics])
 
     sensitivity = {}
     for m in METHODS:
-        sel = selections[m]
-        if sel.source != "computed":
-            sensitivity[m] = f"not shown: selection source {sel.source}"
-            continue
-        sensitivity[m] = {}
-        for lr in sorted(sel.grid):
-            rs = [readout(r) for r in ctx.engine.run([run_spec(cfg, m, lr, s) for s in cfg.tuning_seeds])]
-            sensitivity[m][repr(lr)] = {key: float(np.mean([r[key] for r in rs]))
-                                        for key in ("test_balanced_at_stop", "test_worst_at_stop")}
+        grid = protocol.stored_grid(ctx, selections[m], lambda lr, s, m=m: run_spec(cfg, m, lr, s))
+        sensitivity[m] = protocol.NOT_STORED if grid is None else {
+            repr(lr): {key: float(np.mean([readout(r)[key] for r in rs]))
+                       for key in ("test_balanced_at_stop", "test_worst_at_stop")}
+            for lr, rs in sorted(grid.items())}
     notes = [f"lr chosen on validation (tuning seeds {list(cfg.tuning_seeds)}): {chosen}"]
     edge = [r["method"] for r in table if r["lr_at_grid_edge"]]
     if edge:

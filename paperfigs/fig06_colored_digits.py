@@ -192,26 +192,26 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         margins = _margins(auc, slice(None), depths)
         claims = muon_claims(auc)
         # Each tied lr of Muon at one depth, the other depth at its selected lr.
-        for d in depths:
-            k = lr_key(SPECTRAL, d)
-            for lr, rs in tied_runs[k].items():
-                swapped = {**auc, k: np.array([_auc(r, "test/minority") for r in rs])}
-                at_tied[f"{k} lr {lr!r}"] = [c.to_json() for c in muon_claims(
-                    swapped, f" (Muon at depth {d} at its tied lr {lr:.3g})")]
+        depth_of = {lr_key(SPECTRAL, d): d for d in depths}
+        at_tied = protocol.claims_at_tied(
+            tied_runs, lambda k, rs, suffix: muon_claims({**auc, k: np.array([_auc(r, "test/minority") for r in rs])},
+                                                         suffix),
+            lambda k, lr: f" (Muon at depth {depth_of[k]} at its tied lr {lr:.3g})")
 
     # Sensitivity: Muon at each lr of its grid against NMD and Signum at their selected lrs, on the
     # tuning seeds' test curves (the tuning runs hold them); no selection involved.
     by_name = {m.name: m for m in ms}
 
-    def tuning_auc(name, d, grid) -> dict | None:
-        """{lr: minority test AUC, mean over the tuning seeds} from the store; None if a run is absent."""
-        got = protocol.stored_runs(ctx, spec(by_name[name], d), grid, cfg.tuning_seeds)
+    def tuning_auc(name, d, lrs=None) -> dict | None:
+        """{lr: minority test AUC, mean over the tuning seeds} from the store (over the selection's
+        grid, or lrs); None if a run is absent."""
+        got = protocol.stored_grid(ctx, selections[lr_key(name, d)], spec(by_name[name], d), lrs)
         return None if got is None else {lr: np.mean([_auc(x, "test/minority") for x in rs]) for lr, rs in got.items()}
 
     sensitivity = {}
     for d in depths if have else ():
         rivals = [tuning_auc(r, d, [lrs[lr_key(r, d)]]) for r in RIVALS]
-        muon = tuning_auc(SPECTRAL, d, selections[lr_key(SPECTRAL, d)].grid)
+        muon = tuning_auc(SPECTRAL, d)
         if muon is None or any(v is None for v in rivals):
             sensitivity[f"depth {d}"] = protocol.NOT_STORED
             continue

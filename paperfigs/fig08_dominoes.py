@@ -145,11 +145,11 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     # Sensitivity: the method at each lr of its grid against SGD at its selected lr, on the tuning
     # seeds' test results (the tuning runs hold them); no selection involved.
     base_m = next(m for m in ms if m.name == BASELINE)
-    base_tuning = protocol.stored_runs(ctx, lambda lr, s: spec(base_m, lr, s), [lrs[BASELINE]], cfg.tuning_seeds)
+    base_tuning = protocol.stored_grid(ctx, selections[BASELINE], lambda lr, s: spec(base_m, lr, s), [lrs[BASELINE]])
     sensitivity = {}
     for o in claimed:
         m = next(x for x in ms if x.name == o)
-        grid = protocol.stored_runs(ctx, lambda lr, s: spec(m, lr, s), selections[o].grid, cfg.tuning_seeds)
+        grid = protocol.stored_grid(ctx, selections[o], lambda lr, s: spec(m, lr, s))
         if grid is None or base_tuning is None:
             sensitivity[o] = protocol.NOT_STORED
             continue

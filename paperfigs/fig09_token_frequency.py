@@ -195,41 +195,43 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                         "max": float(arr[:, -1, b].max())} for b, bname in enumerate(BUCKET_NAMES)}
         final[display(o)]["final_train_loss"] = [r["train_loss"][-1] for r in rs]
 
+    def gaps_vs_sgd(results: list[dict], base: list[dict], key: str) -> list[float]:
+        """Per seed: rare_gap of each run against the baseline's run on the same seed."""
+        return [rare_gap(a, b, key) for a, b in zip(results, base)]
+
     gaps = {}
     for o in opts:
-        if o == BASELINE:
-            continue
-        for key in METRICS:
-            per_seed = [rare_gap(a, b, key) for a, b in zip(runs[o], runs[BASELINE])]
+        for key in METRICS if o != BASELINE else ():
+            per_seed = gaps_vs_sgd(runs[o], runs[BASELINE], key)
             gaps[f"{o} - sgd, {key}"] = {"mean": float(np.mean(per_seed)), "per_seed": per_seed}
-    def claims_for(muon_runs: list[dict], suffix: str = "") -> list:
+
+    def claims_for(name: str, muon_runs: list[dict], suffix: str = "") -> list:
         out = []
-        for key, name, what in (("train/top1", "muon_rare_fit_above_sgd", "top-1 accuracy on training windows"),
-                                (f"val/top{TOP_K}", "muon_rare_heldout_top5_above_sgd",
-                                 f"top-{TOP_K} accuracy on held-out windows")):
+        for key, claim, what in (("train/top1", "muon_rare_fit_above_sgd", "top-1 accuracy on training windows"),
+                                 (f"val/top{TOP_K}", "muon_rare_heldout_top5_above_sgd",
+                                  f"top-{TOP_K} accuracy on held-out windows")):
             out.append(paired(
-                name, f"Muon's rare-bucket (ranks {cfg.edges[1]}-{cfg.vocab - 3}) {what} exceeds SGD's at equal "
-                      f"steps: mean over evaluations after step 0 and over {len(seeds)} paired seeds of the "
-                      f"difference{suffix}",
-                [[rare_gap(a, b, key) for a, b in zip(muon_runs, runs[BASELINE])]], 0.0, ">=", strict=True))
+                claim, f"Muon's rare-bucket (ranks {cfg.edges[1]}-{cfg.vocab - 3}) {what} exceeds SGD's at equal "
+                       f"steps: mean over evaluations after step 0 and over {len(seeds)} paired seeds of the "
+                       f"difference{suffix}",
+                [gaps_vs_sgd(muon_runs, runs[BASELINE], key)], 0.0, ">=", strict=True))
         return out
 
-    claims = claims_for(runs[CLAIMED])
-    at_tied = {repr(lr): [c.to_json() for c in claims_for(rs, f" (Muon at tied lr {lr:.3g})")]
-               for lr, rs in tied_runs[CLAIMED].items()}
+    claims, at_tied = protocol.claims_with_tied((CLAIMED,), runs, tied_runs, claims_for,
+                                                lambda name, lr: f" (Muon at tied lr {lr:.3g})")
 
-    sensitivity = {}
-    sel_m, sel_b = selections[CLAIMED], selections[BASELINE]
-    if sel_m.source == "computed" and sel_b.source == "computed":
-        # from the tuning runs (already stored): Muon at each lr vs SGD at its selected lr
-        base = {s: ctx.engine.run([run_spec(cfg, BASELINE, {}, lrs[BASELINE], s, device)])[0] for s in cfg.tuning_seeds}
-        for lr in sorted(sel_m.grid):
-            rs = ctx.engine.run([run_spec(cfg, CLAIMED, {}, lr, s, device) for s in cfg.tuning_seeds])
-            sensitivity[repr(lr)] = {key: float(np.mean([rare_gap(r, base[s], key) for r, s in
-                                                         zip(rs, cfg.tuning_seeds) if r["status"] == "ok"] or [np.nan]))
-                                     for key in ("train/top1", f"val/top{TOP_K}")}
+    # Muon at each lr of its grid vs SGD at its selected lr, from the stored tuning runs
+    muon = protocol.stored_grid(ctx, selections[CLAIMED], lambda lr, s: run_spec(cfg, CLAIMED, {}, lr, s, device))
+    base = protocol.stored_grid(ctx, selections[BASELINE], lambda lr, s: run_spec(cfg, BASELINE, {}, lr, s, device),
+                                [lrs[BASELINE]])
+    if muon is None or base is None:
+        sensitivity = protocol.NOT_STORED
     else:
-        sensitivity = f"not shown: selection source {sel_m.source} / {sel_b.source} (tuning runs not at hand)"
+        sensitivity = {}
+        for lr, rs in sorted(muon.items()):
+            ok = [(r, b) for r, b in zip(rs, base[lrs[BASELINE]]) if r["status"] == "ok"]
+            sensitivity[repr(lr)] = {key: float(np.mean(gaps_vs_sgd(*zip(*ok), key) if ok else [np.nan]))
+                                     for key in ("train/top1", f"val/top{TOP_K}")}
 
     params = {**asdict(cfg), "model size": f"{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} heads, "
               f"T {cfg.T}", "buckets": {"frequent": [0, cfg.edges[0]], "middle": list(cfg.edges),

@@ -172,10 +172,9 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         ctx, methods, spec, seeds, late_loss, False, criterion, lambda m: protocol.grid_of(m.center, cfg.half_width),
         cfg.extend, claimed=("TNT",), tuning_seeds=cfg.tuning_seeds)
     comparators = list(FIRST_ORDER) + extras
-    claims = claims_for(runs["TNT"], runs, comparators)
-    at_tied = {"TNT": {repr(lr): [c.to_json() for c in claims_for(rs, runs, comparators,
-                                                                   f" (TNT at tied lr {lr:.3g})")]
-                       for lr, rs in tied_runs["TNT"].items()}}
+    claims, at_tied = protocol.claims_with_tied(
+        ("TNT",), runs, tied_runs, lambda name, rs, suffix="": claims_for(rs, runs, comparators, suffix),
+        lambda name, lr: f" (TNT at tied lr {lr:.3g})")
     grafted = paired("tnt_comparable_kfac_grafted_shampoo",
                      "TNT's final training loss / the better of KFAC's and grafted Shampoo's (reported, not "
                      "claimed: the grafted Shampoo is not the paper's comparator)",
@@ -183,11 +182,9 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                      COMPARABLE_FACTOR, "<=", statistic=ratio_to_best)
 
     # Sensitivity: TNT at every lr of its grid against the others at their selected lrs (tuning seeds).
-    # An --lr override leaves no table here even where its tuning runs are stored (figures 1, 6, 7
-    # and 8 show them).
-    others = {m.name: None if selections[m.name].source == "override" else
-              protocol.stored_grid(ctx, selections[m.name], lambda lr, s, m=m: spec(m, lr, s)) for m in methods}
-    grid = others.pop("TNT")
+    others = {m.name: protocol.stored_grid(ctx, selections[m.name], lambda lr, s, m=m: spec(m, lr, s),
+                                           [selections[m.name].lr]) for m in methods[1:]}
+    grid = protocol.stored_grid(ctx, selections["TNT"], lambda lr, s: spec(methods[0], lr, s))
     if grid is None or any(v is None for v in others.values()):
         sensitivity = protocol.NOT_STORED
     else:
@@ -223,7 +220,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         "lr_selection": {m.name: selections[m.name].to_json() for m in methods},
         "final_loss_mean": finals, "band": "min..max over seeds",
     }
-    tables = {"claims_at_tied_lrs": at_tied, "tied_lrs": {"TNT": selections["TNT"].tied},
+    tables = {"claims_at_tied_lrs": at_tied,
               "grafted_shampoo": grafted.to_json(), "sensitivity": sensitivity,
               "sensitivity_definition": "TNT's mean final loss at each lr of its grid / the comparator's at its "
                                         "selected lr, on the tuning seeds"}

@@ -64,7 +64,7 @@ from experiments.data.images import load_raw
 from experiments.engine import RunSpec
 from experiments.optim.registry import optimizer_version
 from paperfigs import protocol
-from paperfigs.claims import Claim, paired
+from paperfigs.claims import Claim, interval_claim
 from paperfigs.methods import Method, with_extras
 from paperfigs.stats import mean_ci
 from paperfigs.style import color
@@ -178,12 +178,14 @@ def memory_ratio(costs: list[dict], label: str) -> float:
     return ratios.pop()
 
 
-def cost_claims(costs: list[dict], label: str, suffix: str = "") -> tuple[Claim, Claim]:
-    """The time and memory claims for the cost row `label` (TNT at its selected or at a tied lr)."""
-    time_claim = paired("tnt_time_per_iter_vs_sgdm",
-                        f"TNT's time per iteration (amortised over whole inverse periods) / SGD-m's, measured side "
-                        f"by side, mean over seeds, is at most {TIME_FACTOR:g}{suffix}",
-                        [time_ratios(costs, label)], TIME_FACTOR, "<=")
+def cost_claims(costs: list[dict], table: dict, label: str, suffix: str = "") -> tuple[Claim, Claim]:
+    """The time and memory claims for the cost row `label` (TNT at its selected or at a tied lr);
+    the time claim judges the interval of table_of(costs)."""
+    row = table[label]
+    time_claim = interval_claim("tnt_time_per_iter_vs_sgdm",
+                                f"TNT's time per iteration (amortised over whole inverse periods) / SGD-m's, measured "
+                                f"side by side, mean over seeds, is at most {TIME_FACTOR:g}{suffix}",
+                                row["time_rel_sgdm"], row["time_rel_sgdm_ci"], TIME_FACTOR, "<=")
     mem = memory_ratio(costs, label)
     mem_holds = mem <= MEMORY_FACTOR
     mem_claim = Claim("tnt_state_memory_vs_sgdm",
@@ -229,18 +231,21 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                                                    tuning_seeds=cfg.tuning_seeds)
     lrs = {m.name: selections[m.name].lr for m in methods}
     tnt = methods[0]
-    tied = {tied_label(lr): lr for lr in selections[tnt.name].tied if lr != lrs[tnt.name]}
+    tied = {lr: tied_label(lr) for lr in protocol.other_tied(selections[tnt.name])}
     rows = ([(m, lrs[m.name]) for m in methods] + [(m, m.center) for m in COST_ONLY]
-            + [(dataclasses.replace(tnt, name=label), lr) for label, lr in tied.items()])
+            + [(dataclasses.replace(tnt, name=label), lr) for lr, label in tied.items()])
     costs = ctx.engine.run([cost_spec(cfg, rows, s, device) for s in seeds], desc="cost runs")
     cost_table = table_of(costs)
-    time_claim, mem_claim = cost_claims(costs, tnt.name)
-    at_tied = {tnt.name: {repr(lr): [c.to_json() for c in cost_claims(costs, label, f" (TNT at tied lr {lr:.3g})")]
-                          for label, lr in tied.items()}}
-    slower = {label: paired("slower_than_sgdm",
-                            f"{label}'s time per iteration / SGD-m's (side by side, mean over seeds) is above 1",
-                            [time_ratios(costs, label)], 1.0, ">=", strict=True).to_json()
-              for label in cost_table if label != BASELINE}
+    # The claims judge the table's intervals: one bootstrap per cost row.
+    claims, at_tied = protocol.claims_with_tied(
+        (tnt.name,), {tnt.name: tnt.name}, {tnt.name: tied},
+        lambda name, label, suffix="": cost_claims(costs, cost_table, label, suffix),
+        lambda name, lr: f" (TNT at tied lr {lr:.3g})")
+    slower = {label: interval_claim("slower_than_sgdm",
+                                    f"{label}'s time per iteration / SGD-m's (side by side, mean over seeds) is "
+                                    "above 1", row["time_rel_sgdm"], row["time_rel_sgdm_ci"], 1.0, ">=",
+                                    strict=True).to_json()
+              for label, row in cost_table.items() if label != BASELINE}
 
     series = {}
     first = runs[methods[0].name][0]
@@ -270,7 +275,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
              for name, rs in runs.items() if any(r["status"] != "ok" for r in rs)]
     notes += [f"{m.name}: the selected lr {selections[m.name].lr:.3g} is on the edge of its extended grid"
               for m in methods if selections[m.name].at_edge]
-    return {"params": params, "series": series, "claims": [time_claim, mem_claim],
+    return {"params": params, "series": series, "claims": claims,
             "tables": {"cost": cost_table, "claims_at_tied_lrs": at_tied, "slower_than_sgdm": slower},
             "notes": notes}
 

@@ -258,31 +258,30 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     splus = {t: per_seed(t, CLAIMED) for t in TASKS}
     claims = [below_1(t, splus[t]) for t in TASKS] + [ranks_first(TASKS, splus)]
     # at each tied SPlus lr of one task: that task's claims, the other methods at their selected lrs
-    at_tied = {}
-    for t in TASKS:
-        for lr, rs in tied_runs[f"{t}|{CLAIMED}"].items():
-            fr = [fraction(r, results[(t, "Adam", s)], t)["step_fraction"] for r, s in zip(rs, reporting)]
-            suffix = f" (SPlus at tied lr {lr:.3g} on {t})"
-            at_tied.setdefault(t, {})[repr(lr)] = [below_1(t, fr, suffix).to_json(),
-                                                   ranks_first((t,), {t: fr}, suffix).to_json()]
+    def tied_claims(key, rs, suffix):
+        t = key.split("|")[0]
+        fr = [fraction(r, results[(t, "Adam", s)], t)["step_fraction"] for r, s in zip(rs, reporting)]
+        return [below_1(t, fr, suffix), ranks_first((t,), {t: fr}, suffix)]
+
+    at_tied = protocol.claims_at_tied(tied_runs, tied_claims,
+                                      lambda key, lr: f" (SPlus at tied lr {lr:.3g} on {key.split('|')[0]})")
+
+    def stored(task, m, lrs=None):
+        return protocol.stored_grid(ctx, selections[f"{task}|{m}"],
+                                    lambda lr, s: run_spec(cfg, task, m, opts[m], lr, s, device), lrs)
 
     sensitivity = {}
     for task in TASKS:
-        # Only from tuning runs this session computed or found stored: a selection read from the
-        # record (a fresh clone) or an override has none, and recomputing them would undo the record.
-        adam_sel = selections[f"{task}|Adam"]
-        adam_runs = {s: results_for(ctx, run_spec(cfg, task, "Adam", opts["Adam"], lrs[f"{task}|Adam"], s, device))
-                     for s in cfg.tuning_seeds} if adam_sel.source == "computed" else {}
+        adam = stored(task, "Adam", [lrs[f"{task}|Adam"]])
         sensitivity[task] = {}
         for m in opts:
-            sel = selections[f"{task}|{m}"]
-            if not adam_runs or sel.source != "computed":
-                sensitivity[task][m] = f"not shown: selection source {sel.source}"
+            grid = stored(task, m)
+            if adam is None or grid is None:
+                sensitivity[task][m] = protocol.NOT_STORED
                 continue
             row = {}
-            for lr in sorted(sel.grid):
-                fr = [fraction(results_for(ctx, run_spec(cfg, task, m, opts[m], lr, s, device)), adam_runs[s], task)
-                      for s in cfg.tuning_seeds]
+            for lr, rs in sorted(grid.items()):
+                fr = [fraction(r, a, task) for r, a in zip(rs, adam[lrs[f"{task}|Adam"]])]
                 row[repr(lr)] = {"step_fraction": float(np.mean([f["step_fraction"] for f in fr])),
                                  "censored_seeds": int(sum(f["censored"] for f in fr))}
             sensitivity[task][m] = row
@@ -298,11 +297,6 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     }
     return {"params": params, "series": series, "claims": claims,
             "tables": {"fractions": fractions, "claims_at_tied_lrs": at_tied, "sensitivity": sensitivity}, "notes": notes}
-
-
-def results_for(ctx, spec: RunSpec) -> dict:
-    """One (tuning) run's result through the engine (stored: read back, not recomputed)."""
-    return ctx.engine.run([spec], desc="fig14 tuning runs")[0]
 
 
 def plot(result: dict):

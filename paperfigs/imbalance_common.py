@@ -133,17 +133,18 @@ def sensitivity(ctx, cfg, ms, selections, device, baseline: str, claimed, value_
     """The claim's value for each claimed method at each lr of its grid against the baseline at its
     selected lr, on the tuning seeds (paired). value_of(method_results, baseline_results) -> float."""
     base_m = next(m for m in ms if m.name == baseline)
-    base = protocol.stored_grid(ctx, selections[baseline], lambda lr, s: run_spec(cfg, base_m, lr, s, device))
+    base_lr = selections[baseline].lr
+    base = protocol.stored_grid(ctx, selections[baseline], lambda lr, s: run_spec(cfg, base_m, lr, s, device),
+                                [base_lr])
     table = {}
     for m in ms:
         if m.name not in claimed:
             continue
         grid = protocol.stored_grid(ctx, selections[m.name], lambda lr, s, m=m: run_spec(cfg, m, lr, s, device))
         if grid is None or base is None:
-            table[m.name] = ("not available: the tuning runs are not in this run store (selection read from "
-                             "the record or given by --lr; rerun with --fresh to compute them)")
+            table[m.name] = protocol.NOT_STORED
             continue
-        b = base[selections[baseline].lr]
+        b = base[base_lr]
         table[m.name] = {repr(lr): (value_of(rs, b) if all(map(ok, rs)) else None) for lr, rs in sorted(grid.items())}
     return table
 

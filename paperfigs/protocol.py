@@ -55,6 +55,11 @@ def grid_around(center: float, points: int) -> list[float]:
     return [center * 10 ** (0.25 * (i - half)) for i in range(points)]
 
 
+def other_tied(sel) -> list[float]:
+    """The lrs tied with a selection's lr within one standard error, the selected lr left out."""
+    return [lr for lr in sel.tied if lr != sel.lr]
+
+
 def report(ctx, tunes: Sequence[TuneSpec], selections: dict, seeds: list[int], claimed=(),
            desc: str = "reporting runs"):
     """Run the reporting seeds at every method's selected lr, and at every other lr tied with it
@@ -64,8 +69,7 @@ def report(ctx, tunes: Sequence[TuneSpec], selections: dict, seeds: list[int], c
     Returns (runs, tied_runs): runs[name] = results at the selected lr (seed order);
     tied_runs[name][lr] likewise at each other tied lr, for every claimed method tuned here."""
     lrs = selected_lrs(selections)
-    tied = {t.method: [lr for lr in selections[t.method].tied if lr != lrs[t.method]]
-            for t in tunes if t.method in claimed}
+    tied = {t.method: other_tied(selections[t.method]) for t in tunes if t.method in claimed}
     want = {(t.method, lr, s): t.make_spec(lr, s) for t in tunes
             for lr in (lrs[t.method], *tied.get(t.method, ())) for s in seeds}
     results = dict(zip(want, ctx.engine.run(list(want.values()), desc=desc)))
@@ -89,13 +93,28 @@ def tune_and_report(ctx, methods: list[Method], make_spec: Callable[[Method, flo
     return selections, runs, tied_runs
 
 
-def claims_with_tied(claimed, runs: dict, tied_runs: dict, claim):
-    """claim(name, results, suffix="") for each claimed method at its selected lr, and
-    {name: {repr(lr): claim json}} at each of its other tied lrs (methods with none left out)."""
-    claims = [claim(name, runs[name]) for name in claimed]
-    at_tied = {name: {repr(lr): claim(name, rs, f" at tied lr {lr:.3g}").to_json() for lr, rs in tied_runs[name].items()}
-               for name in claimed if tied_runs[name]}
-    return claims, at_tied
+def tied_suffix(name: str, lr: float) -> str:
+    return f" at tied lr {lr:.3g}"
+
+
+def _claim_list(got) -> list:
+    return list(got) if isinstance(got, (list, tuple)) else [got]
+
+
+def claims_at_tied(tied_runs: dict, claim, suffix: Callable[[str, float], str] = tied_suffix) -> dict:
+    """The tied-lr table of every figure: {name: {repr(lr): [claim json, ...]}}, from
+    claim(name, results, suffix(name, lr)) (one Claim or a list) at each of name's other tied lrs
+    (tied_runs as report returns it; methods with none left out)."""
+    return {name: {repr(lr): [c.to_json() for c in _claim_list(claim(name, rs, suffix(name, lr)))]
+                   for lr, rs in by_lr.items()}
+            for name, by_lr in tied_runs.items() if by_lr}
+
+
+def claims_with_tied(claimed, runs: dict, tied_runs: dict, claim, suffix: Callable[[str, float], str] = tied_suffix):
+    """claim(name, results, suffix="") (one Claim or a list) for each claimed method at its selected
+    lr, in order, and claims_at_tied for the same methods."""
+    claims = [c for name in claimed for c in _claim_list(claim(name, runs[name]))]
+    return claims, claims_at_tied({name: tied_runs[name] for name in claimed}, claim, suffix)
 
 
 def stored_runs(ctx, make_spec: Callable[[float, int], RunSpec], lrs, seeds) -> dict[float, list[dict]] | None:
@@ -112,10 +131,14 @@ def stored_runs(ctx, make_spec: Callable[[float, int], RunSpec], lrs, seeds) -> 
     return out
 
 
-def stored_grid(ctx, sel, make_spec: Callable[[float, int], RunSpec]) -> dict[float, list[dict]] | None:
-    """{lr: tuning-seed results} over a selection's whole grid (stored_runs)."""
-    return stored_runs(ctx, make_spec, sel.grid, sel.seeds)
+def stored_grid(ctx, sel, make_spec: Callable[[float, int], RunSpec], lrs=None) -> dict[float, list[dict]] | None:
+    """{lr: tuning-seed results} over a selection's whole grid, or over `lrs` (e.g. [sel.lr]), read
+    from the store (stored_runs); None also for an --lr override, whose grid is the one lr given
+    and not a tuning grid, so that no figure shows a sensitivity table for it."""
+    if sel.source == "override":
+        return None
+    return stored_runs(ctx, make_spec, sel.grid if lrs is None else lrs, sel.seeds)
 
 
-NOT_STORED = ("not available: the selection was read from the record and its tuning runs are not in this run "
-              "store (rerun with --fresh to compute them)")
+NOT_STORED = ("not available: the selection was given by --lr, or read from the record and its tuning runs are "
+              "not in this run store (rerun with --fresh to compute them)")

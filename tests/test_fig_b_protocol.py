@@ -23,17 +23,25 @@ def _costs(tnt_ratios, state=(300, 100)):
              "TNT": {"s_per_iter": r * 1e-3, "state_bytes": state[0]}} for r in tnt_ratios]
 
 
+def _cost_claims(costs):
+    return fig12.cost_claims(costs, fig12.table_of(costs), "TNT")
+
+
 def test_time_claim_is_the_mean_of_side_by_side_ratios_with_an_interval_and_a_verdict():
-    time_claim, mem_claim = fig12.cost_claims(_costs([1.3, 1.4, 1.5]), "TNT")
+    costs = _costs([1.3, 1.4, 1.5])
+    time_claim, mem_claim = _cost_claims(costs)
     assert time_claim.value == pytest.approx(1.4)
     lo, hi = time_claim.ci
     assert 1.3 <= lo <= 1.4 <= hi <= 1.5 and time_claim.verdict == "holds"
+    # the claim judges the cost table's interval, which is the paired bootstrap of the ratios
+    assert list(time_claim.ci) == fig12.table_of(costs)["TNT"]["time_rel_sgdm_ci"]
+    assert time_claim.ci == paired("x", "", [fig12.time_ratios(costs, "TNT")], 2.0, "<=").ci
     assert mem_claim.value == 3.0 and mem_claim.ci == (3.0, 3.0) and mem_claim.verdict == "holds"
     # seeds on both sides of 2x: the interval straddles the threshold, so no finding either way
-    straddling, _ = fig12.cost_claims(_costs([1.2, 2.6, 1.5, 2.9]), "TNT")
+    straddling, _ = _cost_claims(_costs([1.2, 2.6, 1.5, 2.9]))
     assert straddling.ci[0] < 2.0 < straddling.ci[1] and straddling.verdict == "inconclusive"
-    assert fig12.cost_claims(_costs([2.5, 2.7, 2.6]), "TNT")[0].verdict == "fails"
-    assert fig12.cost_claims(_costs([1.0, 1.0], state=(400, 100)), "TNT")[1].verdict == "fails"
+    assert _cost_claims(_costs([2.5, 2.7, 2.6]))[0].verdict == "fails"
+    assert _cost_claims(_costs([1.0, 1.0], state=(400, 100)))[1].verdict == "fails"
 
 
 def test_a_ratio_within_noise_of_one_is_not_read_as_faster_or_slower():

@@ -121,9 +121,8 @@ def test_claims_are_also_judged_at_each_tied_lr(number, monkeypatch):
     tied = out["tables"]["claims_at_tied_lrs"]
     assert tied
     names = {c.name for c in out["claims"]}
-    for entry in tied.values():
-        claims = entry if isinstance(entry, list) else list(entry.values())
-        for c in claims:
+    for by_lr in tied.values():
+        for c in (c for claims in by_lr.values() for c in claims):
             assert c["name"] in names and "tied lr" in c["statement"]
             assert c["verdict"] in ("holds", "fails", "inconclusive") and (c["verdict"] == "holds") == c["holds"]
 

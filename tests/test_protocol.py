@@ -1,6 +1,7 @@
 """The shared tuning-and-reporting protocol (paperfigs.protocol) on the engine's toy task: grids,
 one reporting batch with tied lrs for the claimed methods only, the store read-back, and the
 per-method claims at tied lrs."""
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from experiments.engine import Engine, RunSpec
 from experiments.tuning import TuneSpec, quarter_decade_grid
 from paperfigs import protocol
-from paperfigs.claims import paired
+from paperfigs.claims import interval_claim, paired
 from paperfigs.context import Context
 from paperfigs.methods import Method, claimed_of
 
@@ -81,6 +82,11 @@ def test_tune_and_report_uses_the_given_grid_and_reads_the_tuning_runs_back(tmp_
     fresh = Context(engine=Engine(store=tmp_path / "empty", progress=False, log=lambda msg: None))
     assert protocol.stored_grid(fresh, selections["a"], lambda lr, s: toy(ms[0], lr, s)) is None
     assert protocol.stored_runs(Context(), lambda lr, s: toy(ms[0], lr, s), [0.01], [1000]) is None
+    sel = selections["a"]
+    assert list(protocol.stored_grid(ctx, sel, lambda lr, s: toy(ms[0], lr, s), [sel.lr])) == [sel.lr]
+    # an --lr override at a stored lr: its "grid" is that lr alone, so no figure reads a table from it
+    override = dataclasses.replace(sel, grid=[sel.lr], scores={}, source="override")
+    assert protocol.stored_grid(ctx, override, lambda lr, s: toy(ms[0], lr, s)) is None
 
 
 def test_claims_with_tied_judges_each_claimed_method_at_each_tied_lr():
@@ -91,7 +97,32 @@ def test_claims_with_tied_judges_each_claimed_method_at_each_tied_lr():
     claims, at_tied = protocol.claims_with_tied(["a", "b"], runs, {"a": {0.01: [-0.3, -0.2, -0.25]}, "b": {}}, claim)
     assert [c.name for c in claims] == ["a_positive", "b_positive"] and all(c.holds for c in claims)
     assert list(at_tied) == ["a"]                       # b has no other tied lr
-    assert at_tied["a"]["0.01"]["statement"] == "a at tied lr 0.01" and at_tied["a"]["0.01"]["verdict"] == "fails"
+    [c] = at_tied["a"]["0.01"]                          # one shape: a list of claims per tied lr
+    assert c["statement"] == "a at tied lr 0.01" and c["verdict"] == "fails"
+
+
+def test_claims_at_tied_takes_several_claims_per_lr_and_the_figure_s_suffix():
+    def claims(name, results, suffix=""):
+        return [paired(f"{name}_{k}", f"{name} {k}{suffix}", [np.asarray(results) - k], 0.0) for k in (0.0, 1.0)]
+
+    tied = {"x|m": {0.1: [0.2, 0.3, 0.25], 0.3: [-0.2, -0.3, -0.25]}}
+    got, at_tied = protocol.claims_with_tied(["x|m"], {"x|m": [1.5, 1.6, 1.7]}, tied, claims,
+                                             lambda name, lr: f" ({name.split('|')[0]}, lr {lr:g})")
+    assert [c.name for c in got] == ["x|m_0.0", "x|m_1.0"] and [c.holds for c in got] == [True, True]
+    assert at_tied == protocol.claims_at_tied(tied, claims, lambda name, lr: f" ({name.split('|')[0]}, lr {lr:g})")
+    assert list(at_tied["x|m"]) == ["0.1", "0.3"]
+    assert [c["statement"] for c in at_tied["x|m"]["0.1"]] == ["x|m 0.0 (x, lr 0.1)", "x|m 1.0 (x, lr 0.1)"]
+    assert [c["verdict"] for c in at_tied["x|m"]["0.1"]] == ["holds", "fails"]
+    assert [c["verdict"] for c in at_tied["x|m"]["0.3"]] == ["fails", "fails"]
+    assert protocol.claims_at_tied({"x|m": {}}, claims) == {}
+
+
+def test_interval_claim_judges_a_given_interval_as_paired_does():
+    x = np.array([0.9, 1.4, 1.1])
+    for threshold, direction, strict in ((1.0, ">=", True), (2.0, "<=", False), (1.2, ">=", False)):
+        p = paired("m", "s", [x], threshold, direction, strict=strict)
+        assert interval_claim(p.name, p.statement, p.value, list(p.ci), threshold, direction, strict=strict) == p
+    assert interval_claim("m", "s", 1.0, None, 0.0).verdict == "inconclusive"
 
 
 def test_paired_passes_the_resample_count_and_can_leave_nan_to_the_statistic():
