@@ -44,7 +44,7 @@ from experiments.tuning import TuneSpec, quarter_decade_grid
 from paperfigs import protocol
 from paperfigs.claims import paired
 from paperfigs.protocol import TUNING_SEEDS
-from paperfigs.style import color
+from paperfigs.style import band, color
 from theory import algorithms
 
 METHODS = ("GD", "NGD", "SignGD", "SpecGD", "Muon")
@@ -196,7 +196,7 @@ def plot(result: dict):
         for method in METHODS:
             s = next(v for v in result["series"].values() if (v["method"], v["panel"]) == (method, metric))
             ax.plot(s["x"], s["y"], color=color(method), label=s["label"])
-            ax.fill_between(s["x"], s["y_lo"], s["y_hi"], color=color(method), alpha=0.15, lw=0)
+            band(ax, s, color(method))
         ax.set_xscale("symlog", linthresh=10)
         ax.set_xlabel("iteration")
         ax.set_ylabel(f"{metric} test accuracy")

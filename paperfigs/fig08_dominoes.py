@@ -185,7 +185,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 def plot(result: dict):
     import matplotlib.pyplot as plt
 
-    from paperfigs.style import color
+    from paperfigs.style import band, color
 
     p = result["params"]
     fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.9), sharey=True)
@@ -196,9 +196,7 @@ def plot(result: dict):
                 continue
             c = color(s["method"])
             ax.plot(s["x"], s["y"], color=c, label=s["label"])
-            lo = [math.nan if v is None else v for v in s["y_lo"]]
-            hi = [math.nan if v is None else v for v in s["y_hi"]]
-            ax.fill_between(s["x"], lo, hi, color=c, alpha=0.15, linewidth=0)
+            band(ax, s, c)
         ax.set_title(title)
         ax.set_xlabel("training step")
         ax.set_ylim(0, 1)

@@ -53,7 +53,6 @@ the verdict "mean > 0" -> "interval above 0"; quick runs 500 steps of batch 64 a
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -66,7 +65,7 @@ from experiments.tuning import TuneSpec
 from paperfigs import protocol
 from paperfigs.claims import paired
 from paperfigs.protocol import TUNING_SEEDS
-from paperfigs.style import color, display
+from paperfigs.style import band, color, display
 
 BASELINE, CLAIMED = "sgd", "muon"
 # A first sweep around SGD 0.3 / Adam 3e-3 chose the bottom of both grids: moved down one step.
@@ -274,9 +273,7 @@ def plot(result: dict):
                         continue
                     s = match[0]
                     ax.plot(s["x"], s["y"], style, color=color(m), linewidth=1.2)
-                    lo = [math.nan if v is None else v for v in s["y_lo"]]
-                    hi = [math.nan if v is None else v for v in s["y_hi"]]
-                    ax.fill_between(s["x"], lo, hi, color=color(m), alpha=0.12, linewidth=0)
+                    band(ax, s, color(m), alpha=0.12)
             if split == "val" and ref:
                 for metric, style in (("top1", ":"), (f"top{TOP_K}", "-.")):
                     ax.axhline(ref[metric][col], color="k", linestyle=style, linewidth=0.8)

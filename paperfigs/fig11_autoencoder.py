@@ -59,7 +59,7 @@ from experiments.engine import RunSpec
 from paperfigs import protocol
 from paperfigs.claims import paired
 from paperfigs.methods import Method, with_extras
-from paperfigs.style import color
+from paperfigs.style import band, color
 
 NUMBER = 11
 COMPARABLE_FACTOR = 1.10
@@ -241,9 +241,7 @@ def plot(result: dict):
         c = color(s["optimizer"])
         ax.plot(s["x"], s["y"], color=c, ls="--" if s["dashed"] else "-",
                 label=f"{s['label']} (lr {lrs[s['method']]:.2g})")
-        lo = [np.nan if v is None else v for v in s["y_lo"]]
-        hi = [np.nan if v is None else v for v in s["y_hi"]]
-        ax.fill_between(s["x"], lo, hi, color=c, alpha=0.15, linewidth=0)
+        band(ax, s, c)
     axes[0].set_xlabel("epoch")
     axes[1].set_xlabel("training wall-clock (s, mean over seeds)")
     axes[0].set_ylabel("training loss (BCE, nats / image)")

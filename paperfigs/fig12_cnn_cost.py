@@ -67,7 +67,7 @@ from paperfigs import protocol
 from paperfigs.claims import Claim, interval_claim
 from paperfigs.methods import Method, with_extras
 from paperfigs.stats import mean_ci
-from paperfigs.style import color
+from paperfigs.style import band, color
 
 NUMBER = 12
 TIME_FACTOR = 2.0
@@ -289,9 +289,7 @@ def plot(result: dict):
         c = color(s["method"])
         ax.plot(s["x"], [100 * v for v in s["y"]], color=c, marker="o", ms=3,
                 label=f"{s['label']} (lr {lrs[s['method']]:.2g})")
-        lo = [np.nan if v is None else 100 * v for v in s["y_lo"]]
-        hi = [np.nan if v is None else 100 * v for v in s["y_hi"]]
-        ax.fill_between(s["x"], lo, hi, color=c, alpha=0.15, linewidth=0)
+        band(ax, s, c, scale=100)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     p = result["params"]

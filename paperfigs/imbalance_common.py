@@ -21,7 +21,6 @@ Protocol (the same for every method, including user optimizers given with --opti
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -34,7 +33,7 @@ from paperfigs import protocol
 from paperfigs.methods import LABELS, MUON_FALLBACK_RATIO, Method, claimed_of, label
 from paperfigs.methods import methods as method_list
 from paperfigs.protocol import TUNING_SEEDS
-from paperfigs.style import color
+from paperfigs.style import band, color
 
 # Paper A's mechanism is the spectral update of the classifier matrix itself (the linear model W of
 # its theory), while Muon as registered hands the head (and biases) to AdamW: figures 1 and 7 run
@@ -197,9 +196,7 @@ def plot(result: dict, suptitle: str):
                 continue
             c = color(s["method"].split("_")[0])
             ax.plot(s["x"], s["y"], color=c, label=s["label"], linestyle="--" if s["dashed"] else "-")
-            lo = [math.nan if v is None else v for v in s["y_lo"]]
-            hi = [math.nan if v is None else v for v in s["y_hi"]]
-            ax.fill_between(s["x"], lo, hi, color=c, alpha=0.15, linewidth=0)
+            band(ax, s, c)
         ax.axvspan(0, p["early_frac"] * p["epochs"], color="#999999", alpha=0.08, linewidth=0)
         classes = p["minority"] if group == "minority" else [c for c in range(len(p["train_counts"]))
                                                               if c not in p["minority"]]

@@ -1,6 +1,8 @@
 """One colour per method, used by every figure, and the shared matplotlib look."""
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -48,6 +50,13 @@ def color(method: str) -> str:
 
 def display(method: str) -> str:
     return DISPLAY_NAMES.get(method, method)
+
+
+def band(ax, series: dict, color: str, scale: float = 1.0, alpha: float = 0.15) -> None:
+    """Shade a series' min..max band over seeds (its y_lo / y_hi; None where no seed has a value)."""
+    lo = [math.nan if v is None else scale * v for v in series["y_lo"]]
+    hi = [math.nan if v is None else scale * v for v in series["y_hi"]]
+    ax.fill_between(series["x"], lo, hi, color=color, alpha=alpha, linewidth=0)
 
 
 def apply_style() -> None:
