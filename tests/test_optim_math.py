@@ -214,6 +214,23 @@ def test_flat_cache_keeps_state_as_views_and_concatenates_replaced_ones():
     assert cache.get("k", states[::-1], "m") is not fresh  # another order: concatenated anew
 
 
+def test_view_caches_keep_one_buffer_per_state_when_the_member_sets_vary():
+    # A step's key names its set of parameters with gradients; a model whose set varies from step
+    # to step must not keep one more buffer alive per set seen.
+    states = [{"m": torch.full((3,), float(i)), "r": [torch.eye(2) * i]} for i in range(6)]
+    flat, stack = FlatCache(), kronecker.StackCache()
+    subsets = [[0, 1, 2, 3, 4, 5], [0, 2, 4], [1, 2, 3, 4], [0, 1, 2, 3, 4, 5], [3, 5], [0, 5]]
+    for i, subset in enumerate(subsets * 3):
+        chosen = [states[j] for j in subset]
+        buffer = flat.get(("m", i), chosen, "m")
+        assert torch.equal(buffer, torch.cat([torch.full((3,), float(j)) for j in subset]))
+        assert torch.equal(stack.stacked(("r", i), chosen, "r", 0), torch.stack([torch.eye(2) * j for j in subset]))
+    # live: the last set's buffer, and earlier ones only while they still hold another state's view
+    assert len(flat._buffers) <= 3 and len(stack._buffers) <= 3
+    views = {id(s["m"]) for s in states}
+    assert all(any(id(v) in views for v in vs) for _, vs in flat._buffers.values())
+
+
 def test_flat_layout_puts_each_batch_contiguously_in_first_seen_order():
     shapes = [(2, 3), (4,), (2, 3), (4,), (5,), (2, 3)]
     params = [torch.zeros(s, requires_grad=True) for s in shapes]

@@ -77,5 +77,5 @@ class FlatCache(ViewCache):
         views = [v.view(m.shape) for v, m in zip(flat.split([m.numel() for m in members]), members)]
         for state, view in zip(states, views):
             state[key] = view
-        self._keep(name, flat, views)
+        self._keep(name, flat, views, members)
         return flat

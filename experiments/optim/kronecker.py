@@ -239,7 +239,9 @@ class ViewCache:
 
     A lookup hits only when the members are exactly the views last handed out for that key (the
     same objects, in the same order); a state dict loaded, a member replaced or the order changed
-    simply builds the buffer anew. One buffer per key: a new one replaces the old."""
+    simply builds the buffer anew. One buffer per key: a new one replaces the old, and so does it
+    any other key's whose views it takes over (a step whose set of parameters with gradients
+    differs has another key: without that, every new set would keep one more buffer alive)."""
 
     def __init__(self) -> None:
         self._buffers: dict = {}
@@ -251,7 +253,11 @@ class ViewCache:
             return hit[0]
         return None
 
-    def _keep(self, key, buffer: torch.Tensor, views: list[torch.Tensor]) -> None:
+    def _keep(self, key, buffer: torch.Tensor, views: list[torch.Tensor], replaced: list[torch.Tensor]) -> None:
+        """Keep `buffer` and its `views` under `key`; `replaced`: the state tensors they take the place of."""
+        gone = {id(t) for t in replaced}
+        for stale in [k for k, (_, vs) in self._buffers.items() if k != key and any(id(v) in gone for v in vs)]:
+            del self._buffers[stale]
         self._buffers[key] = (buffer, views)
 
 
@@ -271,7 +277,7 @@ class StackCache(ViewCache):
             return base, None
         base = torch.stack(members)
         views = list(base.unbind(0))
-        self._keep(key, base, views)
+        self._keep(key, base, views, members)
         return base, views
 
     def stacked(self, key, states: list[dict], name: str, j: int) -> torch.Tensor:
@@ -287,6 +293,6 @@ class StackCache(ViewCache):
         `states`: the entries become views of it."""
         views = list(base.unbind(0))
         if len(views) > 1:
-            self._keep(key, base, views)
+            self._keep(key, base, views, [state[name][j] for state in states])
         for state, view in zip(states, views):
             state[name][j] = view
