@@ -364,6 +364,10 @@ def _together_equals_alone(make, shapes, steps, save_at, seed, dtypes=None, atol
     for p, q in zip(together, alone):
         assert p.dtype == q.dtype and torch.allclose(p, q, rtol=0, atol=atol)
     assert all(not torch.equal(p, q) for p, q in zip(together, p0))
+    for p in together:  # each parameter's state in its own compute dtype, whatever its neighbours'
+        tensors = [t for v in opt.state[p].values() for t in (v if isinstance(v, list) else [v])
+                   if isinstance(t, torch.Tensor)]
+        assert tensors and all(t.dtype == kronecker.compute_dtype(p.dtype) for t in tensors)
 
 
 @pytest.mark.parametrize("grafting", ["adam", "none"])
@@ -547,6 +551,22 @@ def test_kfac_wants_curvature_follows_steps_and_loaded_state():
     assert not opt.wants_curvature()  # step 8 is next
     opt.load_state_dict(saved[3])
     assert opt.wants_curvature()  # step 4 is next
+    opt.step()
+    assert not opt.wants_curvature()  # step 5
+    opt.param_groups[0]["curvature_frequency"] = 1  # a schedule changed between steps counts at once
+    assert opt.wants_curvature()
+
+
+def test_tnt_steps_a_parameter_whose_state_holds_only_its_step_count():
+    # What a process keeps of a parameter another process owned (RankSharding) before a regrouping
+    # hands it over: the step count alone.
+    p = nn.Parameter(torch.randn(3, 2, generator=gen(5)))
+    opt = TNT([p], lr=0.1)
+    opt.state[p] = {"step": 2}
+    p.grad = torch.randn(3, 2, generator=gen(6))
+    with pytest.warns(RuntimeWarning, match="without curvature"):
+        opt.step()
+    assert opt.state[p]["step"] == 3 and opt.state[p]["momentum_buffer"].shape == (3, 2)
 
 
 def test_tnt_warm_start_is_the_mean_contraction_and_step_without_factors_warns():

@@ -36,7 +36,8 @@ def decoupled_step(params: list[torch.Tensor], directions: list[torch.Tensor], l
 class FlatLayout:
     """The parameters of one step (one compute dtype and device) reordered so that each batch of
     equal keys (shape, step count, ...) is contiguous in a flat buffer of all their entries: a
-    batch's (n, ...) tensor is then a view of the buffer, no stacking copy.
+    batch's (n, ...) tensor is then a view of the buffer, no stacking copy. A key must determine
+    the parameter's shape (equal keys, equal numel): a batch's span is its size times the members.
 
     params, states, numels, ids (the parameters' ids, for cache keys): in the new order;
     batches: (key, members, span) per batch in first-seen order, members the batch's range of

@@ -151,7 +151,7 @@ class KFAC(CheckedOptimizer):
         self._inputs: dict[nn.Module, torch.Tensor] = {}
         self._out_grads: dict[nn.Module, list[torch.Tensor]] = {}
         self._capturing = False
-        self._wants: bool | None = None  # wants_curvature()'s answer until the next step or load
+        self._schedule: tuple[int, dict] | None = None  # (next step, its group) until a step or load
         self._hooks = []
         for module, _ in self._layers.values():
             self._hooks.append(module.register_forward_pre_hook(self._save_input))
@@ -162,7 +162,7 @@ class KFAC(CheckedOptimizer):
         SGD-momentum step of other parameters stays on every rank (None)."""
         if p not in self._layers:
             return None
-        out, cols = p.shape[0], p[0].numel() + (self._layers[p][0].bias is not None)
+        out, cols = p.shape[0], math.prod(p.shape[1:]) + (self._layers[p][0].bias is not None)
         return float(out ** 3 + cols ** 3) + float(out) * cols * (out + cols)
 
     def _validate_group(self, g: dict) -> None:
@@ -180,7 +180,7 @@ class KFAC(CheckedOptimizer):
         shapes = {"momentum_buffer": tuple(p.shape)}
         if p in self._layers:
             module = self._layers[p][0]
-            cols = p[0].numel() + (module.bias is not None)  # the bias column of A
+            cols = math.prod(p.shape[1:]) + (module.bias is not None)  # the bias column of A
             shapes.update(A=(cols, cols), A_inv=(cols, cols), G=(p.shape[0], p.shape[0]),
                           G_inv=(p.shape[0], p.shape[0]))
         return shapes
@@ -223,16 +223,16 @@ class KFAC(CheckedOptimizer):
         return (max(steps) if steps else 0) + 1
 
     def wants_curvature(self) -> bool:
-        # Asked by every layer's two hooks on every forward pass; the answer only changes with a
-        # step or a loaded state, so it is computed once in between (a scan of all states each
-        # time cost layers x parameters dictionary reads per forward).
-        if self._wants is None:
-            if not self._layers:
-                self._wants = False
-            else:
-                t1 = self._group_of(next(iter(self._layers)))["curvature_frequency"]
-                self._wants = (self._next_step() - 1) % t1 == 0
-        return self._wants
+        # Asked by every layer's two hooks on every forward pass; the next step number and the
+        # schedule's group only change with a step or a loaded state, so they are looked up once in
+        # between (a scan of all states each time cost layers x parameters dictionary reads per
+        # forward). T1 itself is read each time: a user may change it between steps.
+        if not self._layers:
+            return False
+        if self._schedule is None:
+            self._schedule = (self._next_step(), self._group_of(next(iter(self._layers))))
+        t, group = self._schedule
+        return (t - 1) % group["curvature_frequency"] == 0
 
     def curvature_params(self) -> list[torch.Tensor]:
         return [w for w in self._layers if w.requires_grad]
@@ -309,7 +309,7 @@ class KFAC(CheckedOptimizer):
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
-        self._wants = None
+        self._schedule = None  # new step counts, and torch replaces the param group dicts
 
     def _momentum_steps(self, moves: list[tuple[torch.Tensor, torch.Tensor]], group: dict) -> None:
         """For each (p, direction): m <- momentum m + direction; p <- p (1 - lr wd) - lr m; as foreach
@@ -330,7 +330,7 @@ class KFAC(CheckedOptimizer):
         try:
             return super().step(closure)
         finally:
-            self._wants = None  # the step counts have moved (on every process, owners or not)
+            self._schedule = None  # the step counts have moved (on every process, owners or not)
 
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
         t1, t2 = group["curvature_frequency"], group["inverse_frequency"]

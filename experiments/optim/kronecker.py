@@ -54,7 +54,9 @@ def load_in_compute_dtype(optimizer: torch.optim.Optimizer, state_dict: dict) ->
         dt = compute_dtype(p.dtype)
 
         def cast(t):
-            return None if t is None else t.to(device=p.device, dtype=dt, copy=True)
+            if t is None:
+                return None
+            return t.to(device=p.device, dtype=dt if t.is_floating_point() else t.dtype, copy=True)
         for key, value in loaded.items():
             if isinstance(value, torch.Tensor):
                 loaded[key] = cast(saved[key])

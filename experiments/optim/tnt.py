@@ -110,8 +110,8 @@ class TNT(CheckedOptimizer):
     # -- state -------------------------------------------------------------------------------------
     def _state(self, p: torch.Tensor) -> dict:
         state = self.state[p]
-        if not state:
-            state["step"] = 0
+        if "momentum_buffer" not in state:  # new, or only the step count a non-owner process kept
+            state.setdefault("step", 0)
             state["momentum_buffer"] = torch.zeros(tnt_view(p.shape), dtype=compute_dtype(p.dtype), device=p.device)
             state["factors"] = None
             state["inverses"] = None
