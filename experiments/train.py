@@ -18,7 +18,8 @@ where `grad_batches` is an iterable over one pass of the training data (batches 
 cfg.batch_size, seeded order) at the initial weights, yielding for each batch the dict
 {param: gradient of the batch-mean loss at labels sampled from the model (as curvature_step)}
 for the optimizer's `curvature_params()`, computed inside its `capturing_curvature()` when it
-has one. TNT uses this to initialise its factors with their average (the paper's warm start).
+has one (experiments.optim.curvature.sampled_gradients: {} for KFAC, whose hooks capture the layer
+output gradients without any weight gradient). TNT uses this to initialise its factors with their average (the paper's warm start).
 Model buffers (BatchNorm running statistics) are restored afterwards. Warm-start time is counted
 in wall_s (it is part of the method's cost) and reported separately as history["warm_start_s"].
 
@@ -33,7 +34,7 @@ import json
 import math
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -41,7 +42,7 @@ from typing import Callable, Iterator
 import torch
 
 from experiments.fileio import atomic_write_json
-from experiments.optim.curvature import LOSS_KINDS, curvature_step, mean_loss, sample_labels
+from experiments.optim.curvature import LOSS_KINDS, curvature_step, mean_loss, sample_labels, sampled_gradients
 from experiments.optim.registry import build_optimizer
 from experiments.runtime.device import sync_device
 
@@ -92,17 +93,13 @@ def sampled_gradient_pass(model: torch.nn.Module, optimizer, X: torch.Tensor, Y:
     """One pass over (X, Y) at the current weights, yielding {param: sampled-label gradient} per batch
     (the warm-start input; see the module docstring). Model buffers are restored at the end."""
     buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
-    params = list(optimizer.curvature_params())
-    capture = getattr(optimizer, "capturing_curvature", None)
     stream = batch_indices(len(X), cfg.batch_size, data_gen)
     try:
         for _ in range(max(1, len(X) // min(cfg.batch_size, len(X)))):
             idx = next(stream)
             outputs = model(X[idx.to(X.device)])
             labels = sample_labels(outputs, cfg.loss, label_gen)
-            with (capture() if capture is not None else nullcontext()):
-                grads = torch.autograd.grad(mean_loss(outputs, labels, cfg.loss), params, allow_unused=True)
-            yield dict(zip(params, grads))
+            yield sampled_gradients(optimizer, mean_loss(outputs, labels, cfg.loss), retain_graph=False)
     finally:
         with torch.no_grad():
             for k, v in model.named_buffers():

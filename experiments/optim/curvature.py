@@ -14,8 +14,16 @@ An optimizer takes part by defining three methods:
     wants_curvature() -> bool            True when the next step refreshes its curvature factors
     curvature_params() -> list[Tensor]   parameters whose sampled-label gradients it needs
     update_curvature(grads: dict[Tensor, Tensor | None]) -> None
-and optionally `capturing_curvature()`, a context manager active during the sampled backward
-(KFAC uses it to record layer output gradients through module hooks).
+and optionally
+    capturing_curvature()                a context manager active during the sampled backward
+                                         (KFAC records layer output gradients in it through hooks)
+    curvature_outputs() -> list[GradientEdge]
+                                         the gradient edges (torch.autograd.graph.get_gradient_edge)
+                                         of the layer outputs of the current forward: when defined,
+                                         the sampled loss is differentiated with respect to these
+                                         instead of the parameters, so autograd computes no weight
+                                         gradient, and update_curvature gets {} (KFAC, whose hooks
+                                         capture all it needs; TNT needs the parameter gradients)
 The sampled backward reuses the forward graph (retain_graph=True) and never touches p.grad.
 """
 from __future__ import annotations
@@ -68,11 +76,24 @@ def curvature_step(optimizer, outputs: torch.Tensor, loss_kind: str,
     wants = getattr(optimizer, "wants_curvature", None)
     if wants is None or not wants():
         return False
-    labels = sample_labels(outputs, loss_kind, generator)
-    loss = mean_loss(outputs, labels, loss_kind)
-    params = list(optimizer.curvature_params())
-    capture = getattr(optimizer, "capturing_curvature", None)
-    with (capture() if capture is not None else nullcontext()):
-        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    optimizer.update_curvature(dict(zip(params, grads)))
+    loss = mean_loss(outputs, sample_labels(outputs, loss_kind, generator), loss_kind)
+    optimizer.update_curvature(sampled_gradients(optimizer, loss, retain_graph=True))
     return True
+
+
+def sampled_gradients(optimizer, loss: torch.Tensor, retain_graph: bool) -> dict:
+    """The sampled backward of `loss` inside the optimizer's capturing_curvature(): {param: gradient}
+    of its curvature_params() (None for one the loss does not reach), or {} for an optimizer with
+    curvature_outputs(), differentiated with respect to those only (see the module docstring)."""
+    capture = getattr(optimizer, "capturing_curvature", None)
+    layer_outputs = getattr(optimizer, "curvature_outputs", None)
+    if layer_outputs is None:
+        params = list(optimizer.curvature_params())
+        with (capture() if capture is not None else nullcontext()):
+            grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
+        return dict(zip(params, grads))
+    edges = layer_outputs()
+    if edges:  # none after a forward in eval mode or without grad: the hooks recorded nothing
+        with (capture() if capture is not None else nullcontext()):
+            torch.autograd.grad(loss, edges, retain_graph=retain_graph, allow_unused=True)
+    return {}

@@ -24,7 +24,12 @@ counts every token as an example (the mean loss averages over them).
 Capture: forward pre-hooks on the layers keep the input of a training forward pass when the next
 step is a curvature step; forward hooks attach a gradient hook to the layer output that records
 the output gradient only inside `capturing_curvature()` (the sampled-label backward of
-experiments.optim.curvature.curvature_step), so the ordinary backward is untouched.
+experiments.optim.curvature.curvature_step), so the ordinary backward is untouched. The same
+forward hooks keep the outputs' gradient edges, which `curvature_outputs()` hands to that backward:
+it differentiates the sampled loss with respect to the layer outputs only and computes no weight
+gradient (this optimizer has no use for one). The edges are dropped at the model's next recording
+forward, at a step, or when handed over, so a loop that never runs the sampled backward holds no
+graph across steps.
 Fallback: parameters outside a supported layer (norms, embeddings, grouped or non-zero-padded
 convolutions) and layers that have not yet received factors take SGD with the same momentum on the
 raw gradient. Matrix work in float32 (float64 for float64 parameters). Call `remove_hooks()` to
@@ -38,6 +43,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.graph import GradientEdge, get_gradient_edge
 
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
 from experiments.optim.distributed import RankSharding, average
@@ -150,9 +156,10 @@ class KFAC(CheckedOptimizer):
                                    companions={w: [b] for w, (_, b) in self._layers.items() if b is not None})
         self._inputs: dict[nn.Module, torch.Tensor] = {}
         self._out_grads: dict[nn.Module, list[torch.Tensor]] = {}
+        self._outputs: list[GradientEdge] = []  # the layer outputs of the current recording forward
         self._capturing = False
         self._schedule: tuple[int, dict] | None = None  # (next step, its group) until a step or load
-        self._hooks = []
+        self._hooks = [model.register_forward_pre_hook(self._new_forward)]
         for module, _ in self._layers.values():
             self._hooks.append(module.register_forward_pre_hook(self._save_input))
             self._hooks.append(module.register_forward_hook(self._hook_output))
@@ -194,6 +201,10 @@ class KFAC(CheckedOptimizer):
     def _recording(self, module: nn.Module) -> bool:
         return module.training and torch.is_grad_enabled() and self.wants_curvature()
 
+    def _new_forward(self, model: nn.Module, inputs) -> None:
+        if self._recording(model):
+            self._outputs = []
+
     def _save_input(self, module: nn.Module, inputs) -> None:
         if self._recording(module):
             self._inputs[module] = inputs[0].detach()
@@ -204,6 +215,7 @@ class KFAC(CheckedOptimizer):
                 if self._capturing:
                     self._out_grads.setdefault(module, []).append(grad.detach())
             output.register_hook(record)
+            self._outputs.append(get_gradient_edge(output))
 
     @contextmanager
     def capturing_curvature(self):
@@ -236,6 +248,11 @@ class KFAC(CheckedOptimizer):
 
     def curvature_params(self) -> list[torch.Tensor]:
         return [w for w in self._layers if w.requires_grad]
+
+    def curvature_outputs(self) -> list[GradientEdge]:
+        """The layer outputs of the current forward, one per call of a layer; handed over once."""
+        outputs, self._outputs = self._outputs, []
+        return outputs
 
     def _batch_factors(self) -> dict[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """{weight: (A, G)} of the last captured batch; clears the capture."""
@@ -331,6 +348,7 @@ class KFAC(CheckedOptimizer):
             return super().step(closure)
         finally:
             self._schedule = None  # the step counts have moved (on every process, owners or not)
+            self._outputs = []  # that forward's graph is of no further use here
 
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
         t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
