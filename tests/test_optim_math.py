@@ -6,6 +6,7 @@ Express: test_newton_schulz.py; the torch.optim contract of every optimizer:
 test_optimizer_contract.py."""
 import copy
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -721,6 +722,119 @@ def test_kfac_layer_without_bias_has_no_ones_column():
     eye = torch.eye(3, dtype=F64)
     want = torch.linalg.solve(G + 0.1 * torch.eye(2, dtype=F64), model.weight.grad) @ torch.linalg.inv(A + 0.1 * eye)
     assert torch.allclose((before - model.weight.detach()) / lr, want, atol=1e-12)
+
+
+class SharedLayerNet(nn.Module):
+    """A layer called three times per forward (its output gradients are summed), and one whose
+    output does not reach the loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.shared, self.out, self.side = nn.Linear(3, 5), nn.Linear(5, 5), nn.Linear(5, 2), nn.Linear(3, 4)
+
+    def forward(self, x):
+        self.side(x)
+        h = torch.tanh(self.inp(x))
+        for _ in range(3):
+            h = torch.tanh(self.shared(h))
+        return self.out(h)
+
+
+def _parameter_path_curvature(opt, out, generator):
+    """The sampled backward with respect to the parameters (what curvature_step did before
+    curvature_outputs existed)."""
+    loss = F.cross_entropy(out, sample_labels(out, "ce", generator))
+    with opt.capturing_curvature():
+        torch.autograd.grad(loss, opt.curvature_params(), retain_graph=True, allow_unused=True)
+    opt.update_curvature({})
+
+
+def test_kfac_output_path_factors_equal_the_parameter_path_bit_for_bit():
+    torch.manual_seed(4)
+    model = SharedLayerNet()
+    twin = copy.deepcopy(model)  # before KFAC registers hooks on model
+    opts = [KFAC(m, lr=0.1, curvature_frequency=1) for m in (model, twin)]
+    X = torch.randn(6, 3)
+    for step in range(3):
+        outs = [m(X + step) for m in (model, twin)]
+        curvature_step(opts[0], outs[0], "ce", torch.Generator().manual_seed(step))
+        _parameter_path_curvature(opts[1], outs[1], torch.Generator().manual_seed(step))
+        for m, opt, out in zip((model, twin), opts, outs):
+            out.square().mean().backward()
+            opt.step()
+    for name in ("inp", "shared", "out"):
+        a, b = opts[0].state[getattr(model, name).weight], opts[1].state[getattr(twin, name).weight]
+        assert torch.equal(a["A"], b["A"]) and torch.equal(a["G"], b["G"])
+    assert opts[0].state[model.side.weight].get("A") is None  # no output gradient: no factors
+
+
+def test_kfac_sampled_backward_computes_no_weight_gradient():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.calls.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 3))
+    opt = KFAC(model, lr=0.1, curvature_frequency=1)
+    touched = []
+    for p in model.parameters():
+        p.register_hook(lambda g: touched.append(g))
+    ops, capture = Ops(), opt.capturing_curvature
+
+    @contextmanager
+    def watched_capture():  # the ops of the sampled backward alone (not of the factor updates)
+        with capture(), ops:
+            yield
+
+    opt.capturing_curvature = watched_capture
+    out = model(torch.randn(8, 4))
+    assert curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
+    assert not touched  # no gradient reached a weight or bias
+    # The backward's only products are the input gradients of the last two layers (grad @ W); a
+    # weight gradient would add one per layer, and the first layer's backward is not run at all.
+    assert ops.calls.count("mm") == 2 and "addmm" not in ops.calls
+    assert all(opt.state[m.weight]["G"] is not None for m in (model[0], model[2], model[4]))
+
+
+def test_kfac_keeps_no_graph_of_a_loop_without_the_sampled_backward():
+    import gc
+    import weakref
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2))
+    opt = KFAC(model, lr=0.1, curvature_frequency=1)  # every forward records
+    batches = []  # the graph of a forward keeps its input (the first layer saves it for its weight gradient)
+
+    def forward():
+        x = torch.randn(5, 4)
+        batches.append(weakref.ref(x))
+        return model(x).square().mean()
+
+    for _ in range(4):
+        forward()  # forwards without any backward (e.g. a metric in training mode)
+    gc.collect()
+    assert sum(r() is not None for r in batches) <= 1  # a new forward drops the previous one's outputs
+    for _ in range(3):
+        forward().backward(retain_graph=True)  # a graph that stays whole as long as anything holds it
+        opt.step()
+    gc.collect()
+    assert all(r() is None for r in batches)  # nothing held across a step
+
+
+@pytest.mark.parametrize("name", ["tnt", "kfac"])
+def test_curvature_step_after_a_forward_without_gradients_is_a_clear_error(name):
+    model = nn.Linear(3, 2)
+    opt = build_optimizer(name, model, 0.1)
+    with torch.no_grad():
+        out = model(torch.randn(4, 3))
+    with pytest.raises(ValueError, match="gradients enabled"):
+        curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
 
 
 def test_kfac_pi_damping_balances_factor_scales():

@@ -76,6 +76,8 @@ def curvature_step(optimizer, outputs: torch.Tensor, loss_kind: str,
     wants = getattr(optimizer, "wants_curvature", None)
     if wants is None or not wants():
         return False
+    if not outputs.requires_grad:  # without this, KFAC's hooks would have recorded nothing to update
+        raise ValueError("curvature_step needs the outputs of a forward pass with gradients enabled")
     loss = mean_loss(outputs, sample_labels(outputs, loss_kind, generator), loss_kind)
     optimizer.update_curvature(sampled_gradients(optimizer, loss, retain_graph=True))
     return True
