@@ -195,7 +195,7 @@ class KFAC(CheckedOptimizer):
     def remove_hooks(self) -> None:
         for h in self._hooks:
             h.remove()
-        self._hooks = []
+        self._hooks, self._outputs = [], []
 
     # -- capture -----------------------------------------------------------------------------------
     def _recording(self, module: nn.Module) -> bool:
