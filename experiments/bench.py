@@ -312,7 +312,9 @@ def method_floors(model: nn.Module, cfg: BenchConfig, device: torch.device, back
         return _time(fn, cfg, device)
 
     floors = {name: 0.0 for name in ("sgd", "adam", "adamw", "nmd", "signum")}
-    floors["muon"] = t(_products([s for m, n in hidden_shapes for s in ns_products(m, n)], device, seed))
+    # in the precision Muon's default ns_dtype="auto" runs Newton-Schulz in on this machine
+    floors["muon"] = t(_products([s for m, n in hidden_shapes for s in ns_products(m, n)], device, seed,
+                                 auto_ns_dtype(device.type)[0]))
     svd_inputs = [torch.randn(m, n).to(device) for m, n in hidden_shapes]
     floors["specgd"] = t(lambda: [torch.linalg.svd(G, full_matrices=False) for G in svd_inputs])
     if "splus" in hyper:
