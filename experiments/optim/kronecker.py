@@ -48,10 +48,12 @@ def load_in_compute_dtype(optimizer: torch.optim.Optimizer, state_dict: dict) ->
     saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
     params = chain.from_iterable(g["params"] for g in optimizer.param_groups)
     for pid, p in zip(saved_ids, params):
+        dt = compute_dtype(p.dtype)
+        if p.dtype == dt:
+            continue  # torch's cast to the parameter dtype is already the compute dtype: no second copy
         saved, loaded = state_dict["state"].get(pid), optimizer.state.get(p)
         if not saved or not loaded:
             continue
-        dt = compute_dtype(p.dtype)
 
         def cast(t):
             if t is None:
