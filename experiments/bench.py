@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.graph import get_gradient_edge
 
 import pytorch_optimizer
 from experiments import cost
@@ -109,9 +110,18 @@ def _time(fn, cfg: BenchConfig, device: torch.device) -> float:
     return cost.median_time(fn, device, torch.get_num_threads(), cfg.floor_min_run_time)
 
 
-def forward_backward_times(model: nn.Module, cfg: BenchConfig, device: torch.device) -> tuple[float, float]:
-    """(forward, backward) seconds of one batch: the backward is what a sampled-label pass costs."""
+def forward_backward_times(model: nn.Module, cfg: BenchConfig, device: torch.device) -> tuple[float, float, float]:
+    """(forward, backward, backward to the layer outputs) seconds of one batch, each backward less
+    the same no-grad forward: a full backward is what TNT's sampled-label pass costs, one that stops
+    at the Linear/Conv2d outputs (no weight gradients) what KFAC's costs (curvature_outputs)."""
     X, y = make_batch(cfg, device)
+    layers = {id(w) for w, _, _ in _linear_like(model)}
+    edges = []
+
+    def keep_edge(module, inputs, out):
+        if out.requires_grad:  # not in the no-grad forward
+            edges.append(get_gradient_edge(out))
+    hooks = [m.register_forward_hook(keep_edge) for m in model.modules() if id(getattr(m, "weight", None)) in layers]
 
     def fwd():
         with torch.no_grad():
@@ -121,29 +131,13 @@ def forward_backward_times(model: nn.Module, cfg: BenchConfig, device: torch.dev
         model.zero_grad(set_to_none=True)
         F.cross_entropy(model(X), y).backward()
 
-    t_f = _time(fwd, cfg, device)
-    return t_f, max(_time(fwd_bwd, cfg, device) - t_f, 0.0)
-
-
-def output_backward_time(model: nn.Module, cfg: BenchConfig, device: torch.device) -> float:
-    """Seconds of a backward that stops at the Linear/Conv2d outputs (no weight gradients): what
-    KFAC's sampled-label pass costs (experiments.optim.curvature, curvature_outputs)."""
-    X, y = make_batch(cfg, device)
-    edges, hooks = [], []
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            hooks.append(m.register_forward_hook(
-                lambda mod, inp, out: edges.append(torch.autograd.graph.get_gradient_edge(out))))
-
-    def fwd():
+    def fwd_bwd_outputs():
         edges.clear()
-        return F.cross_entropy(model(X), y)
-
-    def fwd_bwd():
-        torch.autograd.grad(fwd(), list(edges), allow_unused=True)
+        torch.autograd.grad(F.cross_entropy(model(X), y), list(edges), allow_unused=True)
 
     try:
-        return max(_time(fwd_bwd, cfg, device) - _time(fwd, cfg, device), 0.0)
+        t_f = _time(fwd, cfg, device)
+        return t_f, max(_time(fwd_bwd, cfg, device) - t_f, 0.0), max(_time(fwd_bwd_outputs, cfg, device) - t_f, 0.0)
     finally:
         for h in hooks:
             h.remove()
@@ -428,8 +422,7 @@ def run(cfg: BenchConfig, device: torch.device, verbose: bool = True) -> dict:
             hyper = {name: build_optimizer(name, copy.deepcopy(model), cfg.lr, **cfg.overrides.get(name, {})
                                            ).param_groups[0] for name in names}
             param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-            _, backward_s = forward_backward_times(model, cfg, device)
-            output_backward_s = output_backward_time(model, cfg, device)
+            _, backward_s, output_backward_s = forward_backward_times(model, cfg, device)
             floors = method_floors(model, cfg, device, backward_s, output_backward_s, hyper)
             sgd_iter = costs["sgd"].seconds_per_step
             out = {}
