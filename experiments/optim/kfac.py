@@ -21,6 +21,17 @@ experiments.train) sets them to their means over one pass of the data at the ini
 T1 = `curvature_frequency`, T2 = `inverse_frequency`. A Linear layer applied to (B, T, in) inputs
 counts every token as an example (the mean loss averages over them).
 
+Shared layers: a layer called several times in one forward (one module applied to several slices
+or steps, or modules holding the same weight and bias) gets the factors of one call on all its
+calls' inputs stacked, the way its leading dims and a conv's positions are already pooled: A and G
+both sum over every call's rows, and B counts them all. R calls of a Linear on N rows each are
+R N examples, as for one call on (N, R, in). A conv's calls on B_1, B_2, ... images make
+B = sum_c B_c examples, and each call's positions are averaged over its own L_c, so calls on
+images of one size give the factors of one call on their concatenation along the batch. A call
+whose output does not reach the loss adds its rows to A and to B and nothing to G, as rows of zero
+output gradient would. (A from the last call and G from the gradient summed over the calls
+would pair factors of different rows.)
+
 Capture: forward pre-hooks on the layers keep the input of a training forward pass when the next
 step is a curvature step; forward hooks attach a gradient hook to the layer output that records
 the output gradient only inside `capturing_curvature()` (the sampled-label backward of
@@ -98,16 +109,35 @@ def conv_patches(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
 
 
-def conv_factors(x: torch.Tensor, gout: torch.Tensor, conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A, G) of a conv layer from its input x: (B, C, H, W) and output gradient gout: (B, out, H', W'),
-    summing over examples and positions without materialising the (B * L, C * kh * kw) patch matrix."""
-    batch = x.shape[0]
-    cols = conv_patches(x, conv)
-    AtA = gram(cols)
-    if conv.bias is not None:
-        AtA = with_ones_column(AtA, cols.sum((0, 2)), cols.shape[0] * cols.shape[2])
-    g = gout.reshape(batch, gout.shape[1], -1)
-    return AtA.div_(batch), gram(g).mul_(batch / g.shape[2])
+def conv_factors(calls: list[tuple[nn.Conv2d, torch.Tensor]], gouts: list[torch.Tensor],
+                 bias: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, G) of a conv layer from its calls (conv, input x_c: (B_c, C, H_c, W_c)) and the gradients
+    gouts of the call outputs that reached the loss, each (B_c, out, H'_c, W'_c): B = sum_c B_c examples,
+    A = (1/B) sum of all calls' patches a~ a~^T, G = B sum_c (1/L_c) sum_{i,s} g g^T (see KFAC), summing
+    over examples and positions without materialising a (B * L, C * kh * kw) patch matrix."""
+    batch = sum(x.shape[0] for _, x in calls)
+    AtA = col_sum = None
+    count = 0
+    for conv, x in calls:
+        cols = conv_patches(x, conv)
+        AtA = gram(cols) if AtA is None else AtA.add_(gram(cols))
+        if bias:
+            col_sum = cols.sum((0, 2)) if col_sum is None else col_sum.add_(cols.sum((0, 2)))
+            count += cols.shape[0] * cols.shape[2]
+    if bias:
+        AtA = with_ones_column(AtA, col_sum, count)
+    G = None
+    for gout in gouts:
+        g = gout.reshape(gout.shape[0], gout.shape[1], -1)
+        G = gram(g).mul_(batch / g.shape[2]) if G is None else G.add_(gram(g).mul_(batch / g.shape[2]))
+    return AtA.div_(batch), G
+
+
+def stacked_rows(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The rows (all leading dims) of every tensor, stacked: [(..., n)] -> (rows, n)."""
+    if len(tensors) == 1:  # no copy for a layer called once
+        return tensors[0].reshape(-1, tensors[0].shape[-1])
+    return torch.cat([t.reshape(-1, t.shape[-1]) for t in tensors])
 
 
 def damping_split(A: torch.Tensor, G: torch.Tensor, damping: float, pi_damping: bool) -> tuple[float, float]:
@@ -147,20 +177,28 @@ class KFAC(CheckedOptimizer):
         owned = {p for g in self.param_groups for p in g["params"]}
         # weight -> (layer, bias or None); the layer's factors and inverses live in the weight's state.
         self._layers: dict[torch.Tensor, tuple[nn.Module, torch.Tensor | None]] = {}
+        self._tied: dict[torch.Tensor, list[nn.Module]] = {}  # weight -> every layer that applies it
         for module in model.modules():
             if _supported(module) and module.weight in owned:
+                if module.weight in self._tied:
+                    first = self._tied[module.weight][0]
+                    if type(module) is not type(first) or module.bias is not first.bias:
+                        raise ValueError("KFAC: layers sharing a weight must be of one type and share their bias")
+                    self._tied[module.weight].append(module)
+                    continue
                 bias = module.bias if module.bias is not None and module.bias in owned else None
                 self._layers[module.weight] = (module, bias)
+                self._tied[module.weight] = [module]
         self._bias_of = {b: w for w, (_, b) in self._layers.items() if b is not None}
         self._shard = RankSharding(self, self._item_cost, count_steps=True,
                                    companions={w: [b] for w, (_, b) in self._layers.items() if b is not None})
-        self._inputs: dict[nn.Module, torch.Tensor] = {}
+        self._inputs: dict[nn.Module, list[torch.Tensor]] = {}  # one input per call of a layer
         self._out_grads: dict[nn.Module, list[torch.Tensor]] = {}
         self._outputs: list[GradientEdge] = []  # the layer outputs of the current recording forward
         self._capturing = False
         self._schedule: tuple[int, dict] | None = None  # (next step, its group) until a step or load
         self._hooks = [model.register_forward_pre_hook(self._new_forward)]
-        for module, _ in self._layers.values():
+        for module in (m for tied in self._tied.values() for m in tied):
             self._hooks.append(module.register_forward_pre_hook(self._save_input))
             self._hooks.append(module.register_forward_hook(self._hook_output))
 
@@ -203,11 +241,11 @@ class KFAC(CheckedOptimizer):
 
     def _new_forward(self, model: nn.Module, inputs) -> None:
         if self._recording(model):
-            self._outputs = []
+            self._outputs, self._inputs = [], {}
 
     def _save_input(self, module: nn.Module, inputs) -> None:
         if self._recording(module):
-            self._inputs[module] = inputs[0].detach()
+            self._inputs.setdefault(module, []).append(inputs[0].detach())
 
     def _hook_output(self, module: nn.Module, inputs, output) -> None:
         if self._recording(module) and output.requires_grad:
@@ -255,21 +293,23 @@ class KFAC(CheckedOptimizer):
         return outputs
 
     def _batch_factors(self) -> dict[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """{weight: (A, G)} of the last captured batch; clears the capture."""
+        """{weight: (A, G)} of the last captured batch, every call of a layer counted as more rows
+        (see the class docstring); clears the capture."""
         out = {}
-        for w, (module, _) in self._layers.items():
-            x, gouts = self._inputs.get(module), self._out_grads.get(module)
-            if x is None or not gouts:
+        for w, layers in self._tied.items():
+            calls = [(m, x) for m in layers for x in self._inputs.get(m, ())]
+            gouts = [g for m in layers for g in self._out_grads.get(m, ())]
+            if not calls or not gouts:
                 continue
             dt = compute_dtype(w.dtype)
-            gout = sum(gouts)  # one gradient per output tensor; a shared layer sums its calls' gradients
-            if isinstance(module, nn.Conv2d):
-                out[w] = conv_factors(x.to(dt), gout.to(dt), module)
+            bias = layers[0].bias is not None
+            if isinstance(layers[0], nn.Conv2d):
+                out[w] = conv_factors([(m, x.to(dt)) for m, x in calls], [g.to(dt) for g in gouts], bias)
             else:
                 # Leading dims (batch, tokens, ...) all count as examples: the mean loss averages over them.
-                a = x.to(dt).reshape(-1, x.shape[-1])
-                g = gout.to(dt).reshape(-1, gout.shape[-1])
-                out[w] = (input_factor(a, a.shape[0], module.bias is not None), output_factor(g, a.shape[0], 1))
+                a = stacked_rows([x.to(dt) for _, x in calls])
+                g = stacked_rows([g.to(dt) for g in gouts])
+                out[w] = (input_factor(a, a.shape[0], bias), output_factor(g, a.shape[0], 1))
         self._inputs, self._out_grads = {}, {}
         return out
 
@@ -348,7 +388,7 @@ class KFAC(CheckedOptimizer):
             return super().step(closure)
         finally:
             self._schedule = None  # the step counts have moved (on every process, owners or not)
-            self._outputs = []  # that forward's graph is of no further use here
+            self._outputs, self._inputs = [], {}  # that forward's graph and inputs are of no further use here
 
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
         t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
