@@ -6,7 +6,6 @@ Express: test_newton_schulz.py; the torch.optim contract of every optimizer:
 test_optimizer_contract.py."""
 import copy
 import math
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -739,32 +738,14 @@ class SharedLayerNet(nn.Module):
         return self.out(h)
 
 
-def _parameter_path_curvature(opt, out, generator):
-    """The sampled backward with respect to the parameters (what curvature_step did before
-    curvature_outputs existed)."""
-    loss = F.cross_entropy(out, sample_labels(out, "ce", generator))
-    with opt.capturing_curvature():
-        torch.autograd.grad(loss, opt.curvature_params(), retain_graph=True, allow_unused=True)
-    opt.update_curvature({})
-
-
-def test_kfac_output_path_factors_equal_the_parameter_path_bit_for_bit():
+def test_kfac_layer_whose_output_does_not_reach_the_loss_gets_no_factors():
     torch.manual_seed(4)
     model = SharedLayerNet()
-    twin = copy.deepcopy(model)  # before KFAC registers hooks on model
-    opts = [KFAC(m, lr=0.1, curvature_frequency=1) for m in (model, twin)]
-    X = torch.randn(6, 3)
-    for step in range(3):
-        outs = [m(X + step) for m in (model, twin)]
-        curvature_step(opts[0], outs[0], "ce", torch.Generator().manual_seed(step))
-        _parameter_path_curvature(opts[1], outs[1], torch.Generator().manual_seed(step))
-        for m, opt, out in zip((model, twin), opts, outs):
-            out.square().mean().backward()
-            opt.step()
-    for name in ("inp", "shared", "out"):
-        a, b = opts[0].state[getattr(model, name).weight], opts[1].state[getattr(twin, name).weight]
-        assert torch.equal(a["A"], b["A"]) and torch.equal(a["G"], b["G"])
-    assert opts[0].state[model.side.weight].get("A") is None  # no output gradient: no factors
+    opt = KFAC(model, lr=0.1, curvature_frequency=1)
+    out = model(torch.randn(6, 3))
+    assert curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
+    assert all(opt.state[getattr(model, n).weight]["A"] is not None for n in ("inp", "shared", "out"))
+    assert opt.state[model.side.weight].get("A") is None
 
 
 class SlicesNet(nn.Module):
@@ -896,20 +877,21 @@ def test_kfac_sampled_backward_computes_no_weight_gradient():
     touched = []
     for p in model.parameters():
         p.register_hook(lambda g: touched.append(g))
-    ops, capture = Ops(), opt.capturing_curvature
+    ops, update = Ops(), opt.update_curvature
 
-    @contextmanager
-    def watched_capture():  # the ops of the sampled backward alone (not of the factor updates)
-        with capture(), ops:
-            yield
+    def marked_update(grads):  # marks where the sampled backward ends and the factor updates begin
+        ops.calls.append("update_curvature")
+        update(grads)
 
-    opt.capturing_curvature = watched_capture
+    opt.update_curvature = marked_update
     out = model(torch.randn(8, 4))
-    assert curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
+    with ops:
+        assert curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
+    backward = ops.calls[:ops.calls.index("update_curvature")]  # label sampling, loss and its backward
     assert not touched  # no gradient reached a weight or bias
     # The backward's only products are the input gradients of the last two layers (grad @ W); a
     # weight gradient would add one per layer, and the first layer's backward is not run at all.
-    assert ops.calls.count("mm") == 2 and "addmm" not in ops.calls
+    assert backward.count("mm") == 2 and "addmm" not in backward
     assert all(opt.state[m.weight]["G"] is not None for m in (model[0], model[2], model[4]))
 
 
@@ -972,6 +954,9 @@ def test_kfac_warm_start_through_the_training_harness_pass():
         A = A + a.T @ a / 4 / 3
     assert torch.allclose(opt.state[model[0].weight]["A"], A, atol=1e-14)
     assert opt.state[model[2].weight]["G"].shape == (2, 2)
+    model(X)  # gradients keyed by parameter (TNT's kind) are not KFAC's layer output gradients
+    with pytest.raises(ValueError, match="no layer output gradient"):
+        opt.warm_start([{p: torch.zeros_like(p) for p in model.parameters()}])
 
 
 # -- sampled labels ------------------------------------------------------------------------------

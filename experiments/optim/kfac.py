@@ -32,15 +32,14 @@ whose output does not reach the loss adds its rows to A and to B and nothing to 
 output gradient would. (A from the last call and G from the gradient summed over the calls
 would pair factors of different rows.)
 
-Capture: forward pre-hooks on the layers keep the input of a training forward pass when the next
-step is a curvature step; forward hooks attach a gradient hook to the layer output that records
-the output gradient only inside `capturing_curvature()` (the sampled-label backward of
-experiments.optim.curvature.curvature_step), so the ordinary backward is untouched. The same
-forward hooks keep the outputs' gradient edges, which `curvature_outputs()` hands to that backward:
-it differentiates the sampled loss with respect to the layer outputs only and computes no weight
-gradient (this optimizer has no use for one). The edges are dropped at the model's next recording
-forward, at a step, or when handed over, so a loop that never runs the sampled backward holds no
-graph across steps.
+Capture: when the next step is a curvature step, a forward hook on each layer keeps, for every call
+in a training forward pass, the layer's input and the gradient edge of its output.
+`curvature_outputs()` hands the edges to the sampled-label backward of
+experiments.optim.curvature, which differentiates the sampled loss with respect to them only (no
+weight gradient: this optimizer has no use for one) and passes the output gradients to
+`update_curvature` (or, in the warm start, yields them to `warm_start`); the ordinary backward is
+untouched. The calls are dropped when their factors are made, at the model's next recording
+forward, or at a step, so a loop that never runs the sampled backward holds no graph across steps.
 Fallback: parameters outside a supported layer (norms, embeddings, grouped or non-zero-padded
 convolutions) and layers that have not yet received factors take SGD with the same momentum on the
 raw gradient. Matrix work in float32 (float64 for float64 parameters). Call `remove_hooks()` to
@@ -49,7 +48,6 @@ detach the optimizer from the model.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -177,30 +175,26 @@ class KFAC(CheckedOptimizer):
         owned = {p for g in self.param_groups for p in g["params"]}
         # weight -> (layer, bias or None); the layer's factors and inverses live in the weight's state.
         self._layers: dict[torch.Tensor, tuple[nn.Module, torch.Tensor | None]] = {}
-        self._tied: dict[torch.Tensor, list[nn.Module]] = {}  # weight -> every layer that applies it
+        hooked = []  # every module applying a weight of _layers (several where modules share one)
         for module in model.modules():
             if _supported(module) and module.weight in owned:
-                if module.weight in self._tied:
-                    first = self._tied[module.weight][0]
+                hooked.append(module)
+                if module.weight in self._layers:
+                    first = self._layers[module.weight][0]
                     if type(module) is not type(first) or module.bias is not first.bias:
                         raise ValueError("KFAC: layers sharing a weight must be of one type and share their bias")
-                    self._tied[module.weight].append(module)
                     continue
                 bias = module.bias if module.bias is not None and module.bias in owned else None
                 self._layers[module.weight] = (module, bias)
-                self._tied[module.weight] = [module]
         self._bias_of = {b: w for w, (_, b) in self._layers.items() if b is not None}
         self._shard = RankSharding(self, self._item_cost, count_steps=True,
                                    companions={w: [b] for w, (_, b) in self._layers.items() if b is not None})
-        self._inputs: dict[nn.Module, list[torch.Tensor]] = {}  # one input per call of a layer
-        self._out_grads: dict[nn.Module, list[torch.Tensor]] = {}
-        self._outputs: list[GradientEdge] = []  # the layer outputs of the current recording forward
-        self._capturing = False
+        # (layer, its input, its output's gradient edge) per call in the current recording forward
+        self._calls: list[tuple[nn.Module, torch.Tensor, GradientEdge]] = []
         self._schedule: tuple[int, dict] | None = None  # (next step, its group) until a step or load
         self._hooks = [model.register_forward_pre_hook(self._new_forward)]
-        for module in (m for tied in self._tied.values() for m in tied):
-            self._hooks.append(module.register_forward_pre_hook(self._save_input))
-            self._hooks.append(module.register_forward_hook(self._hook_output))
+        for module in hooked:
+            self._hooks.append(module.register_forward_hook(self._record_call))
 
     def _item_cost(self, p: torch.Tensor, group: dict) -> float | None:
         """Inverses and products of a layer's factors, for the split across processes; the
@@ -233,7 +227,7 @@ class KFAC(CheckedOptimizer):
     def remove_hooks(self) -> None:
         for h in self._hooks:
             h.remove()
-        self._hooks, self._outputs = [], []
+        self._hooks, self._calls = [], []
 
     # -- capture -----------------------------------------------------------------------------------
     def _recording(self, module: nn.Module) -> bool:
@@ -241,28 +235,11 @@ class KFAC(CheckedOptimizer):
 
     def _new_forward(self, model: nn.Module, inputs) -> None:
         if self._recording(model):
-            self._outputs, self._inputs = [], {}
+            self._calls = []
 
-    def _save_input(self, module: nn.Module, inputs) -> None:
-        if self._recording(module):
-            self._inputs.setdefault(module, []).append(inputs[0].detach())
-
-    def _hook_output(self, module: nn.Module, inputs, output) -> None:
+    def _record_call(self, module: nn.Module, inputs, output) -> None:
         if self._recording(module) and output.requires_grad:
-            def record(grad: torch.Tensor) -> None:
-                if self._capturing:
-                    self._out_grads.setdefault(module, []).append(grad.detach())
-            output.register_hook(record)
-            self._outputs.append(get_gradient_edge(output))
-
-    @contextmanager
-    def capturing_curvature(self):
-        self._capturing = True
-        self._out_grads = {}
-        try:
-            yield
-        finally:
-            self._capturing = False
+            self._calls.append((module, inputs[0].detach(), get_gradient_edge(output)))
 
     # -- the curvature protocol of experiments.optim.curvature --------------------------------------
     def _group_of(self, p: torch.Tensor) -> dict:
@@ -273,7 +250,7 @@ class KFAC(CheckedOptimizer):
         return (max(steps) if steps else 0) + 1
 
     def wants_curvature(self) -> bool:
-        # Asked by every layer's two hooks on every forward pass; the next step number and the
+        # Asked by every layer's hook on every forward pass; the next step number and the
         # schedule's group only change with a step or a loaded state, so they are looked up once in
         # between (a scan of all states each time cost layers x parameters dictionary reads per
         # forward). T1 itself is read each time: a user may change it between steps.
@@ -284,40 +261,43 @@ class KFAC(CheckedOptimizer):
         t, group = self._schedule
         return (t - 1) % group["curvature_frequency"] == 0
 
-    def curvature_params(self) -> list[torch.Tensor]:
-        return [w for w in self._layers if w.requires_grad]
+    def curvature_outputs(self) -> dict[int, GradientEdge]:
+        """{call number: gradient edge of that layer call's output} of the current forward."""
+        return {i: edge for i, (_, _, edge) in enumerate(self._calls)}
 
-    def curvature_outputs(self) -> list[GradientEdge]:
-        """The layer outputs of the current forward, one per call of a layer; handed over once."""
-        outputs, self._outputs = self._outputs, []
-        return outputs
-
-    def _batch_factors(self) -> dict[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """{weight: (A, G)} of the last captured batch, every call of a layer counted as more rows
-        (see the class docstring); clears the capture."""
+    def _batch_factors(self, out_grads: dict[int, torch.Tensor | None]
+                       ) -> dict[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """{weight: (A, G)} of the recorded calls and their output gradients (keyed as in
+        curvature_outputs), every call of a layer counted as more rows (see the class docstring);
+        drops the calls."""
+        calls: dict[torch.Tensor, list[tuple[nn.Module, torch.Tensor]]] = {}  # weight -> (layer, input)s
+        gouts: dict[torch.Tensor, list[torch.Tensor]] = {}  # weight -> the output gradients that exist
+        for i, (module, x, _) in enumerate(self._calls):
+            calls.setdefault(module.weight, []).append((module, x))
+            if out_grads.get(i) is not None:
+                gouts.setdefault(module.weight, []).append(out_grads[i])
+        self._calls = []
         out = {}
-        for w, layers in self._tied.items():
-            calls = [(m, x) for m in layers for x in self._inputs.get(m, ())]
-            gouts = [g for m in layers for g in self._out_grads.get(m, ())]
-            if not calls or not gouts:
+        for w, (module, _) in self._layers.items():
+            if w not in gouts:
                 continue
             dt = compute_dtype(w.dtype)
-            bias = layers[0].bias is not None
-            if isinstance(layers[0], nn.Conv2d):
-                out[w] = conv_factors([(m, x.to(dt)) for m, x in calls], [g.to(dt) for g in gouts], bias)
+            bias = module.bias is not None
+            if isinstance(module, nn.Conv2d):
+                out[w] = conv_factors([(m, x.to(dt)) for m, x in calls[w]], [g.to(dt) for g in gouts[w]], bias)
             else:
                 # Leading dims (batch, tokens, ...) all count as examples: the mean loss averages over them.
-                a = stacked_rows([x.to(dt) for _, x in calls])
-                g = stacked_rows([g.to(dt) for g in gouts])
+                a = stacked_rows([x.to(dt) for _, x in calls[w]])
+                g = stacked_rows([g.to(dt) for g in gouts[w]])
                 out[w] = (input_factor(a, a.shape[0], bias), output_factor(g, a.shape[0], 1))
-        self._inputs, self._out_grads = {}, {}
         return out
 
     @torch.no_grad()
-    def update_curvature(self, grads: dict[torch.Tensor, torch.Tensor | None]) -> None:
+    def update_curvature(self, grads: dict[int, torch.Tensor | None]) -> None:
         """A, G <- beta (A, G) + (1 - beta) (this batch's factors); the first update sets them.
-        The batch factors are averaged across processes first (those of the global batch)."""
-        factors = self._batch_factors()
+        grads: the sampled loss's gradients w.r.t. curvature_outputs(), keyed alike. The batch factors
+        are averaged across processes first (those of the global batch)."""
+        factors = self._batch_factors(grads)
         average([t for pair in factors.values() for t in pair])
         for w, (A, G) in factors.items():
             if not self._shard.is_mine(w):
@@ -333,14 +313,13 @@ class KFAC(CheckedOptimizer):
     def warm_start(self, grad_batches) -> None:
         """A, G <- their means over one pass of sampled-label backwards at the initial weights.
 
-        grad_batches: an iterable whose every item follows one sampled-label backward run inside
-        capturing_curvature() (experiments.train.sampled_gradient_pass); the gradients themselves are
-        not needed, the hooks have captured the layer inputs and output gradients."""
+        grad_batches: an iterable whose every item is what update_curvature takes, for the forward
+        just run (experiments.train.sampled_gradient_pass: the gradients w.r.t. curvature_outputs())."""
         # No torch.no_grad() here: iterating `grad_batches` runs the sampled backward passes.
         sums: dict[torch.Tensor, list[torch.Tensor]] = {}
         counts: dict[torch.Tensor, int] = {}
-        for _ in grad_batches:
-            for w, (A, G) in self._batch_factors().items():
+        for grads in grad_batches:
+            for w, (A, G) in self._batch_factors(grads).items():
                 if w in sums:
                     sums[w][0].add_(A)
                     sums[w][1].add_(G)
@@ -348,7 +327,7 @@ class KFAC(CheckedOptimizer):
                     sums[w] = [A, G]
                 counts[w] = counts.get(w, 0) + 1
         if not sums:
-            raise ValueError("warm_start captured no layer: run the sampled backwards inside capturing_curvature()")
+            raise ValueError("warm_start got no layer output gradient: pass the gradients w.r.t. curvature_outputs()")
         means = {w: (A / counts[w], G / counts[w]) for w, (A, G) in sums.items()}
         average([t for pair in means.values() for t in pair])
         for w, (A, G) in means.items():
@@ -388,7 +367,7 @@ class KFAC(CheckedOptimizer):
             return super().step(closure)
         finally:
             self._schedule = None  # the step counts have moved (on every process, owners or not)
-            self._outputs, self._inputs = [], {}  # that forward's graph and inputs are of no further use here
+            self._calls = []  # that forward's graph and inputs are of no further use here
 
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
         t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
