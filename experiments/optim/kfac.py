@@ -24,13 +24,14 @@ counts every token as an example (the mean loss averages over them).
 Shared layers: a layer called several times in one forward (one module applied to several slices
 or steps, or modules holding the same weight and bias) gets the factors of one call on all its
 calls' inputs stacked, the way its leading dims and a conv's positions are already pooled: A and G
-both sum over every call's rows, and B counts them all. R calls of a Linear on N rows each are
+both sum over the rows of every call, and B counts the examples of all calls, so a model trains
+alike whether it loops over slices or makes one call on them. R calls of a Linear on N rows each are
 R N examples, as for one call on (N, R, in). A conv's calls on B_1, B_2, ... images make
 B = sum_c B_c examples, and each call's positions are averaged over its own L_c, so calls on
 images of one size give the factors of one call on their concatenation along the batch. A call
 whose output does not reach the loss adds its rows to A and to B and nothing to G, as rows of zero
-output gradient would. (A from the last call and G from the gradient summed over the calls
-would pair factors of different rows.)
+output gradient would (a layer none of whose calls reaches it gets no factor update). A from the
+last call and G from the gradient summed over the calls would pair factors of different rows.
 
 Capture: when the next step is a curvature step, a forward hook on each layer keeps, for every call
 in a training forward pass, the layer's input and the gradient edge of its output.
