@@ -76,7 +76,7 @@ class BenchConfig:
     cnn_widths: tuple[int, ...] = (16, 32)
     batch: int = 128
     image: int = 28             # side of the synthetic square images
-    rounds: int = 3             # timed rounds per optimizer, methods interleaved round by round
+    rounds: int = 5             # timed rounds, methods and floor kernels interleaved round by round
     min_run_time: float = 0.2   # seconds per blocked_autorange call (at least one whole period runs)
     floor_min_run_time: float = 0.1
     lr: float = 1e-5            # small, so no method diverges while timed (timing does not depend on lr)
@@ -86,7 +86,7 @@ class BenchConfig:
 
 
 FULL = BenchConfig()
-QUICK = replace(FULL, mlp_widths=(128, 256), cnn_widths=(8, 16), batch=64, rounds=2, min_run_time=0.05,
+QUICK = replace(FULL, mlp_widths=(128, 256), cnn_widths=(8, 16), batch=64, min_run_time=0.05,
                 floor_min_run_time=0.05)
 SMOKE = replace(FULL, mlp_widths=(16,), mlp_depth=2, cnn_widths=(4,), batch=8, image=8, rounds=1, min_run_time=1e-3,
                 floor_min_run_time=1e-3,
@@ -96,12 +96,12 @@ SMOKE = replace(FULL, mlp_widths=(16,), mlp_depth=2, cnn_widths=(4,), batch=8, i
                            "splus": {"inverse_steps": 4}})  # seconds; for the tests
 
 TARGET_FACTOR = 1.2
-EPILOG = (f"Each round times every method's iterations and every floor's kernels back to back, and "
-          f"gives a ratio iteration / (SGD-m iteration + floor) per method; the table shows the median "
-          f"and the min-max range over the rounds and judges the median against {TARGET_FACTOR}. "
-          f"torch's own SGD-m, Adam and AdamW are reference rows without a floor or a verdict (their "
-          f"elementwise work is in no floor). A method that diverges at the benchmark's lr stops the run "
-          f"with one line naming it and the model.")
+EPILOG = ("Each round times every method's iterations and every floor's kernels back to back and gives "
+          "each method one ratio iteration / (SGD-m iteration + floor); the table shows the median and the "
+          f"min-max range over the rounds and judges the median against {TARGET_FACTOR}. torch's own SGD-m, "
+          "Adam and AdamW are reference rows without a floor or a verdict (their elementwise work is in no "
+          "floor). A method that diverges at the benchmark's lr stops the run with one line naming it and "
+          "the model.")
 
 
 # ---- models and data ----------------------------------------------------------------------
@@ -573,8 +573,8 @@ def main(argv=None) -> None:
     ap.add_argument("--cnn-widths", type=int, nargs="*", metavar="W",
                     help="CNN widths to time instead of the mode's (none: no CNN)")
     ap.add_argument("--rounds", type=int, default=None,
-                    help="timed rounds per optimizer instead of the mode's (more rounds steady the ratios on a "
-                         "busy machine)")
+                    help="timed rounds instead of the mode's 5 (each round gives every method one ratio; the "
+                         "table shows their median and range, and more rounds steady the median on a busy machine)")
     args, device = parse_bench_args(ap, argv, "bench.json")
     cfg = QUICK if args.quick else FULL
     if args.rounds is not None:
