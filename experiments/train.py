@@ -16,10 +16,10 @@ Warm start: if the optimizer has `warm_start`, it is called once before the firs
     optimizer.warm_start(grad_batches)
 where `grad_batches` is an iterable over one pass of the training data (batches of
 cfg.batch_size, seeded order) at the initial weights, yielding for each batch the dict
-{param: gradient of the batch-mean loss at labels sampled from the model (as curvature_step)}
-for the optimizer's `curvature_params()`, computed inside its `capturing_curvature()` when it
-has one (experiments.optim.curvature.sampled_gradients: {} for KFAC, whose hooks capture the layer
-output gradients without any weight gradient). TNT uses this to initialise its factors with their average (the paper's warm start).
+of gradients of the batch-mean loss at labels sampled from the model (as curvature_step), what the
+optimizer's update_curvature takes (experiments.optim.curvature.sampled_gradients: {param: gradient}
+of TNT's `curvature_params()`, {call: gradient} of KFAC's layer outputs, without any weight
+gradient). TNT and KFAC initialise their factors with the average over the pass (TNT's warm start).
 Model buffers (BatchNorm running statistics) are restored afterwards. Warm-start time is counted
 in wall_s (it is part of the method's cost) and reported separately as history["warm_start_s"].
 
@@ -90,7 +90,7 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterat
 
 def sampled_gradient_pass(model: torch.nn.Module, optimizer, X: torch.Tensor, Y: torch.Tensor, cfg: TrainConfig,
                           data_gen: torch.Generator, label_gen: torch.Generator) -> Iterator[dict]:
-    """One pass over (X, Y) at the current weights, yielding {param: sampled-label gradient} per batch
+    """One pass over (X, Y) at the current weights, yielding the sampled-label gradients of each batch
     (the warm-start input; see the module docstring). Model buffers are restored at the end."""
     buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
     stream = batch_indices(len(X), cfg.batch_size, data_gen)

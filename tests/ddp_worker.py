@@ -15,7 +15,6 @@ import copy
 from datetime import timedelta
 import importlib.util
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
 
@@ -25,7 +24,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from experiments.optim import build_optimizer  # noqa: E402
-from experiments.optim.curvature import curvature_step, mean_loss  # noqa: E402
+from experiments.optim.curvature import curvature_step, mean_loss, sampled_gradients  # noqa: E402
 from experiments.optim.tnt import TNT  # noqa: E402
 
 # Small learning rates and short refresh intervals: every schedule branch runs within a few steps.
@@ -85,16 +84,12 @@ def _sampled(outputs, noise):
 def warm_start(model, opt, batches, rows: slice) -> None:
     """TNT/KFAC warm start from the first two global batches (each rank on its rows)."""
     X, _, noise = batches
-    params = opt.curvature_params()
 
     def grads():
         for t in range(2):
             out = model(X[t, rows])
-            capture = opt.capturing_curvature() if hasattr(opt, "capturing_curvature") else nullcontext()
-            with capture:
-                labels = (out + noise[t, rows]).detach()
-                yield dict(zip(params, torch.autograd.grad(mean_loss(out, labels, "mse"), params,
-                                                           allow_unused=True)))
+            labels = (out + noise[t, rows]).detach()
+            yield sampled_gradients(opt, mean_loss(out, labels, "mse"), retain_graph=False)
     opt.warm_start(grads())
 
 

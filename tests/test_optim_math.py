@@ -6,7 +6,6 @@ Express: test_newton_schulz.py; the torch.optim contract of every optimizer:
 test_optimizer_contract.py."""
 import copy
 import math
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -725,8 +724,7 @@ def test_kfac_layer_without_bias_has_no_ones_column():
 
 
 class SharedLayerNet(nn.Module):
-    """A layer called three times per forward (its output gradients are summed), and one whose
-    output does not reach the loss."""
+    """A layer called three times per forward, and one whose output does not reach the loss."""
 
     def __init__(self):
         super().__init__()
@@ -740,32 +738,125 @@ class SharedLayerNet(nn.Module):
         return self.out(h)
 
 
-def _parameter_path_curvature(opt, out, generator):
-    """The sampled backward with respect to the parameters (what curvature_step did before
-    curvature_outputs existed)."""
-    loss = F.cross_entropy(out, sample_labels(out, "ce", generator))
-    with opt.capturing_curvature():
-        torch.autograd.grad(loss, opt.curvature_params(), retain_graph=True, allow_unused=True)
-    opt.update_curvature({})
-
-
-def test_kfac_output_path_factors_equal_the_parameter_path_bit_for_bit():
+def test_kfac_layer_whose_output_does_not_reach_the_loss_gets_no_factors():
     torch.manual_seed(4)
     model = SharedLayerNet()
-    twin = copy.deepcopy(model)  # before KFAC registers hooks on model
-    opts = [KFAC(m, lr=0.1, curvature_frequency=1) for m in (model, twin)]
-    X = torch.randn(6, 3)
+    opt = KFAC(model, lr=0.1, curvature_frequency=1)
+    out = model(torch.randn(6, 3))
+    assert curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
+    assert all(opt.state[getattr(model, n).weight]["A"] is not None for n in ("inp", "shared", "out"))
+    assert opt.state[model.side.weight].get("A") is None
+
+
+class SlicesNet(nn.Module):
+    """One layer applied to every slice x[:, r] of x: (N, R, ...), in R calls or in one call on the
+    slices stacked (a Linear on x itself; a conv on the slices concatenated along the batch)."""
+
+    def __init__(self, layer: nn.Module, separate: bool):
+        super().__init__()
+        self.layer, self.separate, self.head = layer, separate, nn.Linear(3 * layer.out_features if
+                                                                          isinstance(layer, nn.Linear) else 6, 4)
+
+    def forward(self, x):
+        N, R = x.shape[:2]
+        if self.separate:
+            h = torch.stack([self.layer(x[:, r]) for r in range(R)], 1)
+        elif isinstance(self.layer, nn.Linear):
+            h = self.layer(x)
+        else:
+            h = self.layer(x.transpose(0, 1).flatten(0, 1)).unflatten(0, (R, N)).transpose(0, 1)
+        if h.ndim > 3:
+            h = h.mean((-2, -1))  # conv: (N, R, out, H, W) -> (N, R, out)
+        return self.head(torch.tanh(h).flatten(1))
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_kfac_layer_called_per_slice_equals_one_call_on_the_stacked_slices(kind):
+    torch.manual_seed(8)
+    layer = nn.Linear(4, 5) if kind == "linear" else nn.Conv2d(2, 3, 3, padding=1)
+    R = 3 if kind == "linear" else 2
+    X = torch.randn(6, R, 4, dtype=F64) if kind == "linear" else torch.randn(6, R, 2, 5, 5, dtype=F64)
+    y = torch.randint(0, 4, (6,), generator=torch.Generator().manual_seed(0))
+    models = [SlicesNet(copy.deepcopy(layer), separate).double() for separate in (True, False)]
+    models[1].load_state_dict(models[0].state_dict())
+    opts = [KFAC(m, lr=0.1, damping=1e-2, curvature_frequency=1, inverse_frequency=1) for m in models]
     for step in range(3):
-        outs = [m(X + step) for m in (model, twin)]
-        curvature_step(opts[0], outs[0], "ce", torch.Generator().manual_seed(step))
-        _parameter_path_curvature(opts[1], outs[1], torch.Generator().manual_seed(step))
-        for m, opt, out in zip((model, twin), opts, outs):
-            out.square().mean().backward()
+        for m, opt in zip(models, opts):
+            out = m(X + 0.1 * step)
+            curvature_step(opt, out, "ce", torch.Generator().manual_seed(step))
+            F.cross_entropy(out, y).backward()
             opt.step()
-    for name in ("inp", "shared", "out"):
-        a, b = opts[0].state[getattr(model, name).weight], opts[1].state[getattr(twin, name).weight]
-        assert torch.equal(a["A"], b["A"]) and torch.equal(a["G"], b["G"])
-    assert opts[0].state[model.side.weight].get("A") is None  # no output gradient: no factors
+            opt.zero_grad()
+    for name in ("layer", "head"):
+        a, b = (opts[i].state[getattr(models[i], name).weight] for i in (0, 1))
+        for key in ("A", "G", "A_inv", "G_inv", "momentum_buffer"):
+            torch.testing.assert_close(a[key], b[key], rtol=1e-12, atol=1e-12)
+    for p, q in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+
+
+def test_kfac_shared_conv_factors_equal_their_definition():
+    """Calls on two image sizes (each call's positions averaged over its own L_c) and a call whose
+    output does not reach the loss (its rows count in A and B, not in G)."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(2, 3, 3, padding=1), nn.Linear(6, 4)
+
+        def forward(self, x):
+            self.calls = [self.conv(x), self.conv(x[:, :, 1:, 1:]), self.conv(x[:2])]
+            return self.head(torch.cat([torch.tanh(c).mean((2, 3)) for c in self.calls[:2]], 1))
+
+    torch.manual_seed(9)
+    model = Net().double()
+    opt = KFAC(model, lr=0.1, curvature_frequency=1)
+    X = torch.randn(5, 2, 5, 5, dtype=F64)
+    out = model(X)
+    curvature_step(opt, out, "ce", torch.Generator().manual_seed(3))
+    labels = sample_labels(out, "ce", torch.Generator().manual_seed(3))
+    grads = torch.autograd.grad(F.cross_entropy(out, labels), model.calls, allow_unused=True)
+    B = 5 + 5 + 2
+    A, G = 0, 0
+    for x, g in zip((X, X[:, :, 1:, 1:], X[:2]), grads):
+        a = F.unfold(x, 3, padding=1).transpose(1, 2).reshape(-1, 18)  # (examples * positions, C * 3 * 3)
+        a = torch.cat([a, torch.ones(len(a), 1, dtype=F64)], 1)
+        A = A + a.T @ a / B
+        if g is not None:
+            rows = g.flatten(2).transpose(1, 2).reshape(-1, 3)
+            G = G + rows.T @ rows * B / g[0, 0].numel()
+    assert grads[2] is None
+    st = opt.state[model.conv.weight]
+    torch.testing.assert_close(st["A"], A, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(st["G"], G, rtol=1e-12, atol=1e-13)
+
+
+def test_kfac_layers_tied_by_weight_and_bias_are_one_shared_layer():
+    class Net(nn.Module):
+        def __init__(self, tied: bool):
+            super().__init__()
+            self.first, self.head = nn.Linear(3, 3), nn.Linear(3, 2)
+            self.second = nn.Linear(3, 3) if tied else self.first
+            if tied:
+                self.second.weight, self.second.bias = self.first.weight, self.first.bias
+
+        def forward(self, x):
+            return self.head(torch.tanh(self.second(torch.tanh(self.first(x)))))
+
+    torch.manual_seed(10)
+    models = [Net(tied).double() for tied in (True, False)]
+    models[1].load_state_dict(models[0].state_dict(), strict=False)
+    opts = [KFAC(m, lr=0.1, curvature_frequency=1) for m in models]
+    X = torch.randn(7, 3, dtype=F64)
+    for m, opt in zip(models, opts):
+        curvature_step(opt, m(X), "ce", torch.Generator().manual_seed(0))
+    a, b = (opts[i].state[models[i].first.weight] for i in (0, 1))
+    torch.testing.assert_close(a["A"], b["A"], rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(a["G"], b["G"], rtol=1e-13, atol=1e-14)
+    untied = Net(tied=True)
+    untied.second.bias = nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match="share their bias"):
+        KFAC(untied)
 
 
 def test_kfac_sampled_backward_computes_no_weight_gradient():
@@ -786,20 +877,21 @@ def test_kfac_sampled_backward_computes_no_weight_gradient():
     touched = []
     for p in model.parameters():
         p.register_hook(lambda g: touched.append(g))
-    ops, capture = Ops(), opt.capturing_curvature
+    ops, update = Ops(), opt.update_curvature
 
-    @contextmanager
-    def watched_capture():  # the ops of the sampled backward alone (not of the factor updates)
-        with capture(), ops:
-            yield
+    def marked_update(grads):  # marks where the sampled backward ends and the factor updates begin
+        ops.calls.append("update_curvature")
+        update(grads)
 
-    opt.capturing_curvature = watched_capture
+    opt.update_curvature = marked_update
     out = model(torch.randn(8, 4))
-    assert curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
+    with ops:
+        assert curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
+    backward = ops.calls[:ops.calls.index("update_curvature")]  # label sampling, loss and its backward
     assert not touched  # no gradient reached a weight or bias
     # The backward's only products are the input gradients of the last two layers (grad @ W); a
     # weight gradient would add one per layer, and the first layer's backward is not run at all.
-    assert ops.calls.count("mm") == 2 and "addmm" not in ops.calls
+    assert backward.count("mm") == 2 and "addmm" not in backward
     assert all(opt.state[m.weight]["G"] is not None for m in (model[0], model[2], model[4]))
 
 
@@ -862,6 +954,9 @@ def test_kfac_warm_start_through_the_training_harness_pass():
         A = A + a.T @ a / 4 / 3
     assert torch.allclose(opt.state[model[0].weight]["A"], A, atol=1e-14)
     assert opt.state[model[2].weight]["G"].shape == (2, 2)
+    model(X)  # gradients keyed by parameter (TNT's kind) are not KFAC's layer output gradients
+    with pytest.raises(ValueError, match="no layer output gradient"):
+        opt.warm_start([{p: torch.zeros_like(p) for p in model.parameters()}])
 
 
 # -- sampled labels ------------------------------------------------------------------------------

@@ -10,25 +10,19 @@ that by one call between the forward pass and the usual backward:
     loss.backward()
     optimizer.step()
 
-An optimizer takes part by defining three methods:
+An optimizer takes part by defining
     wants_curvature() -> bool            True when the next step refreshes its curvature factors
-    curvature_params() -> list[Tensor]   parameters whose sampled-label gradients it needs
-    update_curvature(grads: dict[Tensor, Tensor | None]) -> None
-and optionally
-    capturing_curvature()                a context manager active during the sampled backward
-                                         (KFAC records layer output gradients in it through hooks)
-    curvature_outputs() -> list[GradientEdge]
-                                         the gradient edges (torch.autograd.graph.get_gradient_edge)
-                                         of the layer outputs of the current forward: when defined,
-                                         the sampled loss is differentiated with respect to these
-                                         instead of the parameters, so autograd computes no weight
-                                         gradient, and update_curvature gets {} (KFAC, whose hooks
-                                         capture all it needs; TNT needs the parameter gradients)
-The sampled backward reuses the forward graph (retain_graph=True) and never touches p.grad.
+    update_curvature(grads: dict) -> None
+and what its sampled-label gradients are taken with respect to, one of
+    curvature_params() -> list[Tensor]   parameters (TNT); grads = {param: gradient}
+    curvature_outputs() -> dict[key, GradientEdge]
+                                         gradient edges (torch.autograd.graph.get_gradient_edge) of
+                                         tensors of the current forward (KFAC: its layer outputs, so
+                                         autograd computes no weight gradient); grads = {key: gradient}
+grads holds None where the sampled loss does not reach. The sampled backward reuses the forward
+graph (retain_graph=True) and never touches p.grad.
 """
 from __future__ import annotations
-
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +70,7 @@ def curvature_step(optimizer, outputs: torch.Tensor, loss_kind: str,
     wants = getattr(optimizer, "wants_curvature", None)
     if wants is None or not wants():
         return False
-    if not outputs.requires_grad:  # without this, KFAC's hooks would have recorded nothing to update
+    if not outputs.requires_grad:  # without this, KFAC's hooks would have recorded no layer output
         raise ValueError("curvature_step needs the outputs of a forward pass with gradients enabled")
     loss = mean_loss(outputs, sample_labels(outputs, loss_kind, generator), loss_kind)
     optimizer.update_curvature(sampled_gradients(optimizer, loss, retain_graph=True))
@@ -84,18 +78,11 @@ def curvature_step(optimizer, outputs: torch.Tensor, loss_kind: str,
 
 
 def sampled_gradients(optimizer, loss: torch.Tensor, retain_graph: bool) -> dict:
-    """The sampled backward of `loss` inside the optimizer's capturing_curvature(): {param: gradient}
-    of its curvature_params() (None for one the loss does not reach), or {} for an optimizer with
-    curvature_outputs(), differentiated with respect to those only (see the module docstring)."""
-    capture = getattr(optimizer, "capturing_curvature", None)
+    """The sampled backward of `loss`: {key: gradient} for the optimizer's curvature_outputs() when
+    it has them, else {param: gradient} for its curvature_params() (see the module docstring)."""
     layer_outputs = getattr(optimizer, "curvature_outputs", None)
-    if layer_outputs is None:
-        params = list(optimizer.curvature_params())
-        with (capture() if capture is not None else nullcontext()):
-            grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
-        return dict(zip(params, grads))
-    edges = layer_outputs()
-    if edges:  # none after a forward in eval mode or without grad: the hooks recorded nothing
-        with (capture() if capture is not None else nullcontext()):
-            torch.autograd.grad(loss, edges, retain_graph=retain_graph, allow_unused=True)
-    return {}
+    targets = layer_outputs() if layer_outputs is not None else {p: p for p in optimizer.curvature_params()}
+    if not targets:  # e.g. no layer output recorded in eval mode or without grad
+        return {}
+    grads = torch.autograd.grad(loss, list(targets.values()), retain_graph=retain_graph, allow_unused=True)
+    return dict(zip(targets, grads))

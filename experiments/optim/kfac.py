@@ -21,15 +21,26 @@ experiments.train) sets them to their means over one pass of the data at the ini
 T1 = `curvature_frequency`, T2 = `inverse_frequency`. A Linear layer applied to (B, T, in) inputs
 counts every token as an example (the mean loss averages over them).
 
-Capture: forward pre-hooks on the layers keep the input of a training forward pass when the next
-step is a curvature step; forward hooks attach a gradient hook to the layer output that records
-the output gradient only inside `capturing_curvature()` (the sampled-label backward of
-experiments.optim.curvature.curvature_step), so the ordinary backward is untouched. The same
-forward hooks keep the outputs' gradient edges, which `curvature_outputs()` hands to that backward:
-it differentiates the sampled loss with respect to the layer outputs only and computes no weight
-gradient (this optimizer has no use for one). The edges are dropped at the model's next recording
-forward, at a step, or when handed over, so a loop that never runs the sampled backward holds no
-graph across steps.
+Shared layers: a layer called several times in one forward (one module applied to several slices
+or steps, or modules holding the same weight and bias) gets the factors of one call on all its
+calls' inputs stacked, the way its leading dims and a conv's positions are already pooled: A and G
+both sum over the rows of every call, and B counts the examples of all calls, so a model trains
+alike whether it loops over slices or makes one call on them. R calls of a Linear on N rows each are
+R N examples, as for one call on (N, R, in). A conv's calls on B_1, B_2, ... images make
+B = sum_c B_c examples, and each call's positions are averaged over its own L_c, so calls on
+images of one size give the factors of one call on their concatenation along the batch. A call
+whose output does not reach the loss adds its rows to A and to B and nothing to G, as rows of zero
+output gradient would (a layer none of whose calls reaches it gets no factor update). A from the
+last call and G from the gradient summed over the calls would pair factors of different rows.
+
+Capture: when the next step is a curvature step, a forward hook on each layer keeps, for every call
+in a training forward pass, the layer's input and the gradient edge of its output.
+`curvature_outputs()` hands the edges to the sampled-label backward of
+experiments.optim.curvature, which differentiates the sampled loss with respect to them only (no
+weight gradient: this optimizer has no use for one) and passes the output gradients to
+`update_curvature` (or, in the warm start, yields them to `warm_start`); the ordinary backward is
+untouched. The calls are dropped when their factors are made, at the model's next recording
+forward, or at a step, so a loop that never runs the sampled backward holds no graph across steps.
 Fallback: parameters outside a supported layer (norms, embeddings, grouped or non-zero-padded
 convolutions) and layers that have not yet received factors take SGD with the same momentum on the
 raw gradient. Matrix work in float32 (float64 for float64 parameters). Call `remove_hooks()` to
@@ -38,7 +49,6 @@ detach the optimizer from the model.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -98,16 +108,35 @@ def conv_patches(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
 
 
-def conv_factors(x: torch.Tensor, gout: torch.Tensor, conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A, G) of a conv layer from its input x: (B, C, H, W) and output gradient gout: (B, out, H', W'),
-    summing over examples and positions without materialising the (B * L, C * kh * kw) patch matrix."""
-    batch = x.shape[0]
-    cols = conv_patches(x, conv)
-    AtA = gram(cols)
-    if conv.bias is not None:
-        AtA = with_ones_column(AtA, cols.sum((0, 2)), cols.shape[0] * cols.shape[2])
-    g = gout.reshape(batch, gout.shape[1], -1)
-    return AtA.div_(batch), gram(g).mul_(batch / g.shape[2])
+def conv_factors(calls: list[tuple[nn.Conv2d, torch.Tensor]], gouts: list[torch.Tensor],
+                 bias: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, G) of a conv layer from its calls (conv, input x_c: (B_c, C, H_c, W_c)) and the gradients
+    gouts of the call outputs that reached the loss, each (B_c, out, H'_c, W'_c): B = sum_c B_c examples,
+    A = (1/B) sum of all calls' patches a~ a~^T, G = B sum_c (1/L_c) sum_{i,s} g g^T (see KFAC), summing
+    over examples and positions without materialising a (B * L, C * kh * kw) patch matrix."""
+    batch = sum(x.shape[0] for _, x in calls)
+    AtA = col_sum = None
+    count = 0
+    for conv, x in calls:
+        cols = conv_patches(x, conv)
+        AtA = gram(cols) if AtA is None else AtA.add_(gram(cols))
+        if bias:
+            col_sum = cols.sum((0, 2)) if col_sum is None else col_sum.add_(cols.sum((0, 2)))
+            count += cols.shape[0] * cols.shape[2]
+    if bias:
+        AtA = with_ones_column(AtA, col_sum, count)
+    G = None
+    for gout in gouts:
+        g = gout.reshape(gout.shape[0], gout.shape[1], -1)
+        G = gram(g).mul_(batch / g.shape[2]) if G is None else G.add_(gram(g).mul_(batch / g.shape[2]))
+    return AtA.div_(batch), G
+
+
+def stacked_rows(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The rows (all leading dims) of every tensor, stacked: [(..., n)] -> (rows, n)."""
+    if len(tensors) == 1:  # no copy for a layer called once
+        return tensors[0].reshape(-1, tensors[0].shape[-1])
+    return torch.cat([t.reshape(-1, t.shape[-1]) for t in tensors])
 
 
 def damping_split(A: torch.Tensor, G: torch.Tensor, damping: float, pi_damping: bool) -> tuple[float, float]:
@@ -147,22 +176,26 @@ class KFAC(CheckedOptimizer):
         owned = {p for g in self.param_groups for p in g["params"]}
         # weight -> (layer, bias or None); the layer's factors and inverses live in the weight's state.
         self._layers: dict[torch.Tensor, tuple[nn.Module, torch.Tensor | None]] = {}
+        hooked = []  # every module applying a weight of _layers (several where modules share one)
         for module in model.modules():
             if _supported(module) and module.weight in owned:
+                hooked.append(module)
+                if module.weight in self._layers:
+                    first = self._layers[module.weight][0]
+                    if type(module) is not type(first) or module.bias is not first.bias:
+                        raise ValueError("KFAC: layers sharing a weight must be of one type and share their bias")
+                    continue
                 bias = module.bias if module.bias is not None and module.bias in owned else None
                 self._layers[module.weight] = (module, bias)
         self._bias_of = {b: w for w, (_, b) in self._layers.items() if b is not None}
         self._shard = RankSharding(self, self._item_cost, count_steps=True,
                                    companions={w: [b] for w, (_, b) in self._layers.items() if b is not None})
-        self._inputs: dict[nn.Module, torch.Tensor] = {}
-        self._out_grads: dict[nn.Module, list[torch.Tensor]] = {}
-        self._outputs: list[GradientEdge] = []  # the layer outputs of the current recording forward
-        self._capturing = False
+        # (layer, its input, its output's gradient edge) per call in the current recording forward
+        self._calls: list[tuple[nn.Module, torch.Tensor, GradientEdge]] = []
         self._schedule: tuple[int, dict] | None = None  # (next step, its group) until a step or load
         self._hooks = [model.register_forward_pre_hook(self._new_forward)]
-        for module, _ in self._layers.values():
-            self._hooks.append(module.register_forward_pre_hook(self._save_input))
-            self._hooks.append(module.register_forward_hook(self._hook_output))
+        for module in hooked:
+            self._hooks.append(module.register_forward_hook(self._record_call))
 
     def _item_cost(self, p: torch.Tensor, group: dict) -> float | None:
         """Inverses and products of a layer's factors, for the split across processes; the
@@ -195,7 +228,7 @@ class KFAC(CheckedOptimizer):
     def remove_hooks(self) -> None:
         for h in self._hooks:
             h.remove()
-        self._hooks, self._outputs = [], []
+        self._hooks, self._calls = [], []
 
     # -- capture -----------------------------------------------------------------------------------
     def _recording(self, module: nn.Module) -> bool:
@@ -203,28 +236,11 @@ class KFAC(CheckedOptimizer):
 
     def _new_forward(self, model: nn.Module, inputs) -> None:
         if self._recording(model):
-            self._outputs = []
+            self._calls = []
 
-    def _save_input(self, module: nn.Module, inputs) -> None:
-        if self._recording(module):
-            self._inputs[module] = inputs[0].detach()
-
-    def _hook_output(self, module: nn.Module, inputs, output) -> None:
+    def _record_call(self, module: nn.Module, inputs, output) -> None:
         if self._recording(module) and output.requires_grad:
-            def record(grad: torch.Tensor) -> None:
-                if self._capturing:
-                    self._out_grads.setdefault(module, []).append(grad.detach())
-            output.register_hook(record)
-            self._outputs.append(get_gradient_edge(output))
-
-    @contextmanager
-    def capturing_curvature(self):
-        self._capturing = True
-        self._out_grads = {}
-        try:
-            yield
-        finally:
-            self._capturing = False
+            self._calls.append((module, inputs[0].detach(), get_gradient_edge(output)))
 
     # -- the curvature protocol of experiments.optim.curvature --------------------------------------
     def _group_of(self, p: torch.Tensor) -> dict:
@@ -235,7 +251,7 @@ class KFAC(CheckedOptimizer):
         return (max(steps) if steps else 0) + 1
 
     def wants_curvature(self) -> bool:
-        # Asked by every layer's two hooks on every forward pass; the next step number and the
+        # Asked by every layer's hook on every forward pass; the next step number and the
         # schedule's group only change with a step or a loaded state, so they are looked up once in
         # between (a scan of all states each time cost layers x parameters dictionary reads per
         # forward). T1 itself is read each time: a user may change it between steps.
@@ -246,38 +262,43 @@ class KFAC(CheckedOptimizer):
         t, group = self._schedule
         return (t - 1) % group["curvature_frequency"] == 0
 
-    def curvature_params(self) -> list[torch.Tensor]:
-        return [w for w in self._layers if w.requires_grad]
+    def curvature_outputs(self) -> dict[int, GradientEdge]:
+        """{call number: gradient edge of that layer call's output} of the current forward."""
+        return {i: edge for i, (_, _, edge) in enumerate(self._calls)}
 
-    def curvature_outputs(self) -> list[GradientEdge]:
-        """The layer outputs of the current forward, one per call of a layer; handed over once."""
-        outputs, self._outputs = self._outputs, []
-        return outputs
-
-    def _batch_factors(self) -> dict[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """{weight: (A, G)} of the last captured batch; clears the capture."""
+    def _batch_factors(self, out_grads: dict[int, torch.Tensor | None]
+                       ) -> dict[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """{weight: (A, G)} of the recorded calls and their output gradients (keyed as in
+        curvature_outputs), every call of a layer counted as more rows (see the class docstring);
+        drops the calls."""
+        calls: dict[torch.Tensor, list[tuple[nn.Module, torch.Tensor]]] = {}  # weight -> (layer, input)s
+        gouts: dict[torch.Tensor, list[torch.Tensor]] = {}  # weight -> the output gradients that exist
+        for i, (module, x, _) in enumerate(self._calls):
+            calls.setdefault(module.weight, []).append((module, x))
+            if out_grads.get(i) is not None:
+                gouts.setdefault(module.weight, []).append(out_grads[i])
+        self._calls = []
         out = {}
         for w, (module, _) in self._layers.items():
-            x, gouts = self._inputs.get(module), self._out_grads.get(module)
-            if x is None or not gouts:
+            if w not in gouts:
                 continue
             dt = compute_dtype(w.dtype)
-            gout = sum(gouts)  # one gradient per output tensor; a shared layer sums its calls' gradients
+            bias = module.bias is not None
             if isinstance(module, nn.Conv2d):
-                out[w] = conv_factors(x.to(dt), gout.to(dt), module)
+                out[w] = conv_factors([(m, x.to(dt)) for m, x in calls[w]], [g.to(dt) for g in gouts[w]], bias)
             else:
                 # Leading dims (batch, tokens, ...) all count as examples: the mean loss averages over them.
-                a = x.to(dt).reshape(-1, x.shape[-1])
-                g = gout.to(dt).reshape(-1, gout.shape[-1])
-                out[w] = (input_factor(a, a.shape[0], module.bias is not None), output_factor(g, a.shape[0], 1))
-        self._inputs, self._out_grads = {}, {}
+                a = stacked_rows([x.to(dt) for _, x in calls[w]])
+                g = stacked_rows([g.to(dt) for g in gouts[w]])
+                out[w] = (input_factor(a, a.shape[0], bias), output_factor(g, a.shape[0], 1))
         return out
 
     @torch.no_grad()
-    def update_curvature(self, grads: dict[torch.Tensor, torch.Tensor | None]) -> None:
+    def update_curvature(self, grads: dict[int, torch.Tensor | None]) -> None:
         """A, G <- beta (A, G) + (1 - beta) (this batch's factors); the first update sets them.
-        The batch factors are averaged across processes first (those of the global batch)."""
-        factors = self._batch_factors()
+        grads: the sampled loss's gradients w.r.t. curvature_outputs(), keyed alike. The batch factors
+        are averaged across processes first (those of the global batch)."""
+        factors = self._batch_factors(grads)
         average([t for pair in factors.values() for t in pair])
         for w, (A, G) in factors.items():
             if not self._shard.is_mine(w):
@@ -293,14 +314,13 @@ class KFAC(CheckedOptimizer):
     def warm_start(self, grad_batches) -> None:
         """A, G <- their means over one pass of sampled-label backwards at the initial weights.
 
-        grad_batches: an iterable whose every item follows one sampled-label backward run inside
-        capturing_curvature() (experiments.train.sampled_gradient_pass); the gradients themselves are
-        not needed, the hooks have captured the layer inputs and output gradients."""
+        grad_batches: an iterable whose every item is what update_curvature takes, for the forward
+        just run (experiments.train.sampled_gradient_pass: the gradients w.r.t. curvature_outputs())."""
         # No torch.no_grad() here: iterating `grad_batches` runs the sampled backward passes.
         sums: dict[torch.Tensor, list[torch.Tensor]] = {}
         counts: dict[torch.Tensor, int] = {}
-        for _ in grad_batches:
-            for w, (A, G) in self._batch_factors().items():
+        for grads in grad_batches:
+            for w, (A, G) in self._batch_factors(grads).items():
                 if w in sums:
                     sums[w][0].add_(A)
                     sums[w][1].add_(G)
@@ -308,7 +328,7 @@ class KFAC(CheckedOptimizer):
                     sums[w] = [A, G]
                 counts[w] = counts.get(w, 0) + 1
         if not sums:
-            raise ValueError("warm_start captured no layer: run the sampled backwards inside capturing_curvature()")
+            raise ValueError("warm_start got no layer output gradient: pass the gradients w.r.t. curvature_outputs()")
         means = {w: (A / counts[w], G / counts[w]) for w, (A, G) in sums.items()}
         average([t for pair in means.values() for t in pair])
         for w, (A, G) in means.items():
@@ -348,7 +368,7 @@ class KFAC(CheckedOptimizer):
             return super().step(closure)
         finally:
             self._schedule = None  # the step counts have moved (on every process, owners or not)
-            self._outputs = []  # that forward's graph is of no further use here
+            self._calls = []  # that forward's graph and inputs are of no further use here
 
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
         t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
