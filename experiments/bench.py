@@ -567,7 +567,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=EPILOG)
     ap.add_argument("--quick", action="store_true",
                     help="smaller models (MLP 128, 256; CNN 8, 16) and shorter timed runs: on a busy 2-core CPU "
-                         "about 2 minutes for the MLPs and 15 for the CNNs")
+                         "about 2 minutes for the MLPs and 6-15 for the CNNs")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (default 1: on a shared machine extra threads mostly contend)")
     ap.add_argument("--mlp-widths", type=int, nargs="*", metavar="W",
