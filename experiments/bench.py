@@ -5,9 +5,10 @@
 For an MLP and a small ResNet-style CNN at two widths each, on synthetic 28x28 inputs (8x8 in the
 smoke configuration of the tests):
 1. time of a full training iteration (zero_grad, forward, curvature_step, backward, step) relative
-   to SGD with momentum, measured by the one cost harness `experiments.cost` (torch.utils.benchmark
-   Timer over whole periods of each method's periodic work, after its start-up phase, methods
-   interleaved round by round; see that module for the protocol), at a small lr (1e-5; timing does
+   to SGD with momentum (taken within each round, median over the rounds), measured by the one
+   cost harness `experiments.cost` (torch.utils.benchmark Timer over whole periods of each
+   method's periodic work, after its start-up phase, methods interleaved round by round; see that
+   module for the protocol), at a small lr (1e-5; timing does
    not depend on it) so that no method diverges while timed: one that does stops the run with a
    FloatingPointError naming the method, its lr and the model (the CLI prints that one line);
 2. optimizer memory (parameters + state) / parameter memory, measured from optimizer.state and
