@@ -8,9 +8,9 @@ smoke configuration of the tests):
    to SGD with momentum (taken within each round, median over the rounds), measured by the one
    cost harness `experiments.cost` (torch.utils.benchmark Timer over whole periods of each
    method's periodic work, after its start-up phase, methods interleaved round by round; see that
-   module for the protocol), at a small lr (1e-5; timing does
-   not depend on it) so that no method diverges while timed: one that does stops the run with a
-   FloatingPointError naming the method, its lr and the model (the CLI prints that one line);
+   module for the protocol), at a small lr (1e-5; timing does not depend on it) so that no method
+   diverges while timed: one that does stops the run with a FloatingPointError naming the method,
+   its lr and the model (the CLI prints that one line);
 2. optimizer memory (parameters + state) / parameter memory, measured from optimizer.state and
    against each method's formula (SPlus 3mn + 2(m^2 + n^2), Adam 3mn, ...);
 3. the arithmetic floor of each of this project's methods' extra work beyond SGD-m per
