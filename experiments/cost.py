@@ -11,9 +11,18 @@ precondition_frequency, TNT's and KFAC's curvature and inverse frequencies, SPlu
 1 for the others), so every timed unit holds the periodic factor updates, eigendecompositions and
 inverses at their true rate. Before timing, each method runs untimed through its start-up phase
 (TNT's and KFAC's inversions every T1 steps while t <= T2, Shampoo's grafted steps before
-start_preconditioning_step), rounded up to whole periods. Then torch.utils.benchmark's Timer(...).blocked_autorange() measures the period,
-`rounds` times, methods interleaved round by round so that a slow spell of a shared machine hits
-all of them; the statistic is the median over all replicates, divided by the period.
+start_preconditioning_step), rounded up to whole periods. Then torch.utils.benchmark's
+Timer(...).blocked_autorange() measures the period, `rounds` times, methods interleaved round by
+round so that a slow spell of a shared machine hits all of them; the statistic is the median over
+all replicates, divided by the period. Each round also gives each method its own figure (the
+median of that round's replicates / period, StepCost.round_seconds), and a caller's `extra`
+callables (the benchmark's floor kernels) are timed in every round right after the methods, with
+the same Timer, so a ratio of one method's time to other work can be formed within one round, in
+one window of the machine's load.
+
+A method that diverges (a FloatingPointError from its step or its sampled-label pass, or a
+non-finite loss, checked untimed after the start-up and after each round) stops the measurement
+with a FloatingPointError naming the method, its lr and the iteration.
 
 Clock: on a CPU with one torch thread, this thread's CPU time (all torch work, autograd's backward
 included, then runs on the calling thread, and other processes' load cannot inflate it: on the
@@ -47,6 +56,7 @@ PERIOD_KEYS = ("precondition_frequency", "curvature_frequency", "inverse_frequen
 @dataclass(frozen=True)
 class StepCost:
     seconds_per_step: float   # median over timed periods / period
+    round_seconds: tuple[float, ...]  # per round: median over that round's periods / period
     state_bytes: int
     period: int               # iterations per timed unit
     replicates: int           # timed periods behind the median
@@ -111,27 +121,39 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
 class _Run:
     """One method training its own copy of the model; calling it runs one period of iterations."""
 
-    def __init__(self, model, name, lr, kwargs, batches, loss_kind, seed):
+    def __init__(self, model, label, name, lr, kwargs, batches, loss_kind, seed):
         self.model = copy.deepcopy(model)
+        self.label, self.lr = label, lr
         self.opt = build_optimizer(name, self.model, lr, **dict(kwargs))
         device = next(self.model.parameters()).device
         self.gen = torch.Generator(device=device).manual_seed(seed)
         self.batches, self.loss_kind, self.i = batches, loss_kind, 0
+        self.loss = None  # the last iteration's, checked between timed rounds (a check per step would sync)
         self.period = period(self.opt)
         # T2 divides the period, so one period covers TNT's and KFAC's start-up; Shampoo's may be longer.
         start = max(int(g.get("start_preconditioning_step", 1)) for g in self.opt.param_groups)
         self.settle = self.period * max(1, math.ceil(start / self.period))
 
+    def _diverged(self, why: str) -> FloatingPointError:
+        return FloatingPointError(f"{self.label} (lr {self.lr:g}) diverged by iteration {self.i}: {why}")
+
     def iterate(self, n: int) -> None:
-        for _ in range(n):
-            x, y = self.batches[self.i % len(self.batches)]
-            self.i += 1
-            self.opt.zero_grad(set_to_none=True)
-            out = self.model(x)
-            loss = mean_loss(out, y, self.loss_kind)
-            curvature_step(self.opt, out, self.loss_kind, self.gen)
-            loss.backward()
-            self.opt.step()
+        try:
+            for _ in range(n):
+                x, y = self.batches[self.i % len(self.batches)]
+                self.i += 1
+                self.opt.zero_grad(set_to_none=True)
+                out = self.model(x)
+                self.loss = mean_loss(out, y, self.loss_kind)
+                curvature_step(self.opt, out, self.loss_kind, self.gen)
+                self.loss.backward()
+                self.opt.step()
+        except FloatingPointError as e:
+            raise self._diverged(str(e)) from e
+
+    def check_finite(self) -> None:
+        if self.loss is not None and not bool(torch.isfinite(self.loss)):
+            raise self._diverged(f"loss {self.loss.item()}")
 
     def __call__(self) -> None:
         self.iterate(self.period)
@@ -139,28 +161,48 @@ class _Run:
 
 def measure_step_costs(model: torch.nn.Module, methods: dict[str, tuple[str, float, dict]],
                        batches: list[tuple[torch.Tensor, torch.Tensor]], loss_kind: str, seed: int,
-                       rounds: int = 3, min_run_time: float = 0.05, threads: int | None = None) -> dict[str, StepCost]:
-    """Cost of each method on copies of `model` (see the module docstring for the protocol).
+                       rounds: int = 3, min_run_time: float = 0.05, threads: int | None = None,
+                       extra: dict[str, Callable[[], object]] | None = None, extra_min_run_time: float | None = None
+                       ) -> tuple[dict[str, StepCost], dict[str, tuple[float, ...]]]:
+    """Cost of each method on copies of `model`, and the seconds per call of each `extra` callable
+    in each round (see the module docstring for the protocol).
 
     methods: label -> (registry name, lr, optimizer kwargs); batches: (x, y) pairs already on the
-    model's device, cycled through; threads: torch threads while timing (default: the current count).
+    model's device, cycled through; threads: torch threads while timing (default: the current count);
+    extra: label -> callable, timed once per round after the methods for at least
+    extra_min_run_time seconds (default min_run_time), its figure the median over that round's
+    replicates.
     """
-    if rounds < 1 or not min_run_time > 0:
-        raise ValueError(f"need rounds >= 1 and min_run_time > 0, got {rounds} and {min_run_time}")
+    extra = extra or {}
+    extra_min_run_time = min_run_time if extra_min_run_time is None else extra_min_run_time
+    if rounds < 1 or not min_run_time > 0 or not extra_min_run_time > 0:
+        raise ValueError(f"need rounds >= 1 and min_run_time, extra_min_run_time > 0, got {rounds}, "
+                         f"{min_run_time} and {extra_min_run_time}")
     if not batches:
         raise ValueError("measure_step_costs needs at least one batch")
+    if set(extra) & set(methods):
+        raise ValueError(f"labels both a method and an extra callable: {sorted(set(extra) & set(methods))}")
     threads = torch.get_num_threads() if threads is None else threads
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     device = next(model.parameters()).device
-    runs = {label: _Run(model, name, lr, kwargs, batches, loss_kind, seed)
+    runs = {label: _Run(model, label, name, lr, kwargs, batches, loss_kind, seed)
             for label, (name, lr, kwargs) in methods.items()}
     for run in runs.values():
         run.iterate(run.settle)
+        run.check_finite()
     times: dict[str, list[float]] = {label: [] for label in runs}
+    per_round: dict[str, list[float]] = {label: [] for label in [*runs, *extra]}
     for _ in range(rounds):
         for label, run in runs.items():
-            times[label] += time_fn(run, device, threads, min_run_time)
-    return {label: StepCost(seconds_per_step=statistics.median(times[label]) / run.period, state_bytes=state_bytes(run.opt),
-                            period=run.period, replicates=len(times[label]), steps=run.i)
-            for label, run in runs.items()}
+            replicates = time_fn(run, device, threads, min_run_time)
+            run.check_finite()
+            times[label] += replicates
+            per_round[label].append(statistics.median(replicates) / run.period)
+        for label, fn in extra.items():
+            per_round[label].append(median_time(fn, device, threads, extra_min_run_time))
+    costs = {label: StepCost(seconds_per_step=statistics.median(times[label]) / run.period,
+                             round_seconds=tuple(per_round[label]), state_bytes=state_bytes(run.opt),
+                             period=run.period, replicates=len(times[label]), steps=run.i)
+             for label, run in runs.items()}
+    return costs, {label: tuple(per_round[label]) for label in extra}

@@ -1,24 +1,100 @@
 """experiments/bench.py: the optimizer benchmark end to end at its smoke size, and its flags."""
+import statistics
+from dataclasses import replace
+
 import pytest
 import torch
 
 
-def test_bench_smoke_memory_matches_formulas():
+ROUNDS = 3
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    """One benchmark run at the smoke size with three rounds (a few seconds)."""
+    from experiments import bench
+    return bench.run(replace(bench.SMOKE, rounds=ROUNDS), torch.device("cpu"), verbose=False)
+
+
+def test_bench_smoke_memory_matches_formulas(smoke):
     """The benchmark runs end to end, and the optimizer state it measures equals each method's
     formula for the methods defined here and torch's (a stray buffer or a missing state would show)."""
-    from experiments import bench
-    res = bench.run(bench.SMOKE, torch.device("cpu"), verbose=False)
-    assert [(e["model"], e["width"]) for e in res["models"]] == [("mlp", 16), ("cnn", 4)]
-    for entry in res["models"]:
+    assert [(e["model"], e["width"]) for e in smoke["models"]] == [("mlp", 16), ("cnn", 4)]
+    for entry in smoke["models"]:
         assert entry["methods"]["tnt"]["period"] == entry["methods"]["kfac"]["period"] == 4  # smoke overrides
         for name in ("sgd", "adam", "adamw", "specgd", "muon", "nmd", "signum", "splus", "shampoo", "tnt", "kfac"):
             m = entry["methods"][name]
-            assert m["iter_s"] > 0 and m["floor_s"] is not None and m["iter_vs_sgd_plus_floor"] > 0
+            assert m["iter_s"] > 0
             # torch keeps Adam's step count as a 0-d float tensor per parameter: a few bytes over.
             assert m["memory_vs_params"] == pytest.approx(m["formula_memory_vs_params"], rel=2e-3), name
-    mlp = res["models"][0]
+    mlp = smoke["models"][0]
     assert {row["peer"] for row in mlp["peers"]} >= {"torch.optim.Muon (NS bfloat16)", "pytorch_optimizer.SPlus"}
     assert mlp["newton_schulz"]["ns_s"] > 0
+
+
+def test_bench_ratios_are_paired_within_each_round(smoke):
+    """Every round gives each of this project's methods one ratio from that round's times alone:
+    its iteration / (SGD-m's iteration + its floor, from that round's kernel times). The reported
+    ratio is their median, the range their min and max, the verdict the median against the target.
+    torch's own optimizers are reference rows: no floor, no ratio, no verdict."""
+    from experiments import bench
+    for entry in smoke["models"]:
+        assert entry["rounds"] == ROUNDS
+        kernels = entry["kernel_round_s"]
+        assert all(len(v) == ROUNDS and min(v) > 0 for v in kernels.values())
+        sgd = entry["methods"]["sgd"]["round_iter_s"]
+        for name, m in entry["methods"].items():
+            assert len(m["round_iter_s"]) == ROUNDS
+            if name in ("sgd", "adam", "adamw"):
+                assert m["verdict"] == "reference" and m["floor_s"] is None and m["round_ratios"] is None
+                assert m["iter_vs_sgd_plus_floor"] is None
+                continue
+            ratios, floors = m["round_ratios"], m["round_floor_s"]
+            assert len(ratios) == len(floors) == ROUNDS
+            assert ratios == pytest.approx([m["round_iter_s"][r] / (sgd[r] + floors[r]) for r in range(ROUNDS)])
+            assert m["iter_vs_sgd_plus_floor"] == statistics.median(ratios)
+            assert m["iter_vs_sgd_plus_floor_range"] == [min(ratios), max(ratios)]
+            assert m["floor_s"] == statistics.median(floors)
+            assert m["verdict"] == ("ok" if m["iter_vs_sgd_plus_floor"] <= bench.TARGET_FACTOR else "missed")
+        # two floors written out by hand from the same round's kernels (smoke: TNT's T1 = 2, T2 = 4)
+        for r in range(ROUNDS):
+            t = {k: v[r] for k, v in kernels.items()}
+            backward = max(t["forward+backward"] - t["forward"], 0.0)
+            assert entry["methods"]["tnt"]["round_floor_s"][r] == pytest.approx(
+                t["tnt products"] + (backward + t["tnt statistics"]) / 2 + t["tnt inverses"] / 4)
+            assert entry["methods"]["muon"]["round_floor_s"][r] == t["muon products"]
+            assert entry["methods"]["nmd"]["round_floor_s"][r] == 0.0
+
+
+def test_bench_names_a_diverging_method_and_its_model(monkeypatch):
+    """A registered method whose loss turns non-finite stops the benchmark with one FloatingPointError
+    line naming it and the model, and the CLI exits with that line instead of a traceback."""
+    from experiments import bench
+    from experiments.optim import registry
+
+    class Blowup(torch.optim.SGD):
+        def step(self, closure=None):
+            super().step(closure)
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.data.fill_(float("nan"))
+
+    toy = registry.OptimizerEntry("Blowup", lambda model, lr: Blowup(model.parameters(), lr))
+    monkeypatch.setitem(registry.OPTIMIZERS, "blowup", toy)
+    monkeypatch.setattr(bench, "OPTIMIZERS", {"sgd": registry.OPTIMIZERS["sgd"], "blowup": toy})
+    cfg = replace(bench.SMOKE, overrides={}, cnn_widths=())
+    with pytest.raises(FloatingPointError) as e:
+        bench.run(cfg, torch.device("cpu"), verbose=False)
+    assert str(e.value).startswith(f"MLP width 16: blowup (lr {cfg.lr:g}) diverged by iteration ")
+    assert "\n" not in str(e.value)
+
+    def diverges(cfg, device, **kwargs):
+        raise FloatingPointError("MLP width 16: tnt (lr 1e-05) diverged by iteration 30: loss nan")
+
+    monkeypatch.setattr(bench, "run", diverges)
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--quick"])
+    assert e.value.code == "experiments.bench: MLP width 16: tnt (lr 1e-05) diverged by iteration 30: loss nan"
 
 
 def test_bench_cli_bad_flags_exit_2_before_running(tmp_path, capsys, monkeypatch):

@@ -96,6 +96,6 @@ def _cost(config: dict) -> dict:
         idx = torch.randint(0, len(xtr), (batch,), generator=gen)
         batches.append((xtr[idx].to(device), split.y_train[idx].to(device)))
     methods = {label: (opt, float(lr), dict(kw)) for label, opt, lr, kw in config["methods"]}
-    costs = measure_step_costs(make_model(config, split).to(device), methods, batches, "ce", seed=int(config["seed"]),
+    costs, _ = measure_step_costs(make_model(config, split).to(device), methods, batches, "ce", seed=int(config["seed"]),
                                rounds=int(config["rounds"]), min_run_time=float(config["min_run_time"]))
     return {label: {"s_per_iter": c.seconds_per_step, "state_bytes": c.state_bytes} for label, c in costs.items()}
