@@ -195,7 +195,8 @@ class TNT(CheckedOptimizer):
         """One step of `params` (one compute dtype and device: CheckedOptimizer.step splits a group
         so): the momentum as single kernels on a flat buffer, the preconditioning as one batched
         product per mode over each set of same-shaped parameters, each a view of the flat layout
-        (FlatLayout)."""
+        (FlatLayout). The layout, buffer views and stacked inverses are a `_StepPlan`, kept between
+        steps while valid."""
         t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
         states = [self._state(p) for p in params]
         stale = []  # parameters whose inverses are recomputed now
@@ -223,6 +224,8 @@ class TNT(CheckedOptimizer):
             self._plans = {k: v for k, v in self._plans.items() if ids.isdisjoint(k)}
             self._plans[key] = plan
         plan.mom.mul_(group["momentum"])
+        # Each gradient added where it lies (a float16 one converts exactly as it is added): the
+        # numbers of adding their converted concatenation, without that copy.
         torch._foreach_add_(plan.mom_views, [p.grad for p in plan.params])
         Ds = list(plan.mom_views)
         for T, mats, members in plan.preconditioned:
