@@ -1,6 +1,9 @@
 """The fast paths of the matrix optimizers' step (Muon, NMD, Signum): normalising by a plain norm
 on a CPU, NMD's step without a normalised copy, the in-place division inside Newton-Schulz, the
-per-sum gradient check, and how many kernels one step launches against torch.optim.Muon."""
+per-sum gradient check, how many kernels one step launches against torch.optim.Muon, and TNT's
+step plan kept between steps."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -10,6 +13,7 @@ from experiments.optim.muon import NS_COEFFICIENTS, Muon, newton_schulz
 from experiments.optim.matrix_optimizer import frobenius_normalize, normalized, plain_norm
 from experiments.optim.nmd import NMD
 from experiments.optim.signum import Signum
+from experiments.optim import tnt
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -152,3 +156,60 @@ def test_step_kernel_counts():
         "aten::sum", "aten::lerp_", "aten::linalg_vector_norm", "aten::add_"]
     assert _step_ops(Signum(_with_grad((64, 48), 13), lr=1e-3)) == [
         "aten::sum", "aten::lerp_", "aten::sign", "aten::add_"]
+
+
+def _tnt_run(scenario: str, steps: int = 9) -> list[torch.Tensor]:
+    """Parameters and momentum buffers after `steps` TNT steps (factor updates every 2 steps,
+    inverses every 2 then every 4) with `scenario` happening between steps."""
+    g = _gen(5)
+    shapes = [(6, 4), (6,), (6,), (3, 6), (4, 3, 3, 3)]
+    params = [nn.Parameter(torch.randn(s, generator=g)) for s in shapes]
+    extra = nn.Parameter(torch.randn(5, 2, generator=g))
+    opt = tnt.TNT(params, lr=0.1, eps=0.1, curvature_frequency=2, inverse_frequency=4)
+    saved = None
+    for t in range(1, steps + 1):
+        live = [p for group in opt.param_groups for p in group["params"]]
+        if opt.wants_curvature():
+            opt.update_curvature({p: torch.randn(p.shape, generator=g) for p in opt.curvature_params()})
+        for p in live:
+            p.grad = torch.randn(p.shape, generator=g)
+        if scenario == "missing_grad" and t in (3, 4, 7):
+            params[2].grad = params[3].grad = None
+        if scenario == "load_state_dict" and t == 2:
+            saved = copy.deepcopy(opt.state_dict())
+        if scenario == "load_state_dict" and t == 6:
+            opt.load_state_dict(saved)
+        if scenario == "add_param_group" and t == 4:
+            opt.add_param_group({"params": [extra], "lr": 0.05})
+        if scenario == "momentum_reset" and t == 6:  # not a refresh step
+            opt.state[params[1]]["momentum_buffer"] = torch.zeros(6)
+        if scenario == "hyperparameters" and t == 5:
+            opt.param_groups[0].update(lr=0.02, momentum=0.5, weight_decay=0.3)
+        opt.step()
+    live = [p for group in opt.param_groups for p in group["params"]]
+    return [p.detach().clone() for p in live] + [opt.state[p]["momentum_buffer"].clone() for p in live]
+
+
+@pytest.mark.parametrize("scenario", ["refreshes", "missing_grad", "load_state_dict", "momentum_reset",
+                                      "add_param_group", "hyperparameters"])
+def test_tnt_step_plan_gives_the_numbers_of_a_plan_built_every_step(scenario, monkeypatch):
+    """A kept plan must be dropped whenever what it read changed: the inverses refreshed, a step
+    over a subset of the parameters (their momentum moves to another flat buffer), a loaded state
+    dict, a state tensor replaced from outside; a new group or new hyperparameters must take effect."""
+    kept = _tnt_run(scenario)
+    monkeypatch.setattr(tnt._StepPlan, "valid", lambda self, states: False)
+    rebuilt = _tnt_run(scenario)
+    assert all(torch.equal(a, b) for a, b in zip(kept, rebuilt, strict=True))
+
+
+def test_tnt_keeps_its_step_plan_between_refreshes():
+    params = [nn.Parameter(torch.randn(s, generator=_gen(6))) for s in [(6, 4), (6,), (6,)]]
+    opt = tnt.TNT(params, curvature_frequency=100, inverse_frequency=100)
+    opt.update_curvature({p: torch.randn(p.shape, generator=_gen(7)) for p in params})
+    plans = []
+    for _ in range(3):  # the first step computes the inverses, the next two reuse its plan
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=_gen(8))
+        opt.step()
+        plans.append(next(iter(opt._plans.values())))
+    assert plans[0] is not None and plans[1] is plans[0] and plans[2] is plans[0]

@@ -31,13 +31,14 @@ No library implements TNT; the tests check it against the explicit Kronecker for
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 
 import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
 from experiments.optim.distributed import RankSharding, average, kronecker_cost
-from experiments.optim.foreach import FlatCache, FlatLayout, decoupled_step, heavy_ball
+from experiments.optim.foreach import FlatCache, FlatLayout, decoupled_step
 from experiments.optim.kronecker import (StackCache, accumulate_contraction_batch, compute_dtype, damped_inverse,
                                          inverse_due, mode_contraction, mode_contraction_batch, precondition_batch,
                                          same_shape_batches, shaped, stack)
@@ -89,6 +90,7 @@ class TNT(CheckedOptimizer):
                                    count_steps=True)
         self._stacks = StackCache()
         self._flats = FlatCache()
+        self._plans: dict[tuple[int, ...], _StepPlan] = {}
 
     def _validate_group(self, g: dict) -> None:
         if not g["lr"] > 0:
@@ -193,9 +195,9 @@ class TNT(CheckedOptimizer):
         """One step of `params` (one compute dtype and device: CheckedOptimizer.step splits a group
         so): the momentum as single kernels on a flat buffer, the preconditioning as one batched
         product per mode over each set of same-shaped parameters, each a view of the flat layout
-        (FlatLayout)."""
-        lr, t1, t2 = group["lr"], group["curvature_frequency"], group["inverse_frequency"]
-        dt = compute_dtype(params[0].dtype)
+        (FlatLayout). The layout, buffer views and stacked inverses are a `_StepPlan`, kept between
+        steps while valid."""
+        t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
         states = [self._state(p) for p in params]
         stale = []  # parameters whose inverses are recomputed now
         for i, state in enumerate(states):
@@ -214,21 +216,62 @@ class TNT(CheckedOptimizer):
                 state["inverses"] = [None] * len(factors)
             for j, A in enumerate(tnt_inverses(factors, group["eps"])):
                 self._stacks.put(key + (j, "inverses"), A, members, "inverses", j)
+        key = tuple(map(id, params))
+        plan = self._plans.get(key)
+        if plan is None or not plan.valid(states):
+            plan = self._plan(params, states)
+            ids = set(key)  # a plan for another set of these parameters is stale now: drop it
+            self._plans = {k: v for k, v in self._plans.items() if ids.isdisjoint(k)}
+            self._plans[key] = plan
+        plan.mom.mul_(group["momentum"])
+        # Each gradient added where it lies (a float16 one converts exactly as it is added): the
+        # numbers of adding their converted concatenation, without that copy.
+        torch._foreach_add_(plan.mom_views, [p.grad for p in plan.params])
+        Ds = list(plan.mom_views)
+        for T, mats, members in plan.preconditioned:
+            Ds[members] = precondition_batch(T, mats).unbind(0)
+        decoupled_step(plan.params, Ds, group["lr"], group["weight_decay"])
+        if not self._warned and plan.unconditioned:
+            warnings.warn("TNT stepped without curvature factors (no curvature_step or warm_start "
+                          "yet): this step is plain SGD with momentum", RuntimeWarning, stacklevel=3)
+            self._warned = True
+
+    def _plan(self, params: list[torch.Tensor], states: list[dict]) -> _StepPlan:
+        """The flat layout of `params`, their momentum buffer and stacked inverses, as a step reads them."""
         layout = FlatLayout(params, states, [(tnt_view(p.shape), state["inverses"] is None)
                                              for p, state in zip(params, states)])
-        states = layout.states
-        mom = self._flats.get((layout.ids, "momentum_buffer"), states, "momentum_buffer")
-        heavy_ball([mom], [layout.gradients(dt)], group["momentum"])
-        Ds = list(mom.split(layout.numels))
+        mom = self._flats.get((layout.ids, "momentum_buffer"), layout.states, "momentum_buffer")
+        mom_views = [m.view(p.shape) for m, p in zip(mom.split(layout.numels), layout.params)]
+        preconditioned = []
         for (shape, no_inverses), members, span in layout.batches:
             if no_inverses:
                 continue  # no factors yet: the step is the momentum itself
             key = layout.ids[members.start:members.stop]
-            mats = [self._stacks.stacked(key + (j, "inverses"), [states[i] for i in members], "inverses", j)
+            mats = [self._stacks.stacked(key + (j, "inverses"), [layout.states[i] for i in members], "inverses", j)
                     for j in range(len(shape))]
-            Ds[members.start:members.stop] = precondition_batch(mom[span].view(len(members), *shape), mats).unbind(0)
-        decoupled_step(layout.params, Ds, lr, group["weight_decay"])
-        if not self._warned and any(state["inverses"] is None for state in states):
-            warnings.warn("TNT stepped without curvature factors (no curvature_step or warm_start "
-                          "yet): this step is plain SGD with momentum", RuntimeWarning, stacklevel=3)
-            self._warned = True
+            preconditioned.append((mom[span].view(len(members), *shape), mats, slice(members.start, members.stop)))
+        return _StepPlan(params, states, layout.params, mom, mom_views, preconditioned)
+
+
+class _StepPlan:
+    """What TNT's step of one set of parameters reads from their states: the flat layout, the momentum
+    buffer with its views in the parameters' shapes, and the stacked inverses of each batch. Building
+    it costs more than a small model's momentum and update, so it is kept between steps while it is
+    valid: the same state dicts, each holding the very momentum view, inverse list and inverses it
+    was built from. Anything that replaces one (a refresh of the inverses, a state dict loaded, a
+    step over another set of these parameters, which rebuilds their flat buffer) makes it stale."""
+
+    def __init__(self, given: list[torch.Tensor], states: list[dict], params: list[torch.Tensor],
+                 mom: torch.Tensor, mom_views: list[torch.Tensor], preconditioned: list) -> None:
+        self.given = given  # holding the parameters keeps their ids, the plan's key, unique
+        self.states = states
+        self.params, self.mom, self.mom_views, self.preconditioned = params, mom, mom_views, preconditioned
+        self.unconditioned = any(state["inverses"] is None for state in states)
+        self.read = []  # (container, key, the object read there)
+        for state in states:
+            self.read += [(state, "momentum_buffer", state["momentum_buffer"]), (state, "inverses", state["inverses"])]
+            self.read += [(state["inverses"], j, A) for j, A in enumerate(state["inverses"] or ())]
+
+    def valid(self, states: list[dict]) -> bool:
+        return (all(map(operator.is_, states, self.states))
+                and all(container[key] is value for container, key, value in self.read))
