@@ -18,7 +18,7 @@ where `grad_batches` is an iterable over one pass of the training data (batches 
 cfg.batch_size, seeded order) at the initial weights, yielding for each batch the dict
 of gradients of the batch-mean loss at labels sampled from the model (as curvature_step), what the
 optimizer's update_curvature takes (experiments.optim.curvature.sampled_gradients: {param: gradient}
-of TNT's `curvature_params()`, {call: gradient} of KFAC's layer outputs, without any weight
+of TNT's `curvature_params()`, {(forward, call): gradient} of KFAC's layer outputs, without any weight
 gradient). TNT and KFAC initialise their factors with the average over the pass (TNT's warm start).
 Model buffers (BatchNorm running statistics) are restored afterwards. Warm-start time is counted
 in wall_s (it is part of the method's cost) and reported separately as history["warm_start_s"].

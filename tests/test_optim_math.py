@@ -795,6 +795,52 @@ def test_kfac_layer_called_per_slice_equals_one_call_on_the_stacked_slices(kind)
         torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
 
 
+def test_kfac_checkpointed_block_counts_its_calls_once():
+    """A non-reentrant checkpoint recomputes its block inside the sampled backward; those recorded
+    calls are not more rows of the batch (they doubled B, hence G, before calls were handed over)."""
+    from torch.utils.checkpoint import checkpoint
+
+    class Net(nn.Module):
+        def __init__(self, ckpt):
+            super().__init__()
+            self.a, self.b, self.ckpt = nn.Linear(3, 4), nn.Linear(4, 2), ckpt
+
+        def block(self, x):
+            return self.b(torch.tanh(self.a(x)))
+
+        def forward(self, x):
+            return checkpoint(self.block, x, use_reentrant=False) if self.ckpt else self.block(x)
+
+    torch.manual_seed(2)
+    X = torch.randn(5, 3, dtype=F64, requires_grad=True)
+    models = [Net(ckpt).double() for ckpt in (False, True)]
+    models[1].load_state_dict(models[0].state_dict())
+    opts = [KFAC(m, lr=0.1, curvature_frequency=1) for m in models]
+    for m, opt in zip(models, opts):
+        assert curvature_step(opt, m(X), "ce", torch.Generator().manual_seed(0))
+    for name in ("a", "b"):
+        for key in ("A", "G"):
+            torch.testing.assert_close(opts[1].state[getattr(models[1], name).weight][key],
+                                       opts[0].state[getattr(models[0], name).weight][key], rtol=1e-12, atol=0)
+
+
+def test_kfac_refuses_output_gradients_of_another_forward():
+    from experiments.optim.curvature import mean_loss, sampled_gradients
+
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    opt = KFAC(model, lr=0.1, curvature_frequency=1)
+    X = torch.randn(2, 6, 3, dtype=F64)
+    y = torch.tensor([0, 1, 1, 0, 1, 0])
+    grads = [sampled_gradients(opt, mean_loss(model(X[t]), y, "ce"), retain_graph=False) for t in range(2)]
+    with pytest.raises(ValueError, match="no layer output gradient of the forward just run"):
+        opt.warm_start(grads)  # both batches' gradients computed before either was used
+    first = model(X[0])
+    model(X[1])
+    with pytest.raises(ValueError, match="reaches none of the layer outputs"):
+        curvature_step(opt, first, "ce", torch.Generator().manual_seed(0))  # outputs of the earlier forward
+
+
 def test_kfac_shared_conv_factors_equal_their_definition():
     """Calls on two image sizes (each call's positions averaged over its own L_c) and a call whose
     output does not reach the loss (its rows count in A and B, not in G)."""

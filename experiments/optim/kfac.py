@@ -39,8 +39,11 @@ in a training forward pass, the layer's input and the gradient edge of its outpu
 experiments.optim.curvature, which differentiates the sampled loss with respect to them only (no
 weight gradient: this optimizer has no use for one) and passes the output gradients to
 `update_curvature` (or, in the warm start, yields them to `warm_start`); the ordinary backward is
-untouched. The calls are dropped when their factors are made, at the model's next recording
-forward, or at a step, so a loop that never runs the sampled backward holds no graph across steps.
+untouched. `curvature_outputs()` hands the forward's calls over, keyed by (forward, call): calls a
+checkpointed block records while that backward recomputes it are not counted as more rows, and
+gradients of another forward's outputs are refused (ValueError) rather than paired with this one's
+inputs. The calls are dropped when their factors are made, at the model's next recording forward,
+or at a step, so a loop that never runs the sampled backward holds no graph across steps.
 Fallback: parameters outside a supported layer (norms, embeddings, grouped or non-zero-padded
 convolutions) and layers that have not yet received factors take SGD with the same momentum on the
 raw gradient. Matrix work in float32 (float64 for float64 parameters). Call `remove_hooks()` to
@@ -192,6 +195,11 @@ class KFAC(CheckedOptimizer):
                                    companions={w: [b] for w, (_, b) in self._layers.items() if b is not None})
         # (layer, its input, its output's gradient edge) per call in the current recording forward
         self._calls: list[tuple[nn.Module, torch.Tensor, GradientEdge]] = []
+        # The calls handed to a sampled backward by curvature_outputs(), with their forward's number:
+        # calls recorded after the handover (a checkpointed block recomputed inside that backward)
+        # are not rows of its batch, and gradients keyed by another forward are refused.
+        self._forward = 0
+        self._handed: tuple[int, list] | None = None
         self._schedule: tuple[int, dict] | None = None  # (next step, its group) until a step or load
         self._hooks = [model.register_forward_pre_hook(self._new_forward)]
         for module in hooked:
@@ -228,7 +236,7 @@ class KFAC(CheckedOptimizer):
     def remove_hooks(self) -> None:
         for h in self._hooks:
             h.remove()
-        self._hooks, self._calls = [], []
+        self._hooks, self._calls, self._handed = [], [], None
 
     # -- capture -----------------------------------------------------------------------------------
     def _recording(self, module: nn.Module) -> bool:
@@ -236,6 +244,7 @@ class KFAC(CheckedOptimizer):
 
     def _new_forward(self, model: nn.Module, inputs) -> None:
         if self._recording(model):
+            self._forward += 1
             self._calls = []
 
     def _record_call(self, module: nn.Module, inputs, output) -> None:
@@ -262,22 +271,32 @@ class KFAC(CheckedOptimizer):
         t, group = self._schedule
         return (t - 1) % group["curvature_frequency"] == 0
 
-    def curvature_outputs(self) -> dict[int, GradientEdge]:
-        """{call number: gradient edge of that layer call's output} of the current forward."""
-        return {i: edge for i, (_, _, edge) in enumerate(self._calls)}
+    def curvature_outputs(self) -> dict[tuple[int, int], GradientEdge]:
+        """{(forward number, call number): gradient edge of that layer call's output} of the current
+        forward; hands its calls over to the next update_curvature (or warm-start batch)."""
+        self._handed, self._calls = (self._forward, self._calls), []
+        forward, calls = self._handed
+        return {(forward, i): edge for i, (_, _, edge) in enumerate(calls)}
 
-    def _batch_factors(self, out_grads: dict[int, torch.Tensor | None]
+    def _batch_factors(self, out_grads: dict[tuple[int, int], torch.Tensor | None]
                        ) -> dict[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """{weight: (A, G)} of the recorded calls and their output gradients (keyed as in
-        curvature_outputs), every call of a layer counted as more rows (see the class docstring);
-        drops the calls."""
+        """{weight: (A, G)} of the calls last handed over by curvature_outputs() and their output
+        gradients (keyed alike), every call of a layer counted as more rows (see the class
+        docstring); drops the calls."""
+        forward, handed = self._handed or (None, [])
+        self._handed = None
+        if any(not (isinstance(key, tuple) and key[0] == forward) for key in out_grads):
+            raise ValueError("KFAC got gradients that are no layer output gradient of the forward just run: "
+                             "pass those w.r.t. curvature_outputs() of that forward (its calls are handed over once)")
+        if handed and out_grads and all(g is None for g in out_grads.values()):
+            raise ValueError("KFAC: the sampled loss reaches none of the layer outputs of the forward just run; "
+                             "were the outputs given to curvature_step those of an earlier forward?")
         calls: dict[torch.Tensor, list[tuple[nn.Module, torch.Tensor]]] = {}  # weight -> (layer, input)s
         gouts: dict[torch.Tensor, list[torch.Tensor]] = {}  # weight -> the output gradients that exist
-        for i, (module, x, _) in enumerate(self._calls):
+        for i, (module, x, _) in enumerate(handed):
             calls.setdefault(module.weight, []).append((module, x))
-            if out_grads.get(i) is not None:
-                gouts.setdefault(module.weight, []).append(out_grads[i])
-        self._calls = []
+            if out_grads.get((forward, i)) is not None:
+                gouts.setdefault(module.weight, []).append(out_grads[(forward, i)])
         out = {}
         for w, (module, _) in self._layers.items():
             if w not in gouts:
@@ -294,7 +313,7 @@ class KFAC(CheckedOptimizer):
         return out
 
     @torch.no_grad()
-    def update_curvature(self, grads: dict[int, torch.Tensor | None]) -> None:
+    def update_curvature(self, grads: dict[tuple[int, int], torch.Tensor | None]) -> None:
         """A, G <- beta (A, G) + (1 - beta) (this batch's factors); the first update sets them.
         grads: the sampled loss's gradients w.r.t. curvature_outputs(), keyed alike. The batch factors
         are averaged across processes first (those of the global batch)."""
@@ -368,7 +387,7 @@ class KFAC(CheckedOptimizer):
             return super().step(closure)
         finally:
             self._schedule = None  # the step counts have moved (on every process, owners or not)
-            self._calls = []  # that forward's graph and inputs are of no further use here
+            self._calls, self._handed = [], None  # that forward's graph and inputs are of no further use here
 
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
         t1, t2 = group["curvature_frequency"], group["inverse_frequency"]
