@@ -190,6 +190,10 @@ class TNT(CheckedOptimizer):
         for p, cs in sums.items():
             self._state(p)["factors"] = [c / counts[p] for c in cs]
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._plans.clear()  # every plan read the replaced states: free them now, not at the next step
+
     # -- the step ----------------------------------------------------------------------------------
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
         """One step of `params` (one compute dtype and device: CheckedOptimizer.step splits a group
