@@ -62,6 +62,7 @@ import numpy as np
 
 from experiments.data.images import load_raw
 from experiments.engine import RunSpec
+from experiments.tasks import cnn_cost
 from experiments.optim.registry import optimizer_version
 from paperfigs import protocol
 from paperfigs.claims import Claim, interval_claim
@@ -145,6 +146,7 @@ def cost_spec(cfg: Fig12Config, rows: list[tuple[Method, float]], seed: int, dev
     return RunSpec("cnn_cost", {"kind": "cost", **_data(cfg, seed, device),
                                 "methods": [[m.name, m.optimizer, float(lr), kwargs(m)] for m, lr in rows],
                                 "optimizer_versions": {m.name: optimizer_version(m.optimizer) for m, _ in rows},
+                                "timed_code": cnn_cost.TIMED_CODE,
                                 "rounds": cfg.cost_rounds, "min_run_time": cfg.cost_min_run_time})
 
 

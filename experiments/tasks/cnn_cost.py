@@ -8,7 +8,7 @@ Two kinds of run, named by config["kind"]:
               "device": "cpu", "data_root": None}
         -> {"epoch", "val_acc", "test_acc", "status", "n_train", "image_size", "n_params", "split"}
     "cost":  the same data and model fields, plus "methods": [[label, optimizer, lr, kwargs], ...],
-             "optimizer_versions", "rounds", "min_run_time" (experiments.cost)
+             "optimizer_versions", "timed_code" (TIMED_CODE), "rounds", "min_run_time" (experiments.cost)
         -> {label: {"s_per_iter", "state_bytes"}}
 
 Data: a balanced train / validation / test split of the dataset (experiments.data.load_image_split,
@@ -28,6 +28,11 @@ import functools
 import torch
 
 VERSION = 2  # 2: timings by experiments.cost (whole periods, median), not step_cost's blocks
+# The code whose speed a cost run measures, in its config (so in its key) and only there: the
+# optimizers' VERSIONs follow their numerics, and a faster step with the same numbers must not
+# reuse a stored timing. Bump it when an optimizer's speed changes. 2: TNT keeps its step plan
+# between steps; KFAC takes its output gradients from the sampled backward's return value.
+TIMED_CODE = 2
 
 
 @functools.lru_cache(maxsize=8)
