@@ -60,8 +60,9 @@ def paired(name: str, statement: str, per_seed, threshold: float, direction: str
            statistic=None, censored: bool = False, strict: bool = False, n_resamples: int = 4999,
            nan_aware: bool = False) -> Claim:
     """A claim judged over paired seeds: value = statistic(*per_seed) (default: the mean of one
-    per-seed sample, e.g. method minus baseline per seed), ci its paired bootstrap interval
-    (n_resamples resamples), and the verdict from the interval (paperfigs.stats.verdict_of); holds
+    per-seed sample, e.g. method minus baseline per seed), ci its 95% interval over paired seeds
+    (paperfigs.stats.paired_ci: the jackknife t-interval joined with the percentile bootstrap of
+    n_resamples resamples), and the verdict from the interval (paperfigs.stats.verdict_of); holds
     exactly when the verdict is holds.
 
     per_seed: one array per seed-indexed sample, e.g. [differences] or [method, baseline].
@@ -77,14 +78,14 @@ def paired(name: str, statement: str, per_seed, threshold: float, direction: str
     if not nan_aware and any(not np.all(np.isfinite(s)) for s in samples):
         return Claim(name, statement, None, threshold, False, None, "inconclusive")
     value = float(stat(*samples))
-    ci = paired_ci(stat, *samples, n_resamples=n_resamples) if math.isfinite(value) else None
+    ci = paired_ci(stat, *samples, n_resamples=n_resamples) if math.isfinite(value) else None  # None: no interval
     return interval_claim(name, statement, value, ci, threshold, direction, censored, strict)
 
 
 def interval_claim(name: str, statement: str, value, ci, threshold: float, direction: str = ">=",
                    censored: bool = False, strict: bool = False) -> Claim:
     """A claim judged from an interval already at hand (e.g. one a table reports, so that it is not
-    bootstrapped again): the verdict is paperfigs.stats.verdict_of(ci, ...) and the claim holds
+    computed again): the verdict is paperfigs.stats.verdict_of(ci, ...) and the claim holds
     exactly when the verdict is holds (no interval: inconclusive)."""
     from paperfigs.stats import verdict_of
 

