@@ -51,18 +51,24 @@ class GroupSplit:
 
     data_source: {dataset: experiments.data.files.source_record} of the files the images came from
     ({} for images the caller passed in), for a figure's params.
+    rows: {source: (n,) int64} the row of each image's source image(s) in that source's arrays
+    ("mnist5k" for coloured digits or the caller's images, "mnist5k" and "fashion" / "fashion_test"
+    for dominoes' top and bottom halves), so a test can check that splits share no source image.
     """
     x: torch.Tensor
     y: torch.Tensor
     a: torch.Tensor
     g: torch.Tensor
     data_source: dict = field(default_factory=dict, compare=False)
+    rows: dict = field(default_factory=dict, compare=False)
 
     @classmethod
-    def make(cls, x: np.ndarray, y: np.ndarray, a: np.ndarray, data_source: dict | None = None) -> "GroupSplit":
+    def make(cls, x: np.ndarray, y: np.ndarray, a: np.ndarray, data_source: dict | None = None,
+             rows: dict | None = None) -> "GroupSplit":
         y, a = np.asarray(y, dtype=np.int64), np.asarray(a, dtype=np.int64)
         return cls(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y),
-                   torch.from_numpy(a), torch.from_numpy(group_ids(y, a)), dict(data_source or {}))
+                   torch.from_numpy(a), torch.from_numpy(group_ids(y, a)), dict(data_source or {}),
+                   {k: np.asarray(v, dtype=np.int64) for k, v in (rows or {}).items()})
 
     def group_counts(self) -> list[int]:
         return np.bincount(self.g.numpy(), minlength=N_GROUPS).tolist()
@@ -137,7 +143,7 @@ def colored_digits(seed: int, agreement: float = 0.99, test_per_digit: int = 100
         idx = np.concatenate(parts[name])
         y = (digits[idx] >= 5).astype(np.int64)
         a = conflicting_attribute(y, agreement, rng) if name == "train" else chance_attribute(y, rng)
-        out[name] = GroupSplit.make(colorize(images[idx], a), y, a, source)
+        out[name] = GroupSplit.make(colorize(images[idx], a), y, a, source, {"mnist5k": idx})
     return out["train"], out["val"], out["test"]
 
 
@@ -181,12 +187,15 @@ def dominoes(seed: int, n_train: int = 4000, n_decode: int = 800, n_test: int = 
 
     def build(items: list[np.ndarray], source_x: np.ndarray, a: np.ndarray, mnist_part: int) -> GroupSplit:
         y = np.repeat([0, 1], [len(items[0]), len(items[1])])
-        bottom = source_x[np.concatenate(items)]
+        bottom_idx = np.concatenate(items)
+        bottom = source_x[bottom_idx]
         top_idx = np.empty(len(y), dtype=np.int64)
         for d in (0, 1):
             where = np.flatnonzero(a == d)
             top_idx[where] = rng.choice(mnist_pools[d][mnist_part], size=len(where), replace=True)
-        return GroupSplit.make(avg_pool(_pair(mnist.x[top_idx], bottom), pool), y, a, source)
+        fashion_file = "fashion" if mnist_part == 0 else "fashion_test"
+        return GroupSplit.make(avg_pool(_pair(mnist.x[top_idx], bottom), pool), y, a, source,
+                               {"mnist5k": top_idx, fashion_file: bottom_idx})
 
     y_train = np.repeat([0, 1], n_train // 2)
     train = build(fa_train, fashion.x, conflicting_attribute(y_train, agreement, rng), 0)

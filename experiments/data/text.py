@@ -155,6 +155,8 @@ class Corpus:
     vocab: Vocab
     n_docs: tuple[int, int, int]
     data_source: dict = field(default_factory=dict)  # {"text": corpus_source(name)}, for a figure's params
+    # {"train" | "val" | "test": (n,) int64} each split's documents, as indices into read_documents(name)
+    documents: dict = field(default_factory=dict, compare=False)
 
 
 def _join(vocab: Vocab, docs: list[list[str]]) -> np.ndarray:
@@ -177,7 +179,8 @@ def load_corpus(name: str = "both", seed: int = 0, vocab_size: int = 1024,
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
     docs = [tokenize(t) for t in read_documents(name)]
     order = np.random.default_rng(seed).permutation(len(docs))
-    docs = [docs[i] for i in order if docs[i]]
+    ids = np.asarray([i for i in order if docs[i]], dtype=np.int64)
+    docs = [docs[i] for i in ids]
     cum = np.cumsum([len(d) + 1 for d in docs]) / sum(len(d) + 1 for d in docs)
     cut1 = int(np.searchsorted(cum, fractions[0], side="right"))
     cut2 = int(np.searchsorted(cum, fractions[0] + fractions[1], side="right"))
@@ -186,8 +189,9 @@ def load_corpus(name: str = "both", seed: int = 0, vocab_size: int = 1024,
         lengths = np.cumsum([len(d) + 1 for d in train_docs])
         train_docs = train_docs[: max(1, int(np.searchsorted(lengths, max_train_tokens, side="right")))]
     vocab = Vocab.build(train_docs, vocab_size)
+    documents = {"train": ids[:len(train_docs)], "val": ids[cut1:cut2], "test": ids[cut2:]}
     return Corpus(name, _join(vocab, train_docs), _join(vocab, val_docs), _join(vocab, test_docs),
-                  vocab, (len(train_docs), len(val_docs), len(test_docs)), {"text": corpus_source(name)})
+                  vocab, (len(train_docs), len(val_docs), len(test_docs)), {"text": corpus_source(name)}, documents)
 
 
 def make_windows(ids: np.ndarray, T: int, stride: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
