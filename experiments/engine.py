@@ -11,8 +11,11 @@ configuration; its `key` is a SHA-256 of the canonical JSON of the task name, th
 the version of the optimizer the config names (experiments.optim.registry.optimizer_version), the
 precision the hardware picks for it where that is chosen at run time (registry.hardware_numerics:
 Muon's ns_dtype="auto" is bfloat16 on a CPU with native bfloat16 and float32 on one without), the
-torch intra-op thread count and the config. Bump a task's VERSION (or an optimizer's) whenever its
-numbers change, and every stored result of it stops matching: a stale result is never reused.
+torch intra-op thread count and the config, and, where the task defines `data_version(config)`
+and it returns a version (not None), that version of the data the config draws: a change to one
+dataset's split re-keys that dataset's runs and keeps the others' keys. Bump a task's VERSION (or an
+optimizer's) whenever its numbers change, and every stored result of it stops matching: a stale
+result is never reused.
 
 Results live in a content-addressed store, one JSON file per key under `<store>/<key[:2]>/<key>.json`,
 written by atomic rename: concurrent writers of the same key write the same bytes' meaning and the
@@ -85,6 +88,9 @@ class RunSpec:
         module = task_module(self.task)
         config = _canonical(self.config)
         ident = {"task": self.task, "task_version": int(module.VERSION), "threads": int(threads), "config": config}
+        data_version = getattr(module, "data_version", None)
+        if data_version is not None and data_version(config) is not None:
+            ident["data_version"] = int(data_version(config))
         opt = config.get("optimizer")
         if isinstance(opt, str):
             ident["optimizer_version"] = optimizer_version(opt)

@@ -57,8 +57,63 @@ def test_same_seed_same_split_other_seed_differs():
     b = load_image_split("digits", n_val_per_class=20, n_test_per_class=30, seed=1)
     c = load_image_split("digits", n_val_per_class=20, n_test_per_class=30, seed=2)
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
-    assert not np.array_equal(a.indices["test"], c.indices["test"])
+    # train and validation are drawn per seed; test is the fixed held-out pool (digits has no test split)
+    assert not np.array_equal(a.indices["train"], c.indices["train"])
+    assert not np.array_equal(a.indices["val"], c.indices["val"])
+    np.testing.assert_array_equal(a.indices["test"], c.indices["test"])
     assert a.x_train.shape[1:] == (1, 8, 8)
+
+
+SPLIT_SEEDS = (0, 1, 2, 3, 4, 1000, 1001, 1002)  # reporting seeds and the tuning seeds
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("mnist5k", dict(n_val_per_class=50, n_test_per_class=100)),                     # figures 1 and 7, quick
+    ("mnist5k", dict(profile="none", n_val_per_class=50, n_test_per_class=50)),      # width_mlp (figures 14, 15)
+    ("digits", dict(n_max=40, n_val_per_class=10, n_test_per_class=20)),             # smoke
+])
+def test_test_images_never_in_any_seeds_train_or_val(name, kwargs):
+    """A dataset without its own test split: every seed's test images are disjoint from every seed's
+    training and validation images (the tuning seeds' validation included). Before stop 18 seed 0's
+    MNIST-5k test images were 98, 110 and 108 of the 500 validation images of seeds 1000-1002."""
+    splits = {s: load_image_split(name, seed=s, **kwargs).indices for s in SPLIT_SEEDS}
+    for s, idx in splits.items():
+        test = set(idx["test"].tolist())
+        for t, other in splits.items():
+            assert not test & set(other["val"].tolist()), (s, t, "val")
+            assert not test & set(other["train"].tolist()), (s, t, "train")
+
+
+def test_held_out_test_pool_is_fixed_and_nested():
+    a = load_image_split("mnist5k", n_val_per_class=50, n_test_per_class=100, seed=0)
+    b = load_image_split("mnist5k", n_val_per_class=50, n_test_per_class=100, seed=1001)
+    small = load_image_split("mnist5k", n_val_per_class=50, n_test_per_class=50, seed=7)
+    np.testing.assert_array_equal(a.indices["test"], b.indices["test"])
+    assert torch.equal(a.y_test, b.y_test)
+    assert set(small.indices["test"].tolist()) <= set(a.indices["test"].tolist())
+    assert a.info["test_from"].startswith("held out from the source with the fixed seed")
+
+
+def test_split_version_rekeys_only_datasets_without_a_test_split():
+    """The fixed test pool changes the splits of digits / MNIST-5k only: their runs' keys change
+    (task data_version), those of Fashion-MNIST (figure 1's full configuration, whose committed
+    selection records must still be found) do not."""
+    from experiments.engine import RunSpec
+
+    for name in data.DATASETS:
+        own = name in data.OWN_TEST_SPLIT
+        assert data.split_version(name) == (None if own else data.HELD_OUT_SPLIT_VERSION)
+    for name in ("digits", "mnist5k"):
+        assert load_raw(name).x_test is None
+    config = {"dataset": "fashion", "rho": 20.0, "minority": [5, 6, 7, 8, 9], "n_max": 5000, "n_val_per_class": 200,
+              "n_test_per_class": 1000, "pool": 1, "model": "mlp", "width": 512, "depth": 3, "blocks": [],
+              "steps": 4000, "batch_size": 128, "eval_every": 100, "optimizer": "sgd", "lr": 0.1, "seed": 1000}
+    assert "data_version" not in RunSpec("imbalance", config).identity()
+    quick = RunSpec("imbalance", {**config, "dataset": "mnist5k"}).identity()
+    assert quick["data_version"] == data.HELD_OUT_SPLIT_VERSION
+    assert RunSpec("cnn_cost", {"kind": "train", "dataset": "digits"}).identity()["data_version"] == 2
+    assert "data_version" not in RunSpec("cnn_cost", {"kind": "train", "dataset": "fashion"}).identity()
+    assert RunSpec("width_mlp", {"seed": 0}).identity()["data_version"] == 2  # default dataset MNIST-5k
 
 
 @pytest.mark.needs_fashion
@@ -67,6 +122,43 @@ def test_fashion_uses_its_own_test_split():
     assert s.info["test_from"] == "source test split"
     assert s.train_counts[0] == 200 and s.train_counts[-1] == 20
     np.testing.assert_array_equal(np.bincount(s.y_test.numpy()), [20] * 10)
+    # test rows index the t10k file, train and validation rows the train file: the same image
+    # bytes never appear in another seed's validation either
+    raw = load_raw("fashion")
+    np.testing.assert_array_equal(s.y_test.numpy(), raw.y_test[s.indices["test"]])
+    np.testing.assert_array_equal(s.y_val.numpy(), raw.y[s.indices["val"]])
+    other = load_image_split("fashion", profile="exp", rho=10, n_max=200, n_val_per_class=10, n_test_per_class=20,
+                             seed=1000)
+    val_bytes = {r.tobytes() for r in raw.x[other.indices["val"]]}
+    assert not any(r.tobytes() in val_bytes for r in raw.x_test[s.indices["test"]])
+
+
+@pytest.mark.needs_fashion
+def test_figure1_full_selection_records_still_found(tmp_path):
+    """Figure 1's full configuration (Fashion-MNIST) keeps its tuning keys: every method's committed
+    selection record in experiments/selections/ is still the one its tuning key names."""
+    from pathlib import Path
+
+    import paperfigs.fig01_imbalance_mlp as fig1
+    from experiments.engine import Engine
+    from experiments.tuning import tuning_key
+    from paperfigs.context import Context
+
+    keys = {}
+
+    class Stop(Exception):
+        pass
+
+    class Capture(Context):
+        def tune(self, specs):
+            keys.update({t.method: tuning_key(self.engine, t) for t in specs})
+            raise Stop
+
+    with pytest.raises(Stop):
+        fig1.compute("full", 0, "cpu", Capture(engine=Engine(store=tmp_path / "runs")))
+    assert set(keys) == set(fig1.FULL.optimizers)
+    root = Path(__file__).resolve().parents[1] / "experiments" / "selections"
+    assert all((root / f"{k}.json").is_file() for k in keys.values()), keys
 
 
 def _write_idx(path, arr):

@@ -98,3 +98,19 @@ def test_a_method_whose_every_lr_diverged_is_an_error_not_its_smallest_lr():
     assert selected_lrs({"Adam": ok}) == {"Adam": 0.01}
     with pytest.raises(FloatingPointError, match="every lr diverged.*SPlus"):
         selected_lrs({"Adam": ok, "SPlus": SimpleNamespace(lr=None, grid=[0.01, 0.1])})
+
+
+def test_fig9_heldout_claim_reads_test_windows_and_selection_reads_validation(smoke_figure):
+    """Stop 18: figure 9's held-out claim is the rare-bucket top-5 gap on TEST windows (documents no
+    seed trains or selects on); lrs are still selected on validation windows."""
+    import numpy as np
+
+    result, _ = smoke_figure(9)
+    claim = next(c for c in result["claims"] if c["name"] == "muon_rare_heldout_top5_above_sgd")
+    gaps = result["tables"]["rare_gap_vs_sgd"]
+    if claim["value"] is not None:
+        assert claim["value"] == pytest.approx(np.mean(gaps["muon - sgd, test/top5"]["per_seed"]))
+    assert "test windows" in claim["statement"]
+    assert {"muon - sgd, val/top5", "muon - sgd, test/top5"} <= set(gaps)
+    assert "bigram_reference_test" in result["tables"]
+    assert all("validation windows" in sel["criterion"] for sel in result["params"]["lr_selection"].values())

@@ -44,6 +44,41 @@ def test_colored_digits_counts_agreement_and_colours():
     assert torch.allclose(pooled.x[:, :, 3, 5], train.x[:, :, 6:8, 10:12].mean(dim=(2, 3)))
 
 
+SPLIT_SEEDS = (0, 1, 2, 1000, 1001, 1002)  # reporting seeds and the tuning seeds
+
+
+def _never_selected(splits: dict, source: str, selection: int) -> None:
+    """No seed's test split (index 2) shares a `source` row with any seed's train (index 0) or
+    validation / decode (index `selection`) split."""
+    for s, parts in splits.items():
+        test = set(parts[2].rows[source].tolist())
+        assert test
+        for t, other in splits.items():
+            assert not test & set(other[0].rows[source].tolist()), (s, t, "train")
+            assert not test & set(other[selection].rows[source].tolist()), (s, t, "val")
+
+
+def test_test_images_never_in_any_seeds_train_or_val():
+    """Coloured digits: the test digits are held out with a fixed seed. Before stop 18 seed 0's
+    test digits were 91, 76 and 62 of the 400 validation images of tuning seeds 1000-1002."""
+    splits = {s: colored_digits(seed=s, pool=2) for s in SPLIT_SEEDS}
+    _never_selected(splits, "mnist5k", 1)
+    np.testing.assert_array_equal(splits[0][2].rows["mnist5k"], splits[1001][2].rows["mnist5k"])
+    assert not np.array_equal(splits[0][1].rows["mnist5k"], splits[1001][1].rows["mnist5k"])
+
+
+@pytest.mark.needs_fashion
+def test_dominoes_test_digits_never_in_any_seeds_train_or_decode():
+    """Dominoes: the MNIST test halves come from a pool fixed for every seed (before stop 18, about
+    100 of seed 0's test digits were top halves of each tuning seed's decode split, which figure 8
+    selects on); the Fashion halves of test come from the t10k file, of train and decode from the
+    train file."""
+    splits = {s: dominoes(seed=s, n_train=400, n_decode=80, n_test=200, pool=2) for s in SPLIT_SEEDS}
+    _never_selected(splits, "mnist5k", 1)
+    for train, decode, test in splits.values():
+        assert set(test.rows) == {"mnist5k", "fashion_test"} and set(decode.rows) == {"mnist5k", "fashion"}
+
+
 @pytest.mark.needs_fashion
 def test_dominoes_halves_labels_and_counts():
     train, decode, test = dominoes(seed=0, n_train=400, n_decode=80, n_test=200, agreement=0.95)

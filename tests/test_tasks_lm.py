@@ -21,7 +21,8 @@ def test_lm_run_is_a_function_of_its_config_not_of_the_global_rng():
     b = lm.run(TINY)
     assert {k: v for k, v in a.items() if k != "wall_s"} == {k: v for k, v in b.items() if k != "wall_s"}
     assert a["step"] == [0, 2, 4] and a["status"] == "ok"
-    assert set(a["metrics"]) == {"val_loss", "train/top1", "train/topk", "val/top1", "val/topk"}
+    assert set(a["metrics"]) == {"val_loss", "train/top1", "train/topk", "val/top1", "val/topk", "test/top1",
+                                 "test/topk"}
     assert all(len(v) == 3 for v in a["metrics"]["val/top1"])  # three frequency buckets
     assert a["metrics"]["val_loss"][0] == pytest.approx(math.log(64), rel=0.05)  # near-uniform at init
     c = lm.run({**TINY, "seed": 6})

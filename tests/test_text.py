@@ -48,6 +48,25 @@ def test_corpus_round_trip_splits_disjoint_and_deterministic(corpus):
     assert 0 < sum(t not in stoi for t in tokens) < len(tokens) / 2
 
 
+@pytest.mark.parametrize("name", ["political", "both"])
+def test_test_documents_never_in_any_seeds_train_or_val(name):
+    """The test documents are held out with a fixed seed: no seed trains or selects on another
+    seed's test documents. Before stop 18 every split was re-drawn per seed (on "both", seed 0's
+    test documents were 137-165 of the 1,451 validation documents of tuning seeds 1000-1002)."""
+    splits = {s: load_corpus(name, seed=s, vocab_size=128).documents for s in (0, 1, 2, 1000, 1001, 1002)}
+    for s, docs in splits.items():
+        test = set(docs["test"].tolist())
+        assert test
+        for t, other in splits.items():
+            assert not test & set(other["train"].tolist()), (s, t, "train")
+            assert not test & set(other["val"].tolist()), (s, t, "val")
+    np.testing.assert_array_equal(splits[0]["test"], splits[1002]["test"])
+    assert not np.array_equal(splits[0]["val"], splits[1002]["val"])
+    # the three splits of one seed cover every non-empty document once
+    n_docs = sum(1 for t in read_documents(name) if tokenize(t))
+    assert sum(len(v) for v in splits[0].values()) == len(set().union(*map(set, splits[0].values()))) == n_docs
+
+
 def test_frequency_buckets_by_rank():
     counts = np.array([50, 7, 9, 8, 7, 6, 5])  # unk, eos, then words with ranks 0..4
     v = Vocab(("<unk>", "<eos>", "w0", "w1", "w2", "w3", "w4"), counts)

@@ -11,7 +11,9 @@ Colored digits (from the real MNIST-5k images, experiments.data.images "mnist5k"
     round((1 - agreement) n_y) images of each label y carry the conflicting colour; in test
     exactly half of each label's images are red, half green (colour at chance), and likewise in
     the validation split. Per digit, test_per_digit images go to test, val_per_digit to
-    validation, the rest (360 of MNIST-5k's 500 by default) to training (disjoint).
+    validation, the rest (360 of MNIST-5k's 500 by default) to training (disjoint). The test
+    digits are a pool held out with the fixed seed TEST_POOL_SEED, the same for every seed (their
+    colours are drawn per seed); the seed draws validation and training from the other images.
 
 Dominoes (MNIST-5k digits 0/1 over Fashion-MNIST, experiments.data.images "fashion"):
     an image is (1, 56, 28): an MNIST digit (0 or 1: the easy, spurious half, a = digit) on top
@@ -23,8 +25,14 @@ Dominoes (MNIST-5k digits 0/1 over Fashion-MNIST, experiments.data.images "fashi
     label carry the conflicting digit. "decode" and test splits are group-balanced (n / 4 per
     group); decode is for retraining the head on frozen features. Fashion items: training and
     decode come from disjoint parts of Fashion-MNIST's train file, test from its t10k file.
-    MNIST digits: 20% of each digit's MNIST-5k images are kept for test, the rest pair with
-    training and decode items (drawn with replacement: MNIST-5k has only 500 of each digit).
+    MNIST digits: 20% of each digit's MNIST-5k images are kept for test (a pool held out with the
+    fixed seed TEST_POOL_SEED, the same for every seed), the rest pair with training and decode
+    items (drawn with replacement: MNIST-5k has only 500 of each digit).
+
+No seed's test split shares a source image with any seed's training or validation / decode split
+(tests/test_groups.py::test_test_images_never_in_any_seeds_train_or_val). Until stop 18 each seed
+drew its test digits from all of MNIST-5k, so seed 0's test digits were 91, 76 and 62 of the 400
+validation images of tuning seeds 1000-1002 (coloured digits).
 """
 from __future__ import annotations
 
@@ -33,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from experiments.data.images import load_raw
+from experiments.data.images import TEST_POOL_SEED, load_raw
 
 N_GROUPS = 4
 MINORITY_GROUPS = (1, 2)
@@ -51,18 +59,24 @@ class GroupSplit:
 
     data_source: {dataset: experiments.data.files.source_record} of the files the images came from
     ({} for images the caller passed in), for a figure's params.
+    rows: {source: (n,) int64} the row of each image's source image(s) in that source's arrays
+    ("mnist5k" for coloured digits or the caller's images, "mnist5k" and "fashion" / "fashion_test"
+    for dominoes' top and bottom halves), so a test can check that splits share no source image.
     """
     x: torch.Tensor
     y: torch.Tensor
     a: torch.Tensor
     g: torch.Tensor
     data_source: dict = field(default_factory=dict, compare=False)
+    rows: dict = field(default_factory=dict, compare=False)
 
     @classmethod
-    def make(cls, x: np.ndarray, y: np.ndarray, a: np.ndarray, data_source: dict | None = None) -> "GroupSplit":
+    def make(cls, x: np.ndarray, y: np.ndarray, a: np.ndarray, data_source: dict | None = None,
+             rows: dict | None = None) -> "GroupSplit":
         y, a = np.asarray(y, dtype=np.int64), np.asarray(a, dtype=np.int64)
         return cls(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y),
-                   torch.from_numpy(a), torch.from_numpy(group_ids(y, a)), dict(data_source or {}))
+                   torch.from_numpy(a), torch.from_numpy(group_ids(y, a)), dict(data_source or {}),
+                   {k: np.asarray(v, dtype=np.int64) for k, v in (rows or {}).items()})
 
     def group_counts(self) -> list[int]:
         return np.bincount(self.g.numpy(), minlength=N_GROUPS).tolist()
@@ -111,7 +125,8 @@ def colored_digits(seed: int, agreement: float = 0.99, test_per_digit: int = 100
     """(train, val, test) colored-digit splits from MNIST-5k (or the given (n, 1, h, w) images, labels).
 
     val is built like test (colour at chance, group-balanced): it is what learning rates are
-    tuned on, so the test split is never looked at before the figure's run.
+    tuned on, so the test split is never looked at before the figure's run. The test digits are
+    the same for every seed (held out with TEST_POOL_SEED), so no seed tunes on another's test images.
 
     pool > 1 averages pool x pool pixel blocks first (pool = 2: 14 x 14 images, a 4x smaller input
     layer, which is what makes the CPU quick mode affordable for Muon's Newton-Schulz).
@@ -126,18 +141,20 @@ def colored_digits(seed: int, agreement: float = 0.99, test_per_digit: int = 100
             raise ValueError(f"need images (n, 1, h, w) and digits (n,); got {images.shape} and {digits.shape}")
     images = avg_pool(images, pool)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 6]))
+    fixed = np.random.default_rng(np.random.SeedSequence([TEST_POOL_SEED, 6]))
     parts = {"test": [], "val": [], "train": []}
     for d in np.unique(digits):
-        idx = rng.permutation(np.flatnonzero(digits == d))
-        parts["test"].append(idx[:test_per_digit])
-        parts["val"].append(idx[test_per_digit: test_per_digit + val_per_digit])
-        parts["train"].append(idx[test_per_digit + val_per_digit:])
+        held = fixed.permutation(np.flatnonzero(digits == d))
+        parts["test"].append(held[:test_per_digit])
+        idx = rng.permutation(np.sort(held[test_per_digit:]))
+        parts["val"].append(idx[:val_per_digit])
+        parts["train"].append(idx[val_per_digit:])
     out = {}
     for name in ("train", "val", "test"):
         idx = np.concatenate(parts[name])
         y = (digits[idx] >= 5).astype(np.int64)
         a = conflicting_attribute(y, agreement, rng) if name == "train" else chance_attribute(y, rng)
-        out[name] = GroupSplit.make(colorize(images[idx], a), y, a, source)
+        out[name] = GroupSplit.make(colorize(images[idx], a), y, a, source, {"mnist5k": idx})
     return out["train"], out["val"], out["test"]
 
 
@@ -159,12 +176,13 @@ def dominoes(seed: int, n_train: int = 4000, n_decode: int = 800, n_test: int = 
     mnist = load_raw("mnist5k")
     source = {"fashion": fashion.source, "mnist5k": mnist.source}
     rng = np.random.default_rng(np.random.SeedSequence([seed, 8]))
-    # MNIST halves: per digit, a disjoint test pool and a train/decode pool.
+    fixed = np.random.default_rng(np.random.SeedSequence([TEST_POOL_SEED, 8]))
+    # MNIST halves: per digit, a test pool (the same for every seed) and a train/decode pool.
     mnist_pools = {}
     for d in (0, 1):
-        idx = rng.permutation(np.flatnonzero(mnist.y == d))
+        idx = fixed.permutation(np.flatnonzero(mnist.y == d))
         k = int(round(mnist_test_frac * len(idx)))
-        mnist_pools[d] = (idx[k:], idx[:k])
+        mnist_pools[d] = (np.sort(idx[k:]), np.sort(idx[:k]))
     # Fashion halves: per core label, disjoint train and decode items from the train file.
     fa_train, fa_decode, fa_test = [], [], []
     for label, c in enumerate(fashion_classes):
@@ -181,12 +199,15 @@ def dominoes(seed: int, n_train: int = 4000, n_decode: int = 800, n_test: int = 
 
     def build(items: list[np.ndarray], source_x: np.ndarray, a: np.ndarray, mnist_part: int) -> GroupSplit:
         y = np.repeat([0, 1], [len(items[0]), len(items[1])])
-        bottom = source_x[np.concatenate(items)]
+        bottom_idx = np.concatenate(items)
+        bottom = source_x[bottom_idx]
         top_idx = np.empty(len(y), dtype=np.int64)
         for d in (0, 1):
             where = np.flatnonzero(a == d)
             top_idx[where] = rng.choice(mnist_pools[d][mnist_part], size=len(where), replace=True)
-        return GroupSplit.make(avg_pool(_pair(mnist.x[top_idx], bottom), pool), y, a, source)
+        fashion_file = "fashion" if mnist_part == 0 else "fashion_test"
+        return GroupSplit.make(avg_pool(_pair(mnist.x[top_idx], bottom), pool), y, a, source,
+                               {"mnist5k": top_idx, fashion_file: bottom_idx})
 
     y_train = np.repeat([0, 1], n_train // 2)
     train = build(fa_train, fashion.x, conflicting_attribute(y_train, agreement, rng), 0)

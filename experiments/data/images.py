@@ -21,6 +21,14 @@ it as "data_source" into the figures' JSON.
 validation and test are balanced (the same count per class) and the TRAINING split alone is made
 imbalanced by seeded subsampling (`imbalance_counts`: step, exponential long tail, or 1/c).
 Pixels are scaled to [0, 1] and standardised by the training split's per-channel mean and std.
+
+Test images are never another seed's training or validation images. A dataset with a test split
+of its own (fashion, mnist, cifar10) draws test images from that split only. One without (digits,
+mnist5k) holds out a test pool drawn with the fixed TEST_POOL_SEED, the same pool for every split
+seed (tuning and reporting seeds alike); the seed draws train and validation from the rest. (Until
+stop 18 each seed drew its test images from the whole pool, so seed 0's test images were 98-110 of
+the 500 validation images of tuning seeds 1000-1002 on MNIST-5k.) `split_version(name)` names that
+change for the run keys of tasks that split these datasets.
 """
 from __future__ import annotations
 
@@ -40,6 +48,14 @@ from experiments.data.files import (CIFAR10_FILES, DATA_ROOT_ENV, find_file_set,
                                    source_record)
 
 DATASETS = ("digits", "mnist5k", "fashion", "mnist", "cifar10")
+OWN_TEST_SPLIT = ("fashion", "mnist", "cifar10")  # the datasets that ship a test split of their own
+# The test pool of a dataset without its own test split: drawn with this seed whatever the split
+# seed, so that no seed trains or selects on another seed's test images.
+TEST_POOL_SEED = 271828
+# Version of the splits of the datasets WITHOUT a test split of their own (1: test drawn per seed
+# from the whole pool; 2: a fixed test pool, TEST_POOL_SEED). Splits of OWN_TEST_SPLIT datasets are
+# unchanged since version 1, so their run keys are kept (experiments.engine: task `data_version`).
+HELD_OUT_SPLIT_VERSION = 2
 PROFILES = ("none", "step", "exp", "inv")  # inv: n_c proportional to 1/(c+1)
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -182,6 +198,12 @@ def _load_raw_cached(name: str, root: Path | None) -> RawImages:
     return _load_cifar10(root)
 
 
+def split_version(name: str) -> int | None:
+    """HELD_OUT_SPLIT_VERSION for a dataset without its own test split, None for one with (whose
+    split has not changed: a task adds a version to its run key only where the split changed)."""
+    return None if name in OWN_TEST_SPLIT else HELD_OUT_SPLIT_VERSION
+
+
 # ----------------------------------------------------------------------------- imbalance
 
 def imbalance_counts(profile: str, n_max: int, num_classes: int, rho: float = 1.0,
@@ -234,11 +256,14 @@ def load_image_split(name: str, *, profile: str = "step", rho: float = 20.0, min
                      seed: int = 0, data_root: str | os.PathLike | None = None) -> ImageSplit:
     """Deterministic balanced val/test and (imbalanced) train split of dataset `name`.
 
-    Per class c, with the seed's generator: the class's images are shuffled; the first
-    n_test_per_class go to test (taken from the source's own test split when it has one), the next
-    n_val_per_class to validation, and from the rest the training split keeps
-    imbalance_counts(profile, n_max, ...)[c] images. n_max defaults to the smallest per-class pool.
-    The three splits are disjoint by construction.
+    Per class c: test takes n_test_per_class images, from the source's own test split when it has
+    one (shuffled with the seed's generator), else the first n_test_per_class of the class's images
+    shuffled with the fixed TEST_POOL_SEED (the same test images for every seed; a smaller
+    n_test_per_class takes a prefix of the same order). The class's other images are shuffled with
+    the seed's generator: the first n_val_per_class go to validation, and from the rest the training
+    split keeps imbalance_counts(profile, n_max, ...)[c] images. n_max defaults to the smallest
+    per-class pool. The three splits are disjoint by construction, and test is disjoint from every
+    seed's train and validation.
     """
     if profile != "none" and not rho >= 1:
         raise ValueError(f"imbalance ratio rho must be >= 1 (n_max / n_min), got {rho}")
@@ -248,16 +273,16 @@ def load_image_split(name: str, *, profile: str = "step", rho: float = 20.0, min
     raw = load_raw(name, data_root)
     k = raw.num_classes
     rng = np.random.default_rng(np.random.SeedSequence(seed))
-    pools = _per_class_indices(raw.y, k, rng)
-    if raw.x_test is not None:
+    if raw.x_test is not None:  # (the generator's draws in this order since version 1: splits kept)
+        remaining = _per_class_indices(raw.y, k, rng)
         test_pools = _per_class_indices(raw.y_test, k, rng)
         test_idx = [p[:n_test_per_class] for p in test_pools]
         short = [c for c, p in enumerate(test_idx) if len(p) < n_test_per_class]
-        remaining = pools
     else:
-        test_idx = [p[:n_test_per_class] for p in pools]
-        short = [c for c, p in enumerate(pools) if len(p) < n_test_per_class]
-        remaining = [p[n_test_per_class:] for p in pools]
+        fixed = _per_class_indices(raw.y, k, np.random.default_rng(np.random.SeedSequence(TEST_POOL_SEED)))
+        test_idx = [p[:n_test_per_class] for p in fixed]
+        short = [c for c, p in enumerate(fixed) if len(p) < n_test_per_class]
+        remaining = [rng.permutation(np.sort(p[n_test_per_class:])) for p in fixed]
     if short:
         raise ValueError(f"{name}: classes {short} have fewer than n_test_per_class={n_test_per_class} images")
     val_idx = [p[:n_val_per_class] for p in remaining]
@@ -283,7 +308,8 @@ def load_image_split(name: str, *, profile: str = "step", rho: float = 20.0, min
         "minority": list(minority) if profile == "step" else [], "n_max": int(n_max),
         "train_counts": counts.tolist(), "n_val_per_class": n_val_per_class,
         "n_test_per_class": n_test_per_class, "split_seed": seed,
-        "test_from": "source test split" if raw.x_test is not None else "held out from the source",
+        "test_from": ("source test split" if raw.x_test is not None else
+                      f"held out from the source with the fixed seed {TEST_POOL_SEED} (the same for every seed)"),
         "normalisation": {"mean": mean, "std": std}, "data_source": {name: raw.source},
     }
     indices = {"train": train_idx, "val": val_idx, "test": test_idx}

@@ -19,8 +19,11 @@ Malformed files (bad bz2 stream, not UTF-8, no "text" column, no non-empty text)
 experiments.data.files.DataFormatError "FILE: problem"; `Corpus.data_source` records the files
 read and their sha256 for the figures' JSON.
 
-Splits are made at the document level: documents are shuffled with `seed` and cut by cumulative
-token count into train/val/test fractions, so the three are disjoint. The vocabulary and the
+Splits are made at the document level, so the three are disjoint. The test documents are held
+out with the fixed TEST_SEED, the same for every seed; `seed` shuffles the other documents and cuts
+them by cumulative token count into train and validation. So no seed trains or selects on another
+seed's test documents (until stop 18 every split was re-drawn per seed: seed 0's test documents were
+137-165 of the 1,451 validation documents of tuning seeds 1000-1002). The vocabulary and the
 frequency counts come from the training split only.
 """
 from __future__ import annotations
@@ -45,6 +48,7 @@ CORPORA = {
     "both": ("rotten_tomatoes_corpus_full.csv.bz2", "political_data.csv"),
 }
 UNK, EOS = "<unk>", "<eos>"
+TEST_SEED = 271828  # draws the held-out test documents, whatever the split seed
 SPECIALS = (UNK, EOS)
 BUCKET_NAMES = ("frequent", "middle", "rare")
 
@@ -155,6 +159,8 @@ class Corpus:
     vocab: Vocab
     n_docs: tuple[int, int, int]
     data_source: dict = field(default_factory=dict)  # {"text": corpus_source(name)}, for a figure's params
+    # {"train" | "val" | "test": (n,) int64} each split's documents, as indices into read_documents(name)
+    documents: dict = field(default_factory=dict, compare=False)
 
 
 def _join(vocab: Vocab, docs: list[list[str]]) -> np.ndarray:
@@ -168,26 +174,38 @@ def load_corpus(name: str = "both", seed: int = 0, vocab_size: int = 1024,
                 max_train_tokens: int | None = None) -> Corpus:
     """Tokenize, split by document and encode corpus `name`.
 
-    Documents are shuffled with np.random.default_rng(seed) and assigned, in that order, to train
-    until it holds fractions[0] of all tokens, then val, then test. `max_train_tokens` keeps only
-    the leading training documents up to that many tokens (a smaller, seeded training set for
-    quick runs); the vocabulary and counts are built from the training split actually kept.
+    Test: the (non-empty) documents shuffled with the fixed TEST_SEED, the leading ones up to
+    fractions[2] of all tokens, in that order: the same documents for every seed. The others are
+    shuffled with np.random.default_rng(seed) and assigned, in that order, to train until it holds
+    fractions[0] of all tokens, the rest to val. `max_train_tokens` keeps only the leading training
+    documents up to that many tokens (a smaller, seeded training set for quick runs); the vocabulary
+    and counts are built from the training split actually kept.
     """
     if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
-    docs = [tokenize(t) for t in read_documents(name)]
-    order = np.random.default_rng(seed).permutation(len(docs))
-    docs = [docs[i] for i in order if docs[i]]
-    cum = np.cumsum([len(d) + 1 for d in docs]) / sum(len(d) + 1 for d in docs)
-    cut1 = int(np.searchsorted(cum, fractions[0], side="right"))
-    cut2 = int(np.searchsorted(cum, fractions[0] + fractions[1], side="right"))
-    train_docs, val_docs, test_docs = docs[:cut1], docs[cut1:cut2], docs[cut2:]
+    all_docs = [tokenize(t) for t in read_documents(name)]
+    kept = np.asarray([i for i, d in enumerate(all_docs) if d], dtype=np.int64)
+    total = sum(len(all_docs[i]) + 1 for i in kept)
+
+    def leading(ids: np.ndarray, share: float) -> int:
+        """How many leading documents of `ids` hold at most `share` of all tokens."""
+        cum = np.cumsum([len(all_docs[i]) + 1 for i in ids]) / total
+        return int(np.searchsorted(cum, share, side="right"))
+
+    held = np.random.default_rng(TEST_SEED).permutation(kept)
+    n_test = leading(held, fractions[2])
+    test_ids = held[:n_test]
+    rest = np.random.default_rng(seed).permutation(np.sort(held[n_test:]))
+    cut = leading(rest, fractions[0])
+    train_ids, val_ids = rest[:cut], rest[cut:]
     if max_train_tokens is not None:
-        lengths = np.cumsum([len(d) + 1 for d in train_docs])
-        train_docs = train_docs[: max(1, int(np.searchsorted(lengths, max_train_tokens, side="right")))]
+        lengths = np.cumsum([len(all_docs[i]) + 1 for i in train_ids])
+        train_ids = train_ids[: max(1, int(np.searchsorted(lengths, max_train_tokens, side="right")))]
+    train_docs, val_docs, test_docs = ([all_docs[i] for i in ids] for ids in (train_ids, val_ids, test_ids))
     vocab = Vocab.build(train_docs, vocab_size)
+    documents = {"train": train_ids, "val": val_ids, "test": test_ids}
     return Corpus(name, _join(vocab, train_docs), _join(vocab, val_docs), _join(vocab, test_docs),
-                  vocab, (len(train_docs), len(val_docs), len(test_docs)), {"text": corpus_source(name)})
+                  vocab, (len(train_docs), len(val_docs), len(test_docs)), {"text": corpus_source(name)}, documents)
 
 
 def make_windows(ids: np.ndarray, T: int, stride: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

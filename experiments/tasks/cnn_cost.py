@@ -35,6 +35,15 @@ VERSION = 2  # 2: timings by experiments.cost (whole periods, median), not step_
 TIMED_CODE = 2
 
 
+def data_version(config: dict) -> int | None:
+    """The split's version where it changed since VERSION (experiments.engine adds it to the run key):
+    2 for a dataset without its own test split (a test pool fixed for every seed since stop 18), None
+    for one with (Fashion-MNIST, MNIST, CIFAR-10: splits and run keys unchanged)."""
+    from experiments.data.images import split_version
+
+    return split_version(config.get("dataset"))
+
+
 @functools.lru_cache(maxsize=8)
 def _split(dataset: str, n_train, n_val: int, n_test: int, pool: int, seed: int, data_root):
     # Cached per process: a worker trains every optimizer of a seed on the same split.

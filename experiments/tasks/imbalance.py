@@ -27,6 +27,15 @@ import numpy as np
 VERSION = 2  # 2: stopped runs padded with NaN instead of their last evaluation; a pool option
 
 
+def data_version(config: dict) -> int | None:
+    """The split's version where it changed since VERSION (experiments.engine adds it to the run key):
+    2 for a dataset without its own test split (a test pool fixed for every seed since stop 18), None
+    for one with (Fashion-MNIST, MNIST, CIFAR-10: splits and run keys unchanged)."""
+    from experiments.data.images import split_version
+
+    return split_version(config.get("dataset"))
+
+
 @functools.lru_cache(maxsize=8)
 def _split(dataset: str, rho: float, minority: tuple, n_max, n_val: int, n_test: int, seed: int, data_root):
     # Cached per process: a worker trains every optimizer of a seed on the same split.

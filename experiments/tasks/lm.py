@@ -11,7 +11,8 @@ One run = one optimizer at one lr from one seed, for figures 9, 13 and 14:
     result["metrics"]["val_loss"]            # per evaluation: mean next-token cross-entropy (nats)
     result["metrics"]["val/top1"]            # per evaluation: (3,) accuracy per frequency bucket
 
-Data (experiments.data.text): the corpus split by document with `seed`, a vocabulary of the `vocab`-2
+Data (experiments.data.text): the corpus split by document (test documents held out with a fixed
+seed, the same for every seed; `seed` splits the others into train and validation), a vocabulary of the `vocab`-2
 most frequent training words, disjoint length-T training windows; the training split may be
 capped at `max_train_tokens` (the leading documents). `seed` also draws the initial weights
 (experiments.models.transformer.TinyTransformer through its own generator) and the batch order
@@ -22,8 +23,9 @@ Read-outs, at step 0, every `eval_every` steps and at the end (SPlus at its EMA 
   validation windows (documents disjoint from training);
 - `bucket_edges` given: per frequency bucket of the TARGET word (frequent / middle / rare by
   training-count rank, experiments.data.text.frequency_buckets), top-1 and top-`top_k` accuracy on a
-  fixed seeded sample of `bucket_windows` training windows ("train/top1", "train/topk") and of
-  validation windows ("val/top1", "val/topk"); <unk>/<eos> targets are left out and <unk> is
+  fixed seeded sample of `bucket_windows` training windows ("train/top1", "train/topk"), of
+  validation windows ("val/top1", "val/topk": for selection) and of test windows ("test/top1",
+  "test/topk": for claims about held-out text); <unk>/<eos> targets are left out and <unk> is
   never counted as a prediction (with a small vocabulary it is the most frequent target).
 The result also carries "train_windows" (how many the training split holds: steps x batch_size
 beyond it means the run repeats data) and the training-loss history of experiments.train.
@@ -36,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-VERSION = 1
+VERSION = 2  # 2: test documents fixed for every seed (experiments.data.text, stop 18); a test bucket read-out
 DEFAULTS = {"corpus": "both", "vocab": 256, "max_train_tokens": 200_000, "T": 16, "d_model": 32, "n_layers": 1,
             "n_heads": 2, "batch_size": 16, "steps": 100, "eval_every": 10, "optimizer_kwargs": {},
             "val_windows": 256, "bucket_edges": None, "bucket_windows": 128, "top_k": 5, "device": "cpu"}
@@ -59,6 +61,14 @@ def windows(name: str, seed: int, vocab: int, max_train_tokens: int | None, T: i
     return (*make_windows(c.train, T), *make_windows(c.val, T))
 
 
+@functools.lru_cache(maxsize=8)
+def test_windows(name: str, seed: int, vocab: int, max_train_tokens: int | None, T: int):
+    """(X_test, Y_test): disjoint windows of the cached corpus's held-out test documents."""
+    from experiments.data.text import make_windows
+
+    return make_windows(corpus(name, seed, vocab, max_train_tokens).test, T)
+
+
 def with_defaults(config: dict) -> dict:
     unknown = set(config) - set(DEFAULTS) - {"seed", "optimizer", "lr"}
     if unknown:
@@ -75,8 +85,11 @@ def bucket_readout(c: dict):
     g = torch.Generator().manual_seed(int(c["seed"]))
     tr = torch.randperm(len(X), generator=g)[: c["bucket_windows"]]
     va = torch.randperm(len(Xv), generator=g)[: c["bucket_windows"]]
+    Xt, Yt = test_windows(c["corpus"], c["seed"], c["vocab"], c["max_train_tokens"], c["T"])
+    te = torch.randperm(len(Xt), generator=g)[: c["bucket_windows"]]
     buckets = torch.from_numpy(frequency_buckets(cor.vocab, tuple(c["bucket_edges"])))
-    return buckets, (cor.vocab.itos.index(UNK),), {"train": (X[tr], Y[tr]), "val": (Xv[va], Yv[va])}
+    return buckets, (cor.vocab.itos.index(UNK),), {"train": (X[tr], Y[tr]), "val": (Xv[va], Yv[va]),
+                                                   "test": (Xt[te], Yt[te])}
 
 
 def run(config: dict) -> dict:
@@ -124,6 +137,8 @@ def info(config: dict) -> dict:
     X = windows(c["corpus"], int(c["seed"]), c["vocab"], c["max_train_tokens"], c["T"])[0]
     return {"corpus": c["corpus"], "data_source": cor.data_source, "vocab": c["vocab"],
             "train_tokens": int(len(cor.train)),
-            "val_tokens": int(len(cor.val)), "train_windows": int(len(X)), "T": c["T"],
+            "val_tokens": int(len(cor.val)), "test_tokens": int(len(cor.test)),
+            "split": "test documents held out with a fixed seed (the same for every seed); train/val per seed",
+            "train_windows": int(len(X)), "T": c["T"],
             "epochs": c["steps"] * c["batch_size"] / len(X), "unk_share_train": float(np.mean(cor.train == 0)),
             "model": f"TinyTransformer(d_model={c['d_model']}, n_layers={c['n_layers']}, n_heads={c['n_heads']})"}

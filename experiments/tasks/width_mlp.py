@@ -30,6 +30,15 @@ DEFAULTS = {"dataset": "mnist5k", "pool": 1, "width": 128, "depth": 3, "steps": 
             "train_loss_eval": True, "device": "cpu"}
 
 
+def data_version(config: dict) -> int | None:
+    """The split's version where it changed since VERSION (experiments.engine adds it to the run key):
+    2 for a dataset without its own test split, MNIST-5k (a test pool fixed for every seed since
+    stop 18), None for one with (splits and run keys unchanged)."""
+    from experiments.data.images import split_version
+
+    return split_version(config.get("dataset", DEFAULTS["dataset"]))
+
+
 def with_defaults(config: dict) -> dict:
     unknown = set(config) - set(DEFAULTS) - {"seed", "optimizer", "lr"}
     if unknown:
