@@ -10,8 +10,10 @@
 The rule: every (lr, tuning seed) is an ordinary stored run; an lr's score is the mean over the
 tuning seeds of `score(result)`, and an lr at which any seed diverged (score None or non-finite)
 is out. The best mean wins (ties: the smaller lr). The grid is extended by its own step past an
-optimum found on its edge, and upward until a run diverges or the score has fallen off
-(`extend` points at most per side), so a choice is never an artefact of where the grid ended.
+optimum found on its edge, and, with to_divergence, upward until a run diverges (`extend` points at
+most per side), so a choice is never an artefact of where the grid ended. The selection records
+whether that search found a diverged run above the selected lr (`divergence_found`): False means
+the extension ran out (or was not asked for) with every higher lr still alive.
 Lrs whose mean lies within one standard error of the best are reported as `tied`.
 
 Provenance: the Selection records the grid, the per-seed scores, the criterion, the run keys and
@@ -86,6 +88,18 @@ class Selection:
         return self.lr is not None and len(self.grid) > 1 and self.lr in (min(self.grid), max(self.grid))
 
     @property
+    def divergence_found(self) -> bool | None:
+        """Whether a tuning seed diverged (score None or non-finite) at an lr above the selected one
+        (at any lr when every lr diverged): the search reached the divergence edge on the grid's
+        high side. False when the grid ended (or its extension ran out) with every higher lr alive;
+        None without tuning runs (an --lr override). Computed from the scores, so a record written
+        before this field existed gives the same answer."""
+        if not self.scores:
+            return None
+        above = [lr for lr in self.scores if self.lr is None or lr > self.lr]
+        return any(_mean(self.scores[lr]) is None for lr in above)
+
+    @property
     def tied(self) -> list[float]:
         """lrs whose mean score is within one standard error (of the best lr's seeds) of the best."""
         if self.lr is None or self.lr not in self.scores:
@@ -98,7 +112,8 @@ class Selection:
     def to_json(self) -> dict:
         return {"method": self.method, "lr": self.lr, "source": self.source, "criterion": self.criterion,
                 "higher_is_better": self.higher_is_better, "tuning_seeds": list(self.seeds),
-                "grid": sorted(self.grid), "at_grid_edge": self.at_edge, "tied_within_1se": self.tied,
+                "grid": sorted(self.grid), "at_grid_edge": self.at_edge, "divergence_found": self.divergence_found,
+                "tied_within_1se": self.tied,
                 "scores": {repr(lr): self.scores[lr] for lr in sorted(self.scores)},
                 "mean_scores": {repr(lr): v for lr, v in sorted(self.means.items())},
                 "run_keys": {repr(lr): self.run_keys.get(lr, []) for lr in sorted(self.run_keys)},
@@ -141,7 +156,7 @@ def _step(grid: Sequence[float]) -> float:
 
 def _next_points(t: TuneSpec, scores: dict[float, list], added: dict[str, int]) -> list[float]:
     """Grid points to add: below an optimum on the lower edge; above an optimum on the upper edge,
-    or above when nothing at the top has diverged or fallen off yet."""
+    or (to_divergence) above while no tuning seed has diverged at the top lr."""
     lrs = sorted(scores)
     best = select(scores, t.higher_is_better)
     ratio = _step(t.grid)

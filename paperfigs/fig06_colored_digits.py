@@ -5,8 +5,9 @@ strokes drawn in the red or green channel; the colour agrees with the label on e
 training images and is at chance on the (group-balanced) validation and test splits. Groups are
 (label, colour); the minority groups are the two where colour and label disagree.
 Models: MLPs with 2 and 4 linear layers (1 and 3 hidden matrices); the head, biases use the
-matrix methods' AdamW fallback. Optimizers: Muon, NMD, Signum (the three differ only on the
-hidden matrices), SGD (momentum 0.9) and Adam on every parameter.
+matrix methods' AdamW fallback, whose lr is tied to the method's own (below). Optimizers: Muon,
+NMD, Signum (the three differ only on the hidden matrices), SGD (momentum 0.9) and Adam on every
+parameter.
 
 "Earlier", fixed before the figure's runs: the normalised area under the minority-group TEST
 accuracy curve, AUC = trapezoid integral over [t0, T] of minority accuracy / (T - t0), a number
@@ -25,13 +26,30 @@ quarter-decade grid around CENTERS, extended past an edge optimum and to the div
 tuning seeds 1000-1002 (disjoint from the reporting seeds); score = the AUC (same window as the
 claim) of the WORST-group accuracy on the VALIDATION split, mean over tuning seeds. (Minority-group
 accuracy as the score let a collapsed, constant predictor win: it gets 0.5 on the two minority
-groups together; a first sweep picked SGD lr 3 that way.) Muon's AdamW fallback (head, biases) is
-tied to its lr (paperfigs.methods); NMD's and Signum's stay at AdamW 1e-3.
+groups together; a first sweep picked SGD lr 3 that way.) The AdamW fallback (head, biases) of
+each of Muon, NMD and Signum runs at a fixed ratio of that method's lr (FALLBACK_RATIOS), so
+tuning the method's lr tunes both on one grid.
 Tied lrs (issue 10.1): both claims are also judged with Muon at each other lr tied with its
 selected one within one standard error (at one depth, the other depth at its selected lr;
 tables.claims_at_tied_lrs); the rivals stay at their selected lrs.
 History: until the engine (issue 10) the lrs came from one sweep seed and the claims were judged
 on the mean AUCs without an interval; the claims' definitions are unchanged.
+Stop 18 (settings, before any full run of this figure; the claims are unchanged):
+- starting grids snap their centre to the nearest quarter-decade point (protocol.grid_of; was
+  centred_grid) because centred_grid gave 4 points to a centre between two quarter-decade points
+  and 5 to one on them: Muon at depth 4 started from 5 points, NMD and Signum from 4, an unequal
+  search budget between the methods the claims compare. Now 5 for every (method, depth) (smoke 3).
+- NMD's and Signum's AdamW fallback is tied to their lr like Muon's (it stayed at a fixed AdamW
+  1e-3 while Muon's was tuned with Muon, so Muon alone had its head tuned: the claims compare the
+  three). The ratios are chosen so that the three treat the fallback alike: Muon's is the
+  project's MUON_FALLBACK_RATIO (0.05, figures 1, 7-9, 14), and the fallback's AdamW step then
+  bears the same relation to the method's per-entry step on a width x width hidden matrix for all
+  three (per-entry step at lr: Muon lr / sqrt(width), its orthogonal factor; NMD lr / width, unit
+  Frobenius norm; Signum lr): fallback lr = 0.05 sqrt(width) x that step, i.e. ratio 0.05 (Muon),
+  0.05 / sqrt(width) (NMD), 0.05 sqrt(width) (Signum); full (width 256) 0.05 / 0.0031 / 0.8, quick
+  (128) 0.05 / 0.0044 / 0.57. One ratio for all three (0.05) would not treat them alike: their
+  lrs are in different units, so the fallback would get AdamW 0.05 beside NMD's selected quick lr
+  1.0 (depth 2) and 9e-5 beside Signum's 0.0018 (depth 4).
 
 Quick mode drops: 28 -> 14 px (2x2 pooling), width 256 -> 128, 2000 -> 400 steps, 5 -> 3
 reporting seeds.
@@ -49,11 +67,14 @@ from experiments.tasks.groups import splits_of
 from experiments.tuning import TuneSpec
 from paperfigs import protocol
 from paperfigs.claims import paired
-from paperfigs.methods import Method, label, methods
+from paperfigs.methods import MUON_FALLBACK_RATIO, Method, label, methods
 
 NUMBER = 6
 SPECTRAL, RIVALS = "muon", ("nmd", "signum")
 AUC_START = 0.1
+# AdamW fallback lr / the method's lr, per matrix method, at hidden width w (module docstring)
+FALLBACK_RATIOS = {"muon": lambda w: MUON_FALLBACK_RATIO, "nmd": lambda w: MUON_FALLBACK_RATIO / math.sqrt(w),
+                   "signum": lambda w: MUON_FALLBACK_RATIO * math.sqrt(w)}
 # lr grid centres per (optimizer, depth): the one-seed sweep's choices before the engine.
 CENTERS = {"muon@depth2": 0.316, "muon@depth4": 0.1, "nmd@depth2": 3.0, "nmd@depth4": 0.0949,
            "signum@depth2": 0.3, "signum@depth4": 3e-3, "sgd@depth2": 0.3, "sgd@depth4": 0.3,
@@ -132,7 +153,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     ctx = ctx or Context()
     cfg = CONFIGS[mode]
     seeds = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
-    ms = methods(cfg.optimizers, ctx)
+    ms = [replace(m, fallback_ratio=FALLBACK_RATIOS[m.optimizer](cfg.width))
+          if m.optimizer in FALLBACK_RATIOS and not m.external else m for m in methods(cfg.optimizers, ctx)]
     pairs = [(m, d) for d in cfg.depths for m in ms]
     criterion = (f"worst-group validation accuracy AUC over the last {1 - AUC_START:.0%} of training, mean over "
                  "tuning seeds")
@@ -143,7 +165,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     def spec(m, d):
         return lambda lr, s: run_spec(cfg, m, d, lr, s, device)
 
-    tunes = [TuneSpec(lr_key(m.name, d), protocol.centred_grid(center(m, d), cfg.grid_half_width),
+    tunes = [TuneSpec(lr_key(m.name, d), protocol.grid_of(center(m, d), cfg.grid_half_width),
                       list(cfg.tuning_seeds), spec(m, d),
                       (lambda r: None if r["status"] != "ok" else _auc(r, "val/worst")), True, criterion,
                       extend=cfg.extend, to_divergence=True) for m, d in pairs]
@@ -227,7 +249,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
               "data_source": splits_of(run_spec(cfg, ms[0], depths[0], 1.0, seeds[0], device).config)[0].data_source,
               "metric": "minority-group test accuracy (groups where colour and label disagree)",
               "band": "min..max over seeds", "auc_start_frac": AUC_START,
-              "fallback": "AdamW on head and biases: Muon at 0.05 x its lr, NMD and Signum at 1e-3"}
+              "fallback": "AdamW on head and biases at a fixed ratio of the method's lr: " + ", ".join(
+                  f"{label(m.name)} {m.fallback_ratio:.3g}" for m in ms if m.fallback_ratio is not None)}
     notes = [f"{k} stopped: {v}" for k, v in statuses.items() if any(s != "ok" for s in v)]
     tables = {"minority_auc": {k: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v)),
                                    "per_seed": v.tolist()} for k, v in auc.items()},

@@ -23,6 +23,11 @@ selected one within one standard error, against SGD at its selected lr (tables.c
 History: until the engine (issue 10) the lrs came from one sweep seed's final decode-split
 worst-group accuracy and the claims were judged on the mean difference without an interval; the
 claims' definitions are unchanged.
+Stop 18 (settings, before any full run of this figure; the claims are unchanged): starting grids
+snap their centre to the nearest quarter-decade point (protocol.grid_of; was centred_grid) because
+centred_grid gave Adam and Shampoo (centres on quarter-decade points) 5 points and SGD and Muon 4,
+an unequal search budget between a claimed method and its baseline. Now 5 for every method
+(smoke 3).
 
 Quick mode drops: 8000 -> 4000 training and 2000 -> 800 decode images, 56x28 -> 28x14 px, width
 256 -> 128, 2000 -> 500 steps, 5 -> 3 reporting seeds.
@@ -116,7 +121,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     # selected one: its claim is judged there too (issue 10.1).
     selections, runs, tied_runs = protocol.tune_and_report(
         ctx, ms, spec, seeds, late_score, True, criterion,
-        lambda m: protocol.centred_grid(center[m.name], cfg.grid_half_width), cfg.extend, claimed, cfg.tuning_seeds)
+        lambda m: protocol.grid_of(center[m.name], cfg.grid_half_width), cfg.extend, claimed, cfg.tuning_seeds)
     lrs = {k: sel.lr for k, sel in selections.items()}
     series, final, statuses = {}, {}, {}
     for m in ms:

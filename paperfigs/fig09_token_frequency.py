@@ -10,7 +10,8 @@ about a quarter of training targets are <unk>, so it would otherwise take the to
 one engine run (experiments.tasks.lm, bucket read-out) per (optimizer, lr, seed), the seed drawing
 the split, the initial weights, the evaluation samples and the batch order.
 Optimizers: SGD (momentum 0.9), Adam, Muon (hidden matrices only; embeddings, head and norms on
-its AdamW fallback) and Shampoo.
+its AdamW fallback, at a fixed ratio of Muon's lr), Muon incl. head ("muon_head": the head is a
+Muon matrix too) and Shampoo.
 
 Why these choices: with a 4,000-word vocabulary and 600 steps, rare-word accuracy stays near 0
 for every optimizer, so nothing compares. Rare next words are also intrinsically unpredictable
@@ -59,6 +60,24 @@ seed 0's validation and test documents were partly other seeds' training and val
 (137-165 of the 1,451 validation documents of tuning seeds 1000-1002 were seed 0's test documents):
 a held-out claim must read text that no run trained or selected on. Selection stays on validation
 windows; the bigram reference is now computed on the test sample. Run keys change (lm task version 2).
+Stop 18 (settings, before any full run of this figure; claims' definitions and thresholds unchanged):
+- Muon's AdamW fallback (embeddings, head, LayerNorms) runs at paperfigs.methods.MUON_FALLBACK_RATIO
+  (0.05) x Muon's lr, so tuning Muon's lr tunes both on one grid, as in figures 1, 6-8; it was a
+  fixed, untuned AdamW 1e-3 (at the grid centre 0.03 it is now 1.5e-3).
+- "Muon incl. head" (muon_head) runs and is claimed beside Muon, as in figures 1 and 7: paper A's
+  mechanism is the spectral update of the classifier matrix, which for a language model is the
+  head (vocab x d_model, not tied to the embedding), and registered Muon leaves it to AdamW. Its
+  grid centre is Muon's; its claims are named muon_head_*.
+- the search goes to the divergence edge (to_divergence, as figures 1, 6-8, 11, 12) because it
+  stopped at the top of the grid whenever the optimum was interior: up to `extend` (3) lrs more
+  above each grid until a tuning seed diverges; each selection says whether one did
+  (divergence_found).
+Cost of these changes (from the configuration; a first batch of 4 x 5 x 3 = 60 full tuning runs of
+40-46 CPU-s, about 100 runs with extensions, reporting and tied lrs, 4,500 CPU-s): Muon incl. head
+adds one method, 15 tuning runs, up to 9 to the edge and 5+ reporting runs (about 1,300 CPU-s);
+the divergence search adds at most 3 lrs x 5 methods x 3 seeds = 45 runs (about 2,000 CPU-s), fewer
+where a run diverges first. At most about 7,800 CPU-s, 1.7x (quick: 3-point grids, the same
+counts of added runs at about 5 CPU-s).
 """
 from __future__ import annotations
 
@@ -73,12 +92,16 @@ from experiments.data.text import BUCKET_NAMES, bucket_accuracy
 from experiments.tuning import TuneSpec
 from paperfigs import protocol
 from paperfigs.claims import paired
+from paperfigs.methods import MUON_FALLBACK_RATIO, label
+from paperfigs.methods import methods as method_list
 from paperfigs.protocol import TUNING_SEEDS
-from paperfigs.style import band, color, display
+from paperfigs.style import band, color
 
-BASELINE, CLAIMED = "sgd", "muon"
+BASELINE, CLAIMED = "sgd", ("muon", "muon_head")
 # A first sweep around SGD 0.3 / Adam 3e-3 chose the bottom of both grids: moved down one step.
-CENTERS = {"sgd": 0.03, "adam": 3e-4, "muon": 0.03, "shampoo": 3e-3}
+# Muon incl. head (stop 18): Muon's centre (its update has the same per-entry size on the
+# vocab x d_model head as on a d_model x d_model matrix, sqrt(vocab / d_model) / sqrt(vocab)).
+CENTERS = {"sgd": 0.03, "adam": 3e-4, "muon": 0.03, "shampoo": 3e-3, "muon_head": 0.03}
 EXTERNAL_CENTER = 1e-3
 TOP_K = 5
 SPLITS = ("train", "val", "test")  # fit on a training sample; validation (selection); held-out test (claim)
@@ -89,7 +112,7 @@ METRICS = tuple(f"{sp}/{m}" for sp, m in METRIC_PARTS)
 
 @dataclass(frozen=True)
 class Config:
-    optimizers: tuple[str, ...] = ("sgd", "adam", "muon", "shampoo")
+    optimizers: tuple[str, ...] = ("sgd", "adam", "muon", "shampoo", "muon_head")
     corpus: str = "both"
     vocab: int = 512
     edges: tuple[int, int] = (32, 128)
@@ -172,20 +195,24 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     ctx = ctx or Context()
     cfg = CONFIGS[mode]
     seeds = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
-    # label -> (optimizer name in the run config, kwargs, grid centre)
-    opts = {o: (o, {}, CENTERS[o]) for o in cfg.optimizers}
-    for ext in ctx.extra_optimizers:
-        opts[ext.name] = (ext.target, dict(ext.kwargs), EXTERNAL_CENTER)
-    tune = [TuneSpec(o, protocol.grid_around(c, cfg.lr_points), cfg.tuning_seeds,
-                     lambda lr, s, name=name, kw=kw: run_spec(cfg, name, kw, lr, s, device), tuning_score,
-                     higher_is_better=True, extend=cfg.extend,
+    # label -> Method (paperfigs.methods: "muon_head" is Muon with the head a Muon matrix; Muon's
+    # AdamW fallback runs at MUON_FALLBACK_RATIO x its lr), then the user's optimizers
+    opts = {m.name: m for m in method_list(cfg.optimizers, ctx)}
+    claimed = [o for o in CLAIMED if o in opts]
+
+    def spec_of(o):
+        m = opts[o]
+        return lambda lr, s: run_spec(cfg, m.optimizer, m.optimizer_kwargs(lr), lr, s, device)
+
+    tune = [TuneSpec(o, protocol.grid_around(CENTERS.get(o, EXTERNAL_CENTER), cfg.lr_points), cfg.tuning_seeds,
+                     spec_of(o), tuning_score, higher_is_better=True, extend=cfg.extend, to_divergence=True,
                      criterion="mean over evaluations after step 0 of the bucket-averaged top-1 accuracy on "
                                "validation windows")
-            for o, (name, kw, c) in opts.items()]
+            for o in opts]
     selections = ctx.tune(tune)
     lrs = protocol.selected_lrs(selections)
-    # the reporting seeds at every method's selected lr, and at each lr tied with Muon's (within one SE)
-    runs, tied_runs = protocol.report(ctx, tune, selections, seeds, (CLAIMED,), desc="fig9 reporting runs")
+    # the reporting seeds at every method's selected lr, and at each lr tied with a claimed one's (within one SE)
+    runs, tied_runs = protocol.report(ctx, tune, selections, seeds, claimed, desc="fig9 reporting runs")
 
     series, final = {}, {}
     for o, rs in runs.items():
@@ -195,14 +222,14 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
             key = f"{split}/{metric}"
             arr = np.array([curve(r, key)[:n] for r in rs])  # (seeds, evals, buckets)
             for b, bname in enumerate(BUCKET_NAMES):
-                series[f"{display(o)} {key} {bname}"] = {
+                series[f"{label(o)} {key} {bname}"] = {
                     "x": steps, "y": arr[:, :, b].mean(0).tolist(), "y_lo": arr[:, :, b].min(0).tolist(),
-                    "y_hi": arr[:, :, b].max(0).tolist(), "method": o, "label": display(o), "panel": f"{split}/{bname}",
+                    "y_hi": arr[:, :, b].max(0).tolist(), "method": o, "label": label(o), "panel": f"{split}/{bname}",
                     "split": split, "metric": metric, "bucket": bname}
-            final.setdefault(display(o), {})[key] = {
+            final.setdefault(label(o), {})[key] = {
                 bname: {"mean": float(arr[:, -1, b].mean()), "min": float(arr[:, -1, b].min()),
                         "max": float(arr[:, -1, b].max())} for b, bname in enumerate(BUCKET_NAMES)}
-        final[display(o)]["final_train_loss"] = [r["train_loss"][-1] for r in rs]
+        final[label(o)]["final_train_loss"] = [r["train_loss"][-1] for r in rs]
 
     def gaps_vs_sgd(results: list[dict], base: list[dict], key: str) -> list[float]:
         """Per seed: rare_gap of each run against the baseline's run on the same seed."""
@@ -216,31 +243,32 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     def claims_for(name: str, muon_runs: list[dict], suffix: str = "") -> list:
         out = []
-        for key, claim, what in (("train/top1", "muon_rare_fit_above_sgd", "top-1 accuracy on training windows"),
-                                 (f"test/top{TOP_K}", "muon_rare_heldout_top5_above_sgd",
+        for key, claim, what in (("train/top1", f"{name}_rare_fit_above_sgd", "top-1 accuracy on training windows"),
+                                 (f"test/top{TOP_K}", f"{name}_rare_heldout_top5_above_sgd",
                                   f"top-{TOP_K} accuracy on held-out test windows")):
             out.append(paired(
-                claim, f"Muon's rare-bucket (ranks {cfg.edges[1]}-{cfg.vocab - 3}) {what} exceeds SGD's at equal "
+                claim, f"{label(name)}'s rare-bucket (ranks {cfg.edges[1]}-{cfg.vocab - 3}) {what} exceeds SGD's at equal "
                        f"steps: mean over evaluations after step 0 and over {len(seeds)} paired seeds of the "
                        f"difference{suffix}",
                 [gaps_vs_sgd(muon_runs, runs[BASELINE], key)], 0.0, ">=", strict=True))
         return out
 
-    claims, at_tied = protocol.claims_with_tied((CLAIMED,), runs, tied_runs, claims_for,
-                                                lambda name, lr: f" (Muon at tied lr {lr:.3g})")
+    claims, at_tied = protocol.claims_with_tied(claimed, runs, tied_runs, claims_for,
+                                                lambda name, lr: f" ({label(name)} at tied lr {lr:.3g})")
 
-    # Muon at each lr of its grid vs SGD at its selected lr, from the stored tuning runs
-    muon = protocol.stored_grid(ctx, selections[CLAIMED], lambda lr, s: run_spec(cfg, CLAIMED, {}, lr, s, device))
-    base = protocol.stored_grid(ctx, selections[BASELINE], lambda lr, s: run_spec(cfg, BASELINE, {}, lr, s, device),
-                                [lrs[BASELINE]])
-    if muon is None or base is None:
-        sensitivity = protocol.NOT_STORED
-    else:
-        sensitivity = {}
-        for lr, rs in sorted(muon.items()):
+    # each claimed method at each lr of its grid vs SGD at its selected lr, from the stored tuning runs
+    base = protocol.stored_grid(ctx, selections[BASELINE], spec_of(BASELINE), [lrs[BASELINE]])
+    sensitivity = {}
+    for name in claimed:
+        grid = protocol.stored_grid(ctx, selections[name], spec_of(name))
+        if grid is None or base is None:
+            sensitivity[name] = protocol.NOT_STORED
+            continue
+        sensitivity[name] = {}
+        for lr, rs in sorted(grid.items()):
             ok = [(r, b) for r, b in zip(rs, base[lrs[BASELINE]]) if r["status"] == "ok"]
-            sensitivity[repr(lr)] = {key: float(np.mean(gaps_vs_sgd(*zip(*ok), key) if ok else [np.nan]))
-                                     for key in ("train/top1", f"test/top{TOP_K}")}
+            sensitivity[name][repr(lr)] = {key: float(np.mean(gaps_vs_sgd(*zip(*ok), key) if ok else [np.nan]))
+                                           for key in ("train/top1", f"test/top{TOP_K}")}
 
     params = {**asdict(cfg), "model size": f"{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} heads, "
               f"T {cfg.T}", "buckets": {"frequent": [0, cfg.edges[0]], "middle": list(cfg.edges),
@@ -249,9 +277,10 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
               "seed_list": seeds, "device": device,
               "data": lm_task.info(run_spec(cfg, BASELINE, {}, 1.0, seeds[0], device).config),
               "band": "min..max over seeds",
-              "fallback": "Muon: AdamW lr 1e-3 on embeddings, head and LayerNorm parameters",
+              "fallback": f"Muon: AdamW at {MUON_FALLBACK_RATIO} x Muon's lr (tuned together on one grid) on "
+                          "embeddings, head and LayerNorm parameters; Muon incl. head: the same without the head",
               "external_optimizers": {e.name: e.target for e in ctx.extra_optimizers}}
-    notes = [f"{display(o)} stopped: {[r['status'] for r in rs]}" for o, rs in runs.items()
+    notes = [f"{label(o)} stopped: {[r['status'] for r in rs]}" for o, rs in runs.items()
              if any(r["status"] != "ok" for r in rs)]
     for key in METRICS:
         g_adam, g_muon = gaps.get(f"adam - sgd, {key}"), gaps.get(f"muon - sgd, {key}")

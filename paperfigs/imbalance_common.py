@@ -11,6 +11,12 @@ Protocol (the same for every method, including user optimizers given with --opti
   reporting seeds seed..seed+seeds-1), on a quarter-decade grid around `centers`, extended by the
   engine past an optimum on the grid's edge and upward to the divergence edge; the score is the
   figure's `select_score` (a time-window score matching its claim, never an end-of-run value);
+- the starting grid follows the figure's `grid_rule`: "snapped" (protocol.grid_of: the centre
+  snapped to the nearest quarter-decade point, so every method starts from the same number of
+  points, 2 x 4 x grid_half_width + 1) or "centred" (protocol.centred_grid: the quarter-decade
+  points within grid_half_width decades of the centre itself, one point fewer when the centre lies
+  between two of them). Only figure 1 keeps "centred": its full-scale selections are committed
+  records whose tuning keys hash those very grids (its module docstring lists them);
 - Muon's AdamW fallback runs at a fixed ratio of Muon's lr (paperfigs.methods), so tuning Muon's lr
   tunes both on one grid;
 - each claim is judged over paired reporting seeds (a bootstrap interval and a verdict), again at
@@ -61,10 +67,21 @@ class ImbalanceConfig:
     centers: tuple[tuple[str, float], ...]  # lr grid centre per method (half a decade each side)
     tuning_seeds: tuple[int, ...] = TUNING_SEEDS
     grid_half_width: float = 0.5  # decades on each side of the centre
+    grid_rule: str = "snapped"    # starting grid: "snapped" (protocol.grid_of) or "centred" (centred_grid)
     extend: int = 2               # grid points the engine may add on each side
     # label -> fixed optimizer kwargs besides the Muon variants (e.g. SPlus's EMA rate)
     kwargs: tuple[tuple[str, tuple], ...] = ()
     pool: int = 1                 # 2: images averaged over 2 x 2 pixel blocks (28 x 28 -> 14 x 14)
+
+
+GRID_RULES = {"snapped": protocol.grid_of, "centred": protocol.centred_grid}
+
+
+def start_grid(cfg: ImbalanceConfig, m: Method) -> list[float]:
+    """The starting lr grid of method m (the engine extends it)."""
+    if cfg.grid_rule not in GRID_RULES:
+        raise ValueError(f"grid_rule {cfg.grid_rule!r}: one of {sorted(GRID_RULES)}")
+    return GRID_RULES[cfg.grid_rule](center_of(cfg, m), cfg.grid_half_width)
 
 
 def methods(cfg: ImbalanceConfig, ctx) -> list[Method]:
@@ -110,7 +127,7 @@ def study(cfg: ImbalanceConfig, mode: str, seed: int, device: str, ctx,
     seeds = protocol.reporting_seeds(seed, cfg.seeds, cfg.tuning_seeds)
     selections, runs, tied_runs = protocol.tune_and_report(
         ctx, ms, lambda m, lr, s: run_spec(cfg, m, lr, s, device), seeds, select_score, True, criterion,
-        lambda m: protocol.centred_grid(center_of(cfg, m), cfg.grid_half_width), cfg.extend, claimed,
+        lambda m: start_grid(cfg, m), cfg.extend, claimed,
         cfg.tuning_seeds)
     first = runs[ms[0].name][0]
     n_train = int(sum(first["train_counts"]))

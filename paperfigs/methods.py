@@ -4,7 +4,8 @@ plus the user's optimizers from --optimizer (paperfigs.context.ExternalOptimizer
 Muon's AdamW fallback (biases, embeddings and, for registered Muon, the head) runs at a fixed ratio
 of Muon's lr, so tuning Muon's lr tunes both on one grid: at Muon's customary 0.02 the fallback is
 AdamW's customary 1e-3. "muon_head" (Muon on every matrix including the head) keeps the ratio for
-the biases.
+the biases. A figure may tie another matrix method's fallback (NMD, Signum) the same way with its
+own ratio (Method.fallback_ratio; figure 6).
 """
 from __future__ import annotations
 
@@ -22,12 +23,18 @@ class Method:
     center: float | None = None  # lr grid centre, for figures that tune every method on one rule
     kwargs: dict = field(default_factory=dict)
     external: bool = False       # a user optimizer (--optimizer)
+    # AdamW fallback lr / the method's lr; None: MUON_FALLBACK_RATIO for Muon, and no fallback_lr
+    # (the registry's fixed 1e-3) for every other method
+    fallback_ratio: float | None = None
 
     def optimizer_kwargs(self, lr: float) -> dict:
         """The run config's optimizer_kwargs at this lr."""
         kw = dict(self.kwargs)
-        if self.optimizer == "muon":
-            kw["fallback_lr"] = MUON_FALLBACK_RATIO * lr
+        ratio = self.fallback_ratio
+        if ratio is None and self.optimizer == "muon":
+            ratio = MUON_FALLBACK_RATIO
+        if ratio is not None:
+            kw["fallback_lr"] = ratio * lr
         return kw
 
 

@@ -30,6 +30,8 @@ METHOD_COLORS: dict[str, str] = {
     "Adam": _PALETTE["adam"], "AdamW": _PALETTE["adam"], "adam": _PALETTE["adam"], "adamw": _PALETTE["adam"],
     "SpecGD": _PALETTE["spectral"], "SpecGF": _PALETTE["spectral"], "specgd": _PALETTE["spectral"],
     "Muon": _PALETTE["muon"], "muon": _PALETTE["muon"],
+    # Muon with the head a Muon matrix too, where a figure draws it in its own colour (9, 14)
+    "muon_head": "#4B3F8C", "Muon (incl. head)": "#4B3F8C",
     "Shampoo": _PALETTE["shampoo"], "shampoo": _PALETTE["shampoo"],
     "TNT": _PALETTE["tnt"], "tnt": _PALETTE["tnt"],
     "KFAC": _PALETTE["kfac"], "kfac": _PALETTE["kfac"],

@@ -8,8 +8,8 @@ import pytest
 
 from experiments import engine as engine_module
 from experiments.engine import Engine, RunSpec, RunStore
-from experiments.tuning import (TuneSpec, check_disjoint, quarter_decade_grid, read_record, select,
-                                tune_all)
+from experiments.tuning import (Selection, TuneSpec, check_disjoint, quarter_decade_grid, read_record,
+                                select, tune_all)
 
 
 def spec(lr=0.1, seed=0, **kw):
@@ -125,6 +125,36 @@ def test_tuning_extends_past_edge_and_records(tmp_path):
                   False, "final training loss")
     with Engine(store=tmp_path / "runs2") as e:
         assert tune_all(e, [t2], record_dir=tmp_path / "rec")["sgd"].source == "computed"
+
+
+def test_selection_records_whether_the_search_found_a_diverged_run_above_its_lr(tmp_path):
+    """divergence_found: a diverged tuning seed above the selected lr. toy SGD at 15 steps stays
+    finite up to lr 10 and diverges from about 30: with to_divergence the grid 1..10 is extended
+    until it does; without, it stops at 10 and says so. The field is in the record and the figure
+    JSON, and an old record without it gives the same answer (computed from the scores)."""
+    def make(lr, seed):
+        return spec(lr=lr, seed=seed, steps=15)
+
+    def final_loss(result):
+        return result["loss"][-1] if result["status"] == "ok" else None
+
+    grid = quarter_decade_grid(1.0, 10.0)
+    to_edge = TuneSpec("edge", grid, [0], make, final_loss, False, "final loss", to_divergence=True)
+    plain = TuneSpec("plain", grid, [0], make, final_loss, False, "final loss")
+    with Engine() as e:
+        sel = tune_all(e, [to_edge, plain], write_record=True, record_dir=tmp_path)
+    edge, stop = sel["edge"], sel["plain"]
+    assert max(edge.grid) > 10.0 and edge.scores[max(edge.grid)] == [None] and edge.divergence_found is True
+    assert max(stop.grid) == pytest.approx(10.0) and stop.divergence_found is False
+    assert edge.to_json()["divergence_found"] is True and stop.to_json()["divergence_found"] is False
+    rec = json.loads((tmp_path / f"{edge.tuning_key}.json").read_text())
+    assert rec["divergence_found"] is True
+    del rec["divergence_found"]  # a record written before the field existed
+    (tmp_path / f"{edge.tuning_key}.json").write_text(json.dumps(rec))
+    assert read_record(tmp_path, edge.tuning_key).divergence_found is True
+    # every lr diverged: found; an override (no tuning runs): unknown
+    assert Selection("m", None, [20.0, 30.0], {20.0: [None], 30.0: [None]}, "c", [0], "computed").divergence_found
+    assert Selection("m", 0.1, [0.1], {}, "c", [0], "override").divergence_found is None
 
 
 def test_override_and_bad_record(tmp_path):
