@@ -1,0 +1,122 @@
+"""Stop 18 (audit findings 2, 3, 9): a stopped run (status other than ok) never enters a claim as a
+number: the claim is inconclusive. Figure 14's rank claim is inconclusive where SPlus and both rivals
+are censored; figure 13's count claim carries its (point) interval and verdict.
+
+compute() runs here on hand-built results: FakeEngine returns result dicts made from each run's
+config, and every tuning returns its grid's first lr as the selection (no tied lrs), so a test
+sets exactly which run stopped and what every curve is."""
+import math
+
+import numpy as np
+import pytest
+
+from experiments.tuning import Selection
+from paperfigs.context import Context
+
+STOP = "stopped: non-finite loss at step 1"
+
+
+class FakeEngine:
+    store = None
+
+    def __init__(self, make):
+        self.make = make
+
+    def key(self, spec):
+        return spec.key(1)
+
+    def run(self, specs, desc=""):
+        return [self.make(spec.task, spec.config) for spec in specs]
+
+
+def fake_tune(engine, specs, **kw):
+    return {t.method: Selection(t.method, t.grid[0], list(t.grid), {t.grid[0]: [1.0]}, t.criterion, list(t.seeds),
+                                "computed", t.higher_is_better) for t in specs}
+
+
+class FakeContext(Context):
+    def tune(self, specs):
+        return fake_tune(self.engine, specs)
+
+
+def by_name(claims):
+    return {c.name: c for c in claims}
+
+
+# ------------------------------------------------------------------ figure 14
+def _fig14(monkeypatch, curve):
+    """compute("smoke") with target curves curve(task, optimizer, seed) -> (values, status); steps
+    0, 2, 4, 6 (a stopped run's curve is shorter: the LM and MLP tasks truncate at the stop)."""
+    from paperfigs import fig14_steps_to_adam as f14
+
+    def make(task, c):
+        values, status = curve("lm" if task == "lm" else "image", c["optimizer"], c["seed"])
+        steps = [0, 2, 4, 6][:len(values)]
+        metric = "val_loss" if task == "lm" else "train_loss"
+        return {"step": steps, "wall_s": [0.1 * s for s in steps], "metrics": {metric: list(values)},
+                "status": status}
+
+    monkeypatch.setattr(f14, "tune_all", fake_tune)
+    return f14.compute("smoke", 0, "cpu", Context(engine=FakeEngine(make)))
+
+
+ADAM = [5.0, 4.0, 3.0, 2.0]      # reaches its own final target (2.0) at step 6
+FAST = [5.0, 1.9, 1.8, 1.7]      # reaches it at step 2: fraction 1/3
+NEVER = [5.0, 4.5, 4.0, 3.5]     # censored: fraction 6/6 = 1
+
+
+def test_fig14_stopped_splus_run_is_no_fraction_and_its_claims_are_inconclusive(monkeypatch):
+    """SPlus stopped at step 2 on seed 0 (LM): it was censored at its last evaluation, fraction 2/6,
+    so 'below 1' held on a diverged run; now no fraction and both claims reading it inconclusive."""
+    from paperfigs import fig14_steps_to_adam as f14
+
+    adam = {"step": [0, 2, 4, 6], "wall_s": [0, 1, 2, 3], "metrics": {"val_loss": ADAM}, "status": "ok"}
+    stopped = {"step": [0, 2], "wall_s": [0, 1], "metrics": {"val_loss": [5.0, 4.0]}, "status": STOP}
+    fr = f14.fraction(stopped, adam, "lm")
+    assert math.isnan(fr["step_fraction"]) and fr["stopped"] == STOP and not fr["censored"]
+    assert math.isnan(f14.fraction(adam, stopped, "lm")["step_fraction"])  # Adam stopped: no target
+
+    def curve(task, opt, seed):
+        if (task, opt, seed) == ("lm", "splus", 0):
+            return [5.0, 4.0], STOP
+        return (ADAM if opt == "adam" else FAST if opt == "splus" else ADAM), "ok"
+
+    out = _fig14(monkeypatch, curve)
+    c = by_name(out["claims"])
+    for name in ("splus_fraction_below_1_lm", "splus_ranks_first"):
+        assert c[name].verdict == "inconclusive" and c[name].value is None and "stopped" in c[name].statement
+    assert c["splus_fraction_below_1_image"].verdict == "holds"  # the image task read no stopped run
+    lm = out["tables"]["fractions"]["lm"]["SPlus"]
+    assert lm["stopped_seeds"] == [0] and math.isnan(lm["step_fraction"])
+    assert len(out["series"]["lm|SPlus"]["y"]) == 4  # padded, not cut to the stopped run's length
+
+
+def test_fig14_stopped_rival_makes_the_rank_claim_inconclusive(monkeypatch):
+    """Shampoo stopped (image, seed 1): it was censored at its last evaluation, i.e. counted fast."""
+    def curve(task, opt, seed):
+        if (task, opt, seed) == ("image", "shampoo", 1):
+            return [5.0, 4.0], STOP
+        return (FAST if opt == "splus" else ADAM), "ok"
+
+    c = by_name(_fig14(monkeypatch, curve)["claims"])
+    assert c["splus_ranks_first"].verdict == "inconclusive" and "image/Shampoo seed 1" in c["splus_ranks_first"].statement
+    assert c["splus_fraction_below_1_image"].verdict == "holds"
+
+
+def test_fig14_rank_claim_with_splus_and_rivals_censored_is_inconclusive_not_failed(monkeypatch):
+    """On the image task nobody but Adam reaches Adam's target: every margin is 0 (two equal lower
+    bounds); the strict claim read that as fails."""
+    def curve(task, opt, seed):
+        if task == "image":
+            return (ADAM if opt == "adam" else NEVER), "ok"
+        return (FAST if opt == "splus" else ADAM), "ok"
+
+    c = by_name(_fig14(monkeypatch, curve)["claims"])["splus_ranks_first"]
+    assert c.value == 0.0 and c.verdict == "inconclusive" and not c.holds and "censored" in c.statement
+    # SPlus censored alone (rivals reach the target): a measured failure stays a failure
+    def curve2(task, opt, seed):
+        if task == "image":
+            return (NEVER if opt == "splus" else ADAM), "ok"
+        return (FAST if opt == "splus" else ADAM), "ok"
+
+    assert by_name(_fig14(monkeypatch, curve2)["claims"])["splus_ranks_first"].verdict == "fails"
