@@ -120,3 +120,77 @@ def test_fig14_rank_claim_with_splus_and_rivals_censored_is_inconclusive_not_fai
         return (FAST if opt == "splus" else ADAM), "ok"
 
     assert by_name(_fig14(monkeypatch, curve2)["claims"])["splus_ranks_first"].verdict == "fails"
+
+
+# ------------------------------------------------------------------ figures 7 and 1 (imbalance)
+def _imbalance(module, per_class):
+    """module.compute("smoke") with test/val per-class curves per_class(optimizer, seed, steps) ->
+    ((E, 10) rows, status); a stopped run's rows are NaN from its stop on, as the task pads them."""
+    from experiments.tasks.imbalance import expected_steps
+
+    def make(task, c):
+        steps = expected_steps(c["steps"], c["eval_every"])
+        rows, status = per_class(_label(c), c["seed"], steps)
+        return {"steps": steps, "status": status, "wall_s": 1.0, "train_counts": [40] * 5 + [2] * 5,
+                "val_per_class": rows, "test_per_class": rows}
+
+    return module.compute("smoke", 0, "cpu", FakeContext(engine=FakeEngine(make)))
+
+
+def _label(c):
+    """The figure's method name of a run config (muon and muon_head share an optimizer)."""
+    if c["optimizer"] == "muon":
+        return "muon_head" if c["optimizer_kwargs"].get("head_fallback") is False else "muon"
+    return c["optimizer"]
+
+
+def _rows(steps, closed_from, stop_at=None):
+    """Majority 0.9 after step 0, minority 0.9 from step closed_from on (0.1 before); NaN from the
+    first evaluation after stop_at (a run stopped at step stop_at + 1)."""
+    out = []
+    for s in steps:
+        if stop_at is not None and s > stop_at:
+            out.append([math.nan] * 10)
+            continue
+        maj = 0.1 if s == 0 else 0.9
+        out.append([maj] * 5 + [0.9 if s >= closed_from and s > 0 else 0.1] * 5)
+    return out
+
+
+def test_fig7_a_stopped_sgd_run_does_not_censor_sgd_so_every_claim_is_inconclusive():
+    """SGD seed 1 stops at step 1: its NaN-padded rows made SGD's mean curve never close the gap,
+    so every method 'closed it before SGD' (the claims held); now they are inconclusive."""
+    from paperfigs import fig07_imbalance_cnn as f7
+
+    def per_class(name, seed, steps, stop=True):  # steps 0, 3, 6: SGD closes at 6, the others at 3
+        if name == "sgd":
+            return _rows(steps, 6, stop_at=0 if stop and seed == 1 else None), STOP if stop and seed == 1 else "ok"
+        return _rows(steps, 3), "ok"
+
+    out = _imbalance(f7, per_class)
+    claims = out["claims"]
+    assert claims and all(c.verdict == "inconclusive" and c.value is None for c in claims)
+    assert all("SGD seed 1: stopped" in c.statement for c in claims)
+    assert out["tables"]["gap_close_epochs"]["sgd"] is None
+    assert not any("never closed" in n and "SGD" in n for n in out["notes"])
+    # every run ok: one evaluation earlier than SGD is a measurement, and it clears the threshold
+    ok = _imbalance(f7, lambda name, seed, steps: per_class(name, seed, steps, stop=False))
+    assert all(c.verdict == "holds" for c in ok["claims"])
+
+
+def test_fig1_a_run_stopped_after_the_early_window_makes_its_claim_inconclusive():
+    """Muon seed 0 stops at step 10 of 12 (the window is steps 3 and 6): its early mean stayed finite
+    and the claim held on a run that diverged."""
+    from paperfigs import fig01_imbalance_mlp as f1
+
+    def per_class(name, seed, steps):
+        fast = name in ("muon", "shampoo", "muon_head")
+        rows = _rows(steps, 3 if fast else 100)
+        if name == "muon" and seed == 0:
+            return _rows(steps, 3, stop_at=9), STOP
+        return rows, "ok"
+
+    c = by_name(_imbalance(f1, per_class)["claims"])
+    assert c["muon_minority_early_above_sgd"].verdict == "inconclusive"
+    assert "Muon seed 0: stopped" in c["muon_minority_early_above_sgd"].statement
+    assert c["shampoo_minority_early_above_sgd"].verdict == "holds"
