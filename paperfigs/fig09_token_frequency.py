@@ -50,6 +50,12 @@ Changes to the measurement (recorded here, 2026-12): the lrs were chosen by one 
 seeds, a criterion over the claims' window); 2 reporting seeds -> 3 (quick) with an interval,
 the verdict "mean > 0" -> "interval above 0"; quick runs 500 steps of batch 64 at d_model 64 ->
 300 steps of batch 32 at d_model 48 (CPU budget of the tuning runs). Thresholds unchanged.
+stop 18 (audit finding 3; analysis only): a claim whose runs (Muon's at the lr judged, or SGD's)
+include one with status other than ok is inconclusive, without a value, and rare_gap is NaN for a
+stopped run, because rare_gap cut both curves at the shorter one, so a run that diverged early was
+compared with SGD over a few early evaluations only, a window the claim does not define. The
+rare-gap table shows such a seed's gap as null, and the sensitivity table an lr where Muon's or
+SGD's run stopped (it left a stopped Muon seed out of the mean).
 """
 from __future__ import annotations
 
@@ -63,7 +69,7 @@ from experiments.tasks import lm as lm_task
 from experiments.data.text import BUCKET_NAMES, bucket_accuracy
 from experiments.tuning import TuneSpec
 from paperfigs import protocol
-from paperfigs.claims import paired
+from paperfigs.claims import paired, stopped_claim, stopped_runs
 from paperfigs.protocol import TUNING_SEEDS
 from paperfigs.style import band, color, display
 
@@ -137,10 +143,15 @@ def tuning_score(result: dict) -> float | None:
 
 
 def rare_gap(a: dict, b: dict, key: str) -> float:
-    """Mean over evaluations after step 0 of a's minus b's rare-bucket accuracy (one seed)."""
+    """Mean over evaluations after step 0 of a's minus b's rare-bucket accuracy (one seed); NaN when
+    either run stopped (status other than ok: its curve ends early, and a gap over the shorter curve
+    would be a different window from the claim's)."""
+    if a["status"] != "ok" or b["status"] != "ok":
+        return float("nan")
     x, y = curve(a, key), curve(b, key)
-    n = min(len(x), len(y))
-    return float((x[1:n, 2] - y[1:n, 2]).mean())
+    if len(x) != len(y):
+        raise ValueError(f"runs of one claim evaluated at different steps ({len(x)} vs {len(y)} evaluations)")
+    return float((x[1:, 2] - y[1:, 2]).mean())
 
 
 def bigram_reference(cfg: Config, seed: int) -> dict:
@@ -206,14 +217,15 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     def claims_for(name: str, muon_runs: list[dict], suffix: str = "") -> list:
         out = []
+        stopped = stopped_runs({display(CLAIMED): muon_runs, display(BASELINE): runs[BASELINE]}, seeds)
         for key, claim, what in (("train/top1", "muon_rare_fit_above_sgd", "top-1 accuracy on training windows"),
                                  (f"val/top{TOP_K}", "muon_rare_heldout_top5_above_sgd",
                                   f"top-{TOP_K} accuracy on held-out windows")):
-            out.append(paired(
-                claim, f"Muon's rare-bucket (ranks {cfg.edges[1]}-{cfg.vocab - 3}) {what} exceeds SGD's at equal "
-                       f"steps: mean over evaluations after step 0 and over {len(seeds)} paired seeds of the "
-                       f"difference{suffix}",
-                [gaps_vs_sgd(muon_runs, runs[BASELINE], key)], 0.0, ">=", strict=True))
+            statement = (f"Muon's rare-bucket (ranks {cfg.edges[1]}-{cfg.vocab - 3}) {what} exceeds SGD's at equal "
+                         f"steps: mean over evaluations after step 0 and over {len(seeds)} paired seeds of the "
+                         f"difference{suffix}")
+            out.append(stopped_claim(claim, statement, 0.0, stopped) if stopped else
+                       paired(claim, statement, [gaps_vs_sgd(muon_runs, runs[BASELINE], key)], 0.0, ">=", strict=True))
         return out
 
     claims, at_tied = protocol.claims_with_tied((CLAIMED,), runs, tied_runs, claims_for,
@@ -228,8 +240,9 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     else:
         sensitivity = {}
         for lr, rs in sorted(muon.items()):
-            ok = [(r, b) for r, b in zip(rs, base[lrs[BASELINE]]) if r["status"] == "ok"]
-            sensitivity[repr(lr)] = {key: float(np.mean(gaps_vs_sgd(*zip(*ok), key) if ok else [np.nan]))
+            b = base[lrs[BASELINE]]
+            ok = all(r["status"] == "ok" for r in (*rs, *b))  # a stopped seed: no value (it was left out)
+            sensitivity[repr(lr)] = {key: float(np.mean(gaps_vs_sgd(rs, b, key))) if ok else None
                                      for key in ("train/top1", f"val/top{TOP_K}")}
 
     params = {**asdict(cfg), "model size": f"{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} heads, "

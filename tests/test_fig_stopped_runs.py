@@ -194,3 +194,36 @@ def test_fig1_a_run_stopped_after_the_early_window_makes_its_claim_inconclusive(
     assert c["muon_minority_early_above_sgd"].verdict == "inconclusive"
     assert "Muon seed 0: stopped" in c["muon_minority_early_above_sgd"].statement
     assert c["shampoo_minority_early_above_sgd"].verdict == "holds"
+
+
+# ------------------------------------------------------------------ figure 9
+def _lm_result(rare, status="ok"):
+    """A bucketed LM result: per evaluation (steps 0, 2, 4, cut at a stop) [frequent, middle, rare]."""
+    acc = [[0.5, 0.2, r] for r in rare]
+    return {"step": [0, 2, 4][:len(rare)], "wall_s": [0.0] * len(rare), "train_loss": [3.0] * len(rare),
+            "metrics": {k: acc for k in ("train/top1", "train/topk", "val/top1", "val/topk")}, "status": status}
+
+
+def test_fig9_rare_gap_of_a_stopped_run_is_nan_not_a_gap_over_the_shorter_curve():
+    from paperfigs import fig09_token_frequency as f9
+
+    sgd = _lm_result([0.0, 0.1, 0.1])
+    assert f9.rare_gap(_lm_result([0.0, 0.3, 0.0]), sgd, "train/top1") == pytest.approx(0.05)
+    assert math.isnan(f9.rare_gap(_lm_result([0.0, 0.3], STOP), sgd, "train/top1"))  # was 0.2
+    assert math.isnan(f9.rare_gap(sgd, _lm_result([0.0, 0.3], STOP), "train/top1"))
+
+
+def test_fig9_a_stopped_muon_run_makes_both_claims_inconclusive(monkeypatch):
+    """Muon seed 1 stops after step 2, where it led SGD: the gap over the cut curve made the claims hold."""
+    from paperfigs import fig09_token_frequency as f9
+
+    def make(task, c):
+        if c["optimizer"] == "muon":
+            return _lm_result([0.0, 0.3], STOP) if c["seed"] == 1 else _lm_result([0.0, 0.3, 0.3])
+        return _lm_result([0.0, 0.1, 0.1])
+
+    out = f9.compute("smoke", 0, "cpu", FakeContext(engine=FakeEngine(make)))
+    assert len(out["claims"]) == 2
+    for c in out["claims"]:
+        assert c.verdict == "inconclusive" and c.value is None and "Muon seed 1: stopped" in c.statement
+    assert out["tables"]["rare_gap_vs_sgd"]["muon - sgd, train/top1"]["per_seed"][0] == pytest.approx(0.2)
