@@ -227,3 +227,28 @@ def test_fig9_a_stopped_muon_run_makes_both_claims_inconclusive(monkeypatch):
     for c in out["claims"]:
         assert c.verdict == "inconclusive" and c.value is None and "Muon seed 1: stopped" in c.statement
     assert out["tables"]["rare_gap_vs_sgd"]["muon - sgd, train/top1"]["per_seed"][0] == pytest.approx(0.2)
+
+
+# ------------------------------------------------------------------ figure 6
+def test_fig6_a_stopped_rival_run_is_not_skipped_by_max_but_makes_the_claims_inconclusive():
+    """Signum at depth 4 stops on seed 1: its AUC is NaN, and max(AUC_NMD, nan) was AUC_NMD, so
+    Signum dropped out of the comparison and both claims held."""
+    from paperfigs import fig06_colored_digits as f6
+
+    level = {("muon", 2): 0.8, ("muon", 4): 0.9}
+
+    def make(task, c):
+        y = level.get((c["optimizer"], c["depth"]), 0.5)
+        steps, status = [0, 3, 6], "ok"
+        if (c["optimizer"], c["depth"], c["seed"]) == ("signum", 4, 1):
+            steps, status = [0, 3], STOP
+        curve = [0.5] + [y] * (len(steps) - 1)
+        return {"steps": steps, "status": status, "wall_s": 1.0, "train_group_counts": [10, 1, 1, 10],
+                "image_shape": [3, 14, 14], "metrics": {"test/minority": curve, "test/worst": curve, "val/worst": curve}}
+
+    out = f6.compute("smoke", 0, "cpu", FakeContext(engine=FakeEngine(make)))
+    assert len(out["claims"]) == 2
+    for c in out["claims"]:
+        assert c.verdict == "inconclusive" and c.value is None and "signum@depth4 seed 1: stopped" in c.statement
+    auc = {k: np.array(v["per_seed"], float) for k, v in out["tables"]["minority_auc"].items()}
+    assert math.isnan(f6._margins(auc, slice(None), [2, 4])[4])  # NaN propagates through the rivals' max
