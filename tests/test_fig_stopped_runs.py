@@ -252,3 +252,19 @@ def test_fig6_a_stopped_rival_run_is_not_skipped_by_max_but_makes_the_claims_inc
         assert c.verdict == "inconclusive" and c.value is None and "signum@depth4 seed 1: stopped" in c.statement
     auc = {k: np.array(v["per_seed"], float) for k, v in out["tables"]["minority_auc"].items()}
     assert math.isnan(f6._margins(auc, slice(None), [2, 4])[4])  # NaN propagates through the rivals' max
+
+
+# ------------------------------------------------------------------ figure 13
+@pytest.mark.parametrize("diverged, verdict", [(False, "holds"), (True, "fails")])
+def test_fig13_splus_count_claim_has_a_point_interval_and_a_verdict(diverged, verdict):
+    from paperfigs import fig13_stale_inverses as f13
+
+    def make(task, c):
+        if diverged and c["optimizer"] == "splus" and c["seed"] == 1 and c["lr"] == 1.0:
+            return {"metrics": {"val_loss": [4.0]}, "status": STOP}
+        return {"metrics": {"val_loss": [4.0, 3.0]}, "status": "ok"}
+
+    out = f13.compute("smoke", 0, "cpu", Context(engine=FakeEngine(make)))
+    c = by_name(out["claims"])["splus_never_diverges"].to_json()
+    n = 2 if diverged else 0  # the stopped seed-1 run at lr 1.0, at each of the 2 intervals
+    assert c["value"] == n and c["ci"] == [n, n] and c["verdict"] == verdict and c["holds"] == (verdict == "holds")
