@@ -268,3 +268,43 @@ def test_fig13_splus_count_claim_has_a_point_interval_and_a_verdict(diverged, ve
     c = by_name(out["claims"])["splus_never_diverges"].to_json()
     n = 2 if diverged else 0  # the stopped seed-1 run at lr 1.0, at each of the 2 intervals
     assert c["value"] == n and c["ci"] == [n, n] and c["verdict"] == verdict and c["holds"] == (verdict == "holds")
+
+
+# ------------------------------------------------------------------ figures 11 and 15: NaN through min()
+def test_fig11_ratio_to_best_does_not_skip_a_stopped_comparator():
+    from paperfigs import fig11_autoencoder as f11
+
+    a, kfac, stopped = np.array([1.0, 1.0]), np.array([2.0, 2.0]), np.array([1.0, np.nan])
+    assert f11.ratio_to_best(a, kfac, np.array([4.0, 4.0])) == 0.5
+    assert math.isnan(f11.ratio_to_best(a, kfac, stopped))  # was 0.5: min(2.0, nan) is 2.0
+    assert math.isnan(f11.ratio_to_best(a, stopped, kfac))
+
+
+def test_fig15_a_rival_without_an_optimum_makes_the_claim_inconclusive(monkeypatch):
+    """Adam stopped at every lr at width 16 (no optimum, NaN spread): min(spread_no_scaling, nan)
+    skipped Adam and the claim held against the other rival alone."""
+    from paperfigs import fig15_lr_transfer as f15
+
+    def loss(label, width, lr):
+        if (label, width) == ("Adam", 16):
+            return None  # every run stopped
+        centre = f15.METHODS[label][2] * (10 ** 0.2 if (label, width) == ("SPlus (no scaling)", 16) else 1.0)
+        return (math.log10(lr) - math.log10(centre)) ** 2 + 1.0
+
+    def tune(engine, specs, **kw):
+        out = {}
+        for t in specs:
+            label, width = t.method.rsplit("@", 1)
+            scores = {lr: [loss(label, int(width), lr) for _ in t.seeds] for lr in t.grid}
+            finite = [lr for lr in t.grid if scores[lr][0] is not None]
+            out[t.method] = Selection(t.method, min(finite, key=lambda lr: scores[lr][0]) if finite else None,
+                                      list(t.grid), scores, t.criterion, list(t.seeds), "computed", False)
+        return out
+
+    monkeypatch.setattr(f15, "tune_all", tune)
+    out = f15.compute("smoke", 0, "cpu", Context(engine=FakeEngine(None)))
+    assert out["params"]["log10_optimum_spread"]["SPlus"] == pytest.approx(0.0, abs=1e-9)
+    assert out["params"]["log10_optimum_spread"]["SPlus (no scaling)"] == pytest.approx(0.2)
+    assert math.isnan(out["params"]["log10_optimum_spread"]["Adam"])
+    c = out["claims"][0]
+    assert c.verdict == "inconclusive" and not c.holds  # was holds at -0.2
