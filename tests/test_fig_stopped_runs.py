@@ -308,3 +308,60 @@ def test_fig15_a_rival_without_an_optimum_makes_the_claim_inconclusive(monkeypat
     assert math.isnan(out["params"]["log10_optimum_spread"]["Adam"])
     c = out["claims"][0]
     assert c.verdict == "inconclusive" and not c.holds  # was holds at -0.2
+
+
+# ------------------------------------------------------------------ the imbalance sensitivity tables
+class StoredFakeEngine(FakeEngine):
+    """FakeEngine whose store holds every run (the key is the run's task and config as JSON)."""
+
+    def __init__(self, make):
+        import json
+
+        super().__init__(make)
+        outer = self
+
+        class Store:
+            def get(self, key):
+                task, config = json.loads(key)
+                return {"result": outer.make(task, config)}
+
+        self.store = Store()
+
+    def key(self, spec):
+        import json
+
+        return json.dumps([spec.task, spec.config], sort_keys=True)
+
+
+def test_imbalance_sensitivity_gives_no_value_where_the_baseline_run_stopped():
+    """Figure 1's sensitivity: SGD (the baseline, at its selected lr) stopped after the early window
+    on the tuning seed; its finite window mean entered every row."""
+    from experiments.tasks.imbalance import expected_steps
+    from paperfigs import fig01_imbalance_mlp as f1
+
+    def make(task, c):
+        steps = expected_steps(c["steps"], c["eval_every"])
+        name, stop = _label(c), (_label(c) == "sgd" and c["seed"] == 1000)
+        rows = _rows(steps, 3 if name != "sgd" else 100, stop_at=9 if stop else None)
+        return {"steps": steps, "status": STOP if stop else "ok", "wall_s": 1.0, "train_counts": [40] * 5 + [2] * 5,
+                "val_per_class": rows, "test_per_class": rows}
+
+    out = f1.compute("smoke", 0, "cpu", FakeContext(engine=StoredFakeEngine(make)))
+    sens = out["tables"]["sensitivity"]
+    assert set(sens) == {"muon", "shampoo", "muon_head"}
+    assert all(v is None for row in sens.values() for v in row.values())
+    assert all(c.verdict == "holds" for c in out["claims"])  # the reporting seeds all finished
+
+
+def test_fig9_sensitivity_gives_no_value_where_sgd_stopped():
+    from paperfigs import fig09_token_frequency as f9
+
+    def make(task, c):
+        if c["optimizer"] == "sgd" and c["seed"] == 1000:
+            return _lm_result([0.0, 0.1], STOP)
+        return _lm_result([0.0, 0.3, 0.3] if c["optimizer"] == "muon" else [0.0, 0.1, 0.1])
+
+    out = f9.compute("smoke", 0, "cpu", FakeContext(engine=StoredFakeEngine(make)))
+    rows = out["tables"]["sensitivity"]
+    assert rows and all(v is None for row in rows.values() for v in row.values())  # was 0.2 over one evaluation
+    assert all(c.verdict == "holds" for c in out["claims"])
