@@ -376,7 +376,7 @@ def plot(result: dict):
     width = 0.8 / max(1, len(others))
     for i, method in enumerate(others):
         for j, (key, hatch) in enumerate((("step_fraction", None), ("wall_fraction", "//"))):
-            vals = [fr[t][method][key] for t in TASKS]
+            vals = [np.nan if fr[t][method][key] is None else fr[t][method][key] for t in TASKS]  # null: stopped
             xs = np.arange(len(TASKS)) + (i - (len(others) - 1) / 2) * width + (j - 0.5) * width / 2
             ax.bar(xs, vals, width / 2, color=color(method), hatch=hatch, label=labels[method] if j == 0 else None,
                    edgecolor="white")

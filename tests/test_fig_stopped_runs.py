@@ -89,6 +89,17 @@ def test_fig14_stopped_splus_run_is_no_fraction_and_its_claims_are_inconclusive(
     lm = out["tables"]["fractions"]["lm"]["SPlus"]
     assert lm["stopped_seeds"] == [0] and math.isnan(lm["step_fraction"])
     assert len(out["series"]["lm|SPlus"]["y"]) == 4  # padded, not cut to the stopped run's length
+    # the plot draws from the JSON, where the stopped fraction is null
+    import json
+
+    import matplotlib
+
+    from experiments.fileio import dumps
+
+    matplotlib.use("Agg")
+    saved = json.loads(dumps({**out, "claims": [x.to_json() for x in out["claims"]]}))
+    assert saved["tables"]["fractions"]["lm"]["SPlus"]["step_fraction"] is None
+    f14.plot(saved)
 
 
 def test_fig14_stopped_rival_makes_the_rank_claim_inconclusive(monkeypatch):
