@@ -91,3 +91,24 @@ def interval_claim(name: str, statement: str, value, ci, threshold: float, direc
 
     v = verdict_of(ci, threshold, direction, censored, strict)
     return Claim(name, statement, value, threshold, v == "holds", None if ci is None else tuple(ci), v)
+
+
+def stopped_runs(runs, seeds=None) -> list[str]:
+    """The runs of a claim that did not finish, as "label seed s: status" (empty when every run's
+    status is "ok"). runs: {label: [result, ...]} in seed order; seeds: the seeds of that order
+    (default: positions 0, 1, ...)."""
+    out = []
+    for label, results in runs.items():
+        for i, r in enumerate(results):
+            if r["status"] != "ok":
+                out.append(f"{label} seed {seeds[i] if seeds is not None else i}: {r['status']}")
+    return out
+
+
+def stopped_claim(name: str, statement: str, threshold, stopped: list[str]) -> Claim:
+    """The claim when a run it reads stopped (stopped_runs): no value, no interval, inconclusive.
+    A stopped run has no measurement after its stop (a NaN-padded or truncated curve), so neither a
+    time to reach a level nor a window mean of it is a number of the method as configured; counting
+    it either way would decide a verdict with numbers the run never produced."""
+    return Claim(name, f"{statement} [inconclusive: run(s) stopped ({'; '.join(stopped)}), so the value is no "
+                       "measurement]", None, threshold, False, None, "inconclusive")

@@ -18,6 +18,12 @@ accuracy, a criterion that did not match the claim's early window; the claim, wi
 are unchanged. The grid may grow by up to 4 points per side: with 2, the first engine run left
 Muon's choice (0.056, still improving) on the extended grid's top edge, and with 4 around the old
 centre 0.0063 at 0.178; the Muon grids are now centred at 0.056 so that the optimum is bracketed.
+stop 18 (analysis only): a claim whose runs (the method's or SGD's) include one with status other
+than ok is inconclusive, without a value, because a run that stopped after the early window kept a
+finite early-window mean and entered the claim as if it had trained to the end (only a stop inside
+the window gave NaN, and so inconclusive): the run is not the method as configured, whose
+selection score already refuses a stopped run. The sensitivity table likewise leaves out an lr
+where the method's or SGD's run stopped.
 
 Starting grids (stop 18): figure 1 keeps the "centred" grid rule (paperfigs.imbalance_common:
 the quarter-decade points within half a decade of the centre itself; 4 or 5 points depending on
@@ -46,7 +52,7 @@ import numpy as np
 
 from experiments.tasks.imbalance import early_mean, group_curves
 from paperfigs import imbalance_common as common
-from paperfigs.claims import paired
+from paperfigs.claims import paired, stopped_claim, stopped_runs
 from paperfigs.protocol import claims_with_tied
 from paperfigs.style import display
 
@@ -97,6 +103,9 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         statement = (f"{common.label(name)}'s minority-class test accuracy, averaged over the early window "
                      f"(first {cfg.early_frac:.0%} of steps), exceeds {display(BASELINE)}'s by >= {MARGIN} "
                      f"(paired over seeds){suffix}")
+        stopped = stopped_runs({common.label(name): results, display(BASELINE): runs[BASELINE]}, params["seed_list"])
+        if stopped:
+            return stopped_claim(f"{name}_minority_early_above_sgd", statement, MARGIN, stopped)
         return paired(f"{name}_minority_early_above_sgd", statement, [diffs], MARGIN)
 
     claims, at_tied = claims_with_tied(claimed, runs, tied_runs, claim)

@@ -50,6 +50,11 @@ Stop 18 (settings, before any full run of this figure; the claims are unchanged)
   (128) 0.05 / 0.0044 / 0.57. One ratio for all three (0.05) would not treat them alike: their
   lrs are in different units, so the fallback would get AdamW 0.05 beside NMD's selected quick lr
   1.0 (depth 2) and 9e-5 beside Signum's 0.0018 (depth 4).
+stop 18 (analysis only): a claim whose runs (Muon, NMD or Signum at either depth, at the lrs
+judged) include one with status other than ok is inconclusive, without a value, because a stopped
+run's AUC is NaN and Python's max() over the rivals skipped it when it came second (max(x, nan) is
+x): a stopped Signum seed dropped Signum from max(AUC_NMD, AUC_Signum) and the claim was judged as
+if it had not run. The margins now take np.max (NaN propagates), also in the sensitivity table.
 
 Quick mode drops: 28 -> 14 px (2x2 pooling), width 256 -> 128, 2000 -> 400 steps, 5 -> 3
 reporting seeds.
@@ -66,7 +71,7 @@ from experiments.data.groups import GROUP_NAMES
 from experiments.tasks.groups import splits_of
 from experiments.tuning import TuneSpec
 from paperfigs import protocol
-from paperfigs.claims import paired
+from paperfigs.claims import paired, stopped_claim, stopped_runs
 from paperfigs.methods import MUON_FALLBACK_RATIO, Method, label, methods
 
 NUMBER = 6
@@ -143,8 +148,9 @@ def _auc(result: dict, metric: str) -> float:
 
 def _margins(auc: dict, idx, depths) -> dict:
     """Muon's margin over max(NMD, Signum) per depth, AUCs averaged over the seeds idx."""
+    # np.max, not max(): a NaN AUC (a stopped run) propagates instead of being skipped by the order
     return {d: float(np.mean(auc[lr_key(SPECTRAL, d)][idx])
-                     - max(np.mean(auc[lr_key(r, d)][idx]) for r in RIVALS)) for d in depths}
+                     - np.max([np.mean(auc[lr_key(r, d)][idx]) for r in RIVALS])) for d in depths}
 
 
 def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
@@ -193,31 +199,41 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     depths = list(cfg.depths)
     lo_d, hi_d = min(depths), max(depths)
     index = [np.arange(len(seeds), dtype=float)]
-    def muon_claims(auc, suffix=""):
+    def muon_claims(auc, claim_runs, suffix=""):
+        """The two claims from the per-seed AUCs; claim_runs: {key: results} of every run they read
+        (a stopped one makes both inconclusive)."""
+        stopped = stopped_runs({lr_key(m, d): claim_runs[lr_key(m, d)] for d in depths for m in (SPECTRAL, *RIVALS)},
+                               seeds)
+        if stopped:
+            return [stopped_claim(name, statement, 0.0, stopped) for name, statement in statements(suffix)]
+
         def growth(i):
             mg = _margins(auc, np.asarray(i, int), depths)
             return mg[hi_d] - mg[lo_d]
 
-        return [paired(
-            "muon_minority_earlier_than_nmd_signum",
-            "Muon's minority-group test-accuracy AUC (normalised area under the curve over the last 90% of "
-            f"training, mean over {cfg.seeds} paired seeds) exceeds both NMD's and Signum's at every depth "
-            f"{depths}; value = the smallest margin AUC_Muon - max(AUC_NMD, AUC_Signum) over depths{suffix}",
-            index, 0.0, statistic=lambda i: min(_margins(auc, np.asarray(i, int), depths).values()), strict=True),
-            paired(
-            "muon_advantage_larger_at_depth4",
-            f"Muon's AUC margin over max(NMD, Signum) is larger at depth {hi_d} than at depth {lo_d}; value = "
-            f"margin(depth {hi_d}) - margin(depth {lo_d}){suffix}", index, 0.0, statistic=growth, strict=True)]
+        (first, s1), (second, s2) = statements(suffix)
+        return [paired(first, s1, index, 0.0, statistic=lambda i: min(_margins(auc, np.asarray(i, int), depths).values()),
+                       strict=True),
+                paired(second, s2, index, 0.0, statistic=growth, strict=True)]
+
+    def statements(suffix):
+        return [("muon_minority_earlier_than_nmd_signum",
+                 "Muon's minority-group test-accuracy AUC (normalised area under the curve over the last 90% of "
+                 f"training, mean over {cfg.seeds} paired seeds) exceeds both NMD's and Signum's at every depth "
+                 f"{depths}; value = the smallest margin AUC_Muon - max(AUC_NMD, AUC_Signum) over depths{suffix}"),
+                ("muon_advantage_larger_at_depth4",
+                 f"Muon's AUC margin over max(NMD, Signum) is larger at depth {hi_d} than at depth {lo_d}; value = "
+                 f"margin(depth {hi_d}) - margin(depth {lo_d}){suffix}")]
 
     claims, margins, at_tied = [], {}, {}
     if have:
         margins = _margins(auc, slice(None), depths)
-        claims = muon_claims(auc)
+        claims = muon_claims(auc, runs)
         # Each tied lr of Muon at one depth, the other depth at its selected lr.
         depth_of = {lr_key(SPECTRAL, d): d for d in depths}
         at_tied = protocol.claims_at_tied(
             tied_runs, lambda k, rs, suffix: muon_claims({**auc, k: np.array([_auc(r, "test/minority") for r in rs])},
-                                                         suffix),
+                                                         {**runs, k: rs}, suffix),
             lambda k, lr: f" (Muon at depth {depth_of[k]} at its tied lr {lr:.3g})")
 
     # Sensitivity: Muon at each lr of its grid against NMD and Signum at their selected lrs, on the
@@ -237,7 +253,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         if muon is None or any(v is None for v in rivals):
             sensitivity[f"depth {d}"] = protocol.NOT_STORED
             continue
-        best = max(a for v in rivals for a in v.values())
+        best = float(np.max([a for v in rivals for a in v.values()]))  # NaN (a stopped run) propagates
         sensitivity[f"depth {d}"] = {repr(lr): float(a - best) for lr, a in muon.items()}
 
     probe = runs[lr_key(ms[0].name, depths[0])][0]

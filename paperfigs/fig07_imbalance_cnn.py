@@ -45,6 +45,12 @@ Stop 18 (settings; the claim's definition and threshold are unchanged):
   because the paper's constant 0.001 belongs to its width 768 and is to be scaled with width
   (the notes' optimizer spec); at the default 0.001 the BatchNorm parameters had been stepping
   1/25 as far as the hidden convs' entries.
+5. stop 18 (audit finding 3; analysis only): a claim whose runs (the method's or SGD's, at the lr
+   judged) include one with status other than ok is inconclusive, without a value, because a
+   stopped run is NaN-padded and a NaN makes the whole mean-over-seeds curve "never close": one
+   diverged SGD seed censored SGD, so every method's claim could hold. Such a method also has no
+   gap-closing time in the table (null) and no "never closed" note; the sensitivity table leaves
+   out an lr where the method's or SGD's run stopped.
 
 Full mode (sized for about an hour on a 2-core CPU with --jobs 2): Fashion-MNIST (at most 5000
 training images per majority class), images average-pooled 2 x 2 to 14 x 14, width 8 with three
@@ -69,7 +75,7 @@ import numpy as np
 
 from experiments.tasks.imbalance import early_mean, gap_close_step, group_curves
 from paperfigs import imbalance_common as common
-from paperfigs.claims import paired
+from paperfigs.claims import paired, stopped_claim, stopped_runs
 from paperfigs.protocol import claims_with_tied
 from paperfigs.style import display
 
@@ -171,11 +177,14 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
             i = np.asarray(idx, int)
             return (close_step(base[i]) - close_step(mine[i])) * epochs_per_step
 
-        both = all(close_step(g) == censored_step for g in (mine, base))
         statement = (f"{common.label(name)} closes the majority-minority gap (relative gap <= {REL_GAP} with "
                      f"majority >= {FLOOR}, mean-over-seeds curves) at least one evaluation ({interval:.2f} "
                      f"epochs) before {display(BASELINE)}; value = {display(BASELINE)}'s time - "
                      f"{common.label(name)}'s, in epochs{suffix}")
+        stopped = stopped_runs({common.label(name): results, display(BASELINE): runs[BASELINE]}, params["seed_list"])
+        if stopped:  # a NaN-padded mean curve never closes the gap: no time of either method
+            return stopped_claim(f"{name}_closes_gap_before_sgd", statement, interval, stopped)
+        both = all(close_step(g) == censored_step for g in (mine, base))
         if both:
             statement += (" [both censored: neither closed the gap within the run, so the value 0 is no "
                           "measurement and the verdict is inconclusive]")
@@ -184,14 +193,16 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     params.update(rel_gap=REL_GAP, floor=FLOOR, censored_at_epochs=censored)
     claims, at_tied = claims_with_tied(claimed, runs, tied_runs, claim)
-    close = {o: close_step(_groups(rs, cfg)) * epochs_per_step for o, rs in runs.items()}
+    # a method with a stopped run has no gap-closing time (its NaN-padded mean curve never closes)
+    close = {o: close_step(_groups(rs, cfg)) * epochs_per_step for o, rs in runs.items() if all(map(common.ok, rs))}
     early_gap = {}
     for o, rs in runs.items():
         g = [group_curves(r, cfg.minority) for r in rs]
         gap = np.mean([x["majority"] - x["minority"] for x in g], 0)
         early_gap[o] = early_mean(gap, rs[0]["steps"], cfg.early_frac)
     tabs = {"checkpoints": common.checkpoint_table(runs, params["lr"], cfg.minority, int(cfg.early_frac * cfg.steps)),
-            "gap_close_epochs": {o: (None if np.isclose(v, censored) else v) for o, v in close.items()},
+            "gap_close_epochs": {o: (None if o not in close or np.isclose(close[o], censored) else close[o])
+                                 for o in runs},
             "early_window_gap": early_gap, "claims_at_tied_lrs": at_tied,
             "sensitivity": common.sensitivity(ctx, cfg, ms, selections, device, BASELINE, claimed, advance),
             "sensitivity_definition": "claim value of the method at each lr of its grid against SGD at its selected "

@@ -78,6 +78,12 @@ adds one method, 15 tuning runs, up to 9 to the edge and 5+ reporting runs (abou
 the divergence search adds at most 3 lrs x 5 methods x 3 seeds = 45 runs (about 2,000 CPU-s), fewer
 where a run diverges first. At most about 7,800 CPU-s, 1.7x (quick: 3-point grids, the same
 counts of added runs at about 5 CPU-s).
+stop 18 (audit finding 3; analysis only): a claim whose runs (Muon's at the lr judged, or SGD's)
+include one with status other than ok is inconclusive, without a value, and rare_gap is NaN for a
+stopped run, because rare_gap cut both curves at the shorter one, so a run that diverged early was
+compared with SGD over a few early evaluations only, a window the claim does not define. The
+rare-gap table shows such a seed's gap as null, and the sensitivity table an lr where Muon's or
+SGD's run stopped (it left a stopped Muon seed out of the mean).
 """
 from __future__ import annotations
 
@@ -91,7 +97,7 @@ from experiments.tasks import lm as lm_task
 from experiments.data.text import BUCKET_NAMES, bucket_accuracy
 from experiments.tuning import TuneSpec
 from paperfigs import protocol
-from paperfigs.claims import paired
+from paperfigs.claims import paired, stopped_claim, stopped_runs
 from paperfigs.methods import MUON_FALLBACK_RATIO, label
 from paperfigs.methods import methods as method_list
 from paperfigs.protocol import TUNING_SEEDS
@@ -170,10 +176,15 @@ def tuning_score(result: dict) -> float | None:
 
 
 def rare_gap(a: dict, b: dict, key: str) -> float:
-    """Mean over evaluations after step 0 of a's minus b's rare-bucket accuracy (one seed)."""
+    """Mean over evaluations after step 0 of a's minus b's rare-bucket accuracy (one seed); NaN when
+    either run stopped (status other than ok: its curve ends early, and a gap over the shorter curve
+    would be a different window from the claim's)."""
+    if a["status"] != "ok" or b["status"] != "ok":
+        return float("nan")
     x, y = curve(a, key), curve(b, key)
-    n = min(len(x), len(y))
-    return float((x[1:n, 2] - y[1:n, 2]).mean())
+    if len(x) != len(y):
+        raise ValueError(f"runs of one claim evaluated at different steps ({len(x)} vs {len(y)} evaluations)")
+    return float((x[1:, 2] - y[1:, 2]).mean())
 
 
 def bigram_reference(cfg: Config, seed: int) -> dict:
@@ -243,14 +254,15 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     def claims_for(name: str, muon_runs: list[dict], suffix: str = "") -> list:
         out = []
+        stopped = stopped_runs({label(name): muon_runs, label(BASELINE): runs[BASELINE]}, seeds)
         for key, claim, what in (("train/top1", f"{name}_rare_fit_above_sgd", "top-1 accuracy on training windows"),
                                  (f"test/top{TOP_K}", f"{name}_rare_heldout_top5_above_sgd",
                                   f"top-{TOP_K} accuracy on held-out test windows")):
-            out.append(paired(
-                claim, f"{label(name)}'s rare-bucket (ranks {cfg.edges[1]}-{cfg.vocab - 3}) {what} exceeds SGD's at equal "
-                       f"steps: mean over evaluations after step 0 and over {len(seeds)} paired seeds of the "
-                       f"difference{suffix}",
-                [gaps_vs_sgd(muon_runs, runs[BASELINE], key)], 0.0, ">=", strict=True))
+            statement = (f"{label(name)}'s rare-bucket (ranks {cfg.edges[1]}-{cfg.vocab - 3}) {what} exceeds SGD's "
+                         f"at equal steps: mean over evaluations after step 0 and over {len(seeds)} paired seeds of "
+                         f"the difference{suffix}")
+            out.append(stopped_claim(claim, statement, 0.0, stopped) if stopped else
+                       paired(claim, statement, [gaps_vs_sgd(muon_runs, runs[BASELINE], key)], 0.0, ">=", strict=True))
         return out
 
     claims, at_tied = protocol.claims_with_tied(claimed, runs, tied_runs, claims_for,
@@ -266,8 +278,9 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
             continue
         sensitivity[name] = {}
         for lr, rs in sorted(grid.items()):
-            ok = [(r, b) for r, b in zip(rs, base[lrs[BASELINE]]) if r["status"] == "ok"]
-            sensitivity[name][repr(lr)] = {key: float(np.mean(gaps_vs_sgd(*zip(*ok), key) if ok else [np.nan]))
+            b = base[lrs[BASELINE]]
+            ok = all(r["status"] == "ok" for r in (*rs, *b))  # a stopped seed: no value (it was left out)
+            sensitivity[name][repr(lr)] = {key: float(np.mean(gaps_vs_sgd(rs, b, key))) if ok else None
                                            for key in ("train/top1", f"test/top{TOP_K}")}
 
     params = {**asdict(cfg), "model size": f"{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} heads, "

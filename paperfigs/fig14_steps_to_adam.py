@@ -62,6 +62,17 @@ Cost (from the configuration; full's first batch was 4 methods x 2 tasks x 5 lrs
 tuning runs, 5,250 CPU-s): Muon incl. head adds 30 tuning runs (about 1,300 CPU-s) and 10
 reporting runs; the divergence search adds at most 3 lrs x 10 (task, method) x 3 seeds = 90 runs
 (about 3,900 CPU-s), fewer where a run diverges first. Tuning at most about 10,500 CPU-s, 2x.
+stop 18 (audit finding 2; analysis only, no run or selection changes): (a) a stopped run (status
+other than ok, e.g. a non-finite loss) has no step fraction, and a claim that reads one (SPlus's,
+Adam's or, for the rank claim, Shampoo's or Muon's run on a seed of a task in the claim) is
+inconclusive, because a stopped run was censored at its last evaluation, so an SPlus run that
+diverged at step 150 of 400 counted 0.25 toward "below 1" (censoring at the configured length
+instead would count a diverged rival as slow, which is no measurement either); (b) splus_ranks_first
+is inconclusive (censored) when on some seed of a task SPlus and both Shampoo and Muon were
+censored, because their margin there is 0 by construction (two equal lower bounds, the true sign
+unknown), which made the strict claim read "fails" where nothing was measured. A seed where only
+SPlus is censored still counts (its margin is an upper bound, so a failure stays a failure), and
+so does one where only the rivals are (a lower bound).
 """
 from __future__ import annotations
 
@@ -75,7 +86,7 @@ from experiments.tasks import lm as lm_task
 from experiments.tasks import width_mlp
 from experiments.tuning import TuneSpec, tune_all
 from paperfigs import protocol
-from paperfigs.claims import paired
+from paperfigs.claims import paired, stopped_claim, stopped_runs
 from paperfigs.methods import MUON_FALLBACK_RATIO
 from paperfigs.protocol import TUNING_SEEDS
 from paperfigs.style import color
@@ -197,15 +208,33 @@ def steps_to(result: dict, task: str, target: float) -> tuple[int | None, float 
 
 def fraction(result: dict, adam: dict, task: str) -> dict:
     """Step and wall fractions of Adam's, against Adam's final target loss (same seed); censored
-    (never reached): the lower bound run length / Adam's steps."""
+    (never reached within the run): the lower bound run length / Adam's steps. A stopped run (its
+    own or Adam's status other than "ok") has no fraction: step_fraction NaN, "stopped" its status
+    (a diverged run is neither fast nor censored at the step where it stopped)."""
+    stopped = next((r["status"] for r in (result, adam) if r["status"] != "ok"), None)
+    if stopped is not None:
+        return {"target": None, "steps": None, "adam_steps": None, "step_fraction": float("nan"),
+                "wall_fraction": None, "censored": False, "stopped": stopped}
     target = target_curve(adam, task)[-1]
     a_step, a_wall = steps_to(adam, task, target)
     s, w = steps_to(result, task, target)
     censored = s is None
-    if censored:
+    if censored:  # a run with status ok recorded its last step: the run length
         s, w = result["step"][-1], result["wall_s"][-1]
     return {"target": target, "steps": s, "adam_steps": a_step, "step_fraction": s / a_step,
-            "wall_fraction": w / a_wall if a_wall else None, "censored": censored}
+            "wall_fraction": w / a_wall if a_wall else None, "censored": censored, "stopped": None}
+
+
+def both_censored(splus: list[dict], shampoo: list[dict], muon: list[dict]) -> bool:
+    """Whether on some seed SPlus and its best rival min(Shampoo, Muon) were both censored (fraction
+    dicts per seed): their margin there is 0 by construction (two equal lower bounds), no measurement."""
+    return any(p["censored"] and a["censored"] and b["censored"] for p, a, b in zip(splus, shampoo, muon))
+
+
+def _padded(curves: list) -> np.ndarray:
+    """(runs, evaluations) with NaN after a stopped run's last evaluation."""
+    n = max(len(c) for c in curves)
+    return np.array([list(c) + [np.nan] * (n - len(c)) for c in curves], dtype=float)
 
 
 def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
@@ -248,47 +277,68 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         fractions[task] = {}
         for m in opts:
             per = [fraction(results[(task, m, s)], results[(task, "Adam", s)], task) for s in reporting]
+            stopped = [s for s, p in zip(reporting, per) if p["stopped"]]
             fractions[task][m] = {
                 "lr": lrs[f"{task}|{m}"], "per_seed": per,
+                # NaN (null) when a seed stopped: a stopped run has no fraction
                 "step_fraction": float(np.mean([p["step_fraction"] for p in per])),
                 "wall_fraction": float(np.mean([p["wall_fraction"] for p in per if p["wall_fraction"] is not None]
                                                or [np.nan])),
-                "censored_seeds": int(sum(p["censored"] for p in per))}
+                "censored_seeds": int(sum(p["censored"] for p in per)), "stopped_seeds": stopped}
             if fractions[task][m]["censored_seeds"]:
                 notes.append(f"{task}/{m}: never reached Adam's final {TARGET[task]} on "
                              f"{fractions[task][m]['censored_seeds']} of {len(reporting)} seeds "
                              "(its fraction there is the lower bound run length / Adam's steps)")
-            curves = np.array([target_curve(results[(task, m, s)], task) for s in reporting], dtype=float)
-            series[f"{task}|{m}"] = {"x": results[(task, m, reporting[0])]["step"], "y": np.nanmean(curves, 0).tolist(),
+            if stopped:
+                notes.append(f"{task}/{m}: no step fraction on seed(s) {stopped} (its run or Adam's stopped: "
+                             f"{sorted({p['stopped'] for p in per if p['stopped']})}); claims reading them are "
+                             "inconclusive")
+            rs = [results[(task, m, s)] for s in reporting]
+            curves = _padded([target_curve(r, task) for r in rs])
+            series[f"{task}|{m}"] = {"x": max((r["step"] for r in rs), key=len), "y": np.nanmean(curves, 0).tolist(),
                                      "method": m, "panel": task, "label": m, "metric": TARGET[task]}
-        fractions[task]["target"] = [results[(task, "Adam", s)]["metrics"][TARGET[task]][-1] for s in reporting]
+        fractions[task]["target"] = [p["target"] for p in fractions[task]["Adam"]["per_seed"]]
 
-    def per_seed(task, m):
-        return [p["step_fraction"] for p in fractions[task][m]["per_seed"]]
+    def claim_runs(tasks, methods, splus_runs=None):
+        """{label: results} of the runs a claim reads (SPlus's own, e.g. at a tied lr, if given)."""
+        return {f"{t}/{m}": (splus_runs[t] if m == CLAIMED and splus_runs else [results[(t, m, s)] for s in reporting])
+                for t in tasks for m in methods}
 
-    def below_1(task, splus, suffix=""):
-        return paired(
-            f"splus_fraction_below_1_{task}",
-            f"SPlus reaches Adam's final {TARGET[task]} in fewer steps than Adam ({task} task): mean over "
-            f"{len(reporting)} seeds of the step fraction < 1 (a censored seed counts run length / Adam's steps)"
-            f"{suffix}", [splus], 1.0, "<=", strict=True)
+    def below_1(task, splus, splus_runs=None, suffix=""):
+        name = f"splus_fraction_below_1_{task}"
+        statement = (f"SPlus reaches Adam's final {TARGET[task]} in fewer steps than Adam ({task} task): mean over "
+                     f"{len(reporting)} seeds of the step fraction < 1 (a censored seed counts run length / Adam's "
+                     f"steps){suffix}")
+        stopped = stopped_runs(claim_runs((task,), ("Adam", CLAIMED), splus_runs), reporting)
+        if stopped:
+            return stopped_claim(name, statement, 1.0, stopped)
+        return paired(name, statement, [[p["step_fraction"] for p in splus]], 1.0, "<=", strict=True)
 
-    def ranks_first(tasks, splus, suffix=""):
-        margins = [np.minimum(per_seed(t, "Shampoo"), per_seed(t, "Muon")) - np.array(splus[t]) for t in tasks]
-        return paired(
-            "splus_ranks_first",
-            f"SPlus has the smallest step fraction among SPlus, Shampoo, Muon on {' and '.join(tasks)}: value = the "
-            "smaller over the tasks of the mean per-seed margin min(Shampoo, Muon) - SPlus, holds when its interval "
-            f"is above 0{suffix}", margins, 0.0, ">=", statistic=lambda *ds: float(min(np.mean(d) for d in ds)),
-            strict=True)
+    def ranks_first(tasks, splus, splus_runs=None, suffix=""):
+        name = "splus_ranks_first"
+        statement = (f"SPlus has the smallest step fraction among SPlus, Shampoo, Muon on {' and '.join(tasks)}: value "
+                     "= the smaller over the tasks of the mean per-seed margin min(Shampoo, Muon) - SPlus, holds when "
+                     f"its interval is above 0{suffix}")
+        stopped = stopped_runs(claim_runs(tasks, ("Adam", CLAIMED, "Shampoo", "Muon"), splus_runs), reporting)
+        if stopped:
+            return stopped_claim(name, statement, 0.0, stopped)
+        per = {t: {m: fractions[t][m]["per_seed"] for m in ("Shampoo", "Muon")} for t in tasks}
+        margins = [np.minimum(*([p["step_fraction"] for p in per[t][m]] for m in ("Shampoo", "Muon")))
+                   - np.array([p["step_fraction"] for p in splus[t]]) for t in tasks]
+        censored = any(both_censored(splus[t], per[t]["Shampoo"], per[t]["Muon"]) for t in tasks)
+        if censored:
+            statement += (" [SPlus and both rivals censored on a seed: their margin there is 0 by construction, "
+                          "no measurement, so the verdict is inconclusive]")
+        return paired(name, statement, margins, 0.0, ">=", statistic=lambda *ds: float(min(np.mean(d) for d in ds)),
+                      censored=censored, strict=True)
 
-    splus = {t: per_seed(t, CLAIMED) for t in TASKS}
+    splus = {t: fractions[t][CLAIMED]["per_seed"] for t in TASKS}
     claims = [below_1(t, splus[t]) for t in TASKS] + [ranks_first(TASKS, splus)]
     # at each tied SPlus lr of one task: that task's claims, the other methods at their selected lrs
     def tied_claims(key, rs, suffix):
         t = key.split("|")[0]
-        fr = [fraction(r, results[(t, "Adam", s)], t)["step_fraction"] for r, s in zip(rs, reporting)]
-        return [below_1(t, fr, suffix), ranks_first((t,), {t: fr}, suffix)]
+        fr = [fraction(r, results[(t, "Adam", s)], t) for r, s in zip(rs, reporting)]
+        return [below_1(t, fr, {t: rs}, suffix), ranks_first((t,), {t: fr}, {t: rs}, suffix)]
 
     at_tied = protocol.claims_at_tied(tied_runs, tied_claims,
                                       lambda key, lr: f" (SPlus at tied lr {lr:.3g} on {key.split('|')[0]})")
@@ -310,7 +360,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
             for lr, rs in sorted(grid.items()):
                 fr = [fraction(r, a, task) for r, a in zip(rs, adam[lrs[f"{task}|Adam"]])]
                 row[repr(lr)] = {"step_fraction": float(np.mean([f["step_fraction"] for f in fr])),
-                                 "censored_seeds": int(sum(f["censored"] for f in fr))}
+                                 "censored_seeds": int(sum(f["censored"] for f in fr)),
+                                 "stopped_seeds": int(sum(bool(f["stopped"]) for f in fr))}
             sensitivity[task][m] = row
 
     params = {
@@ -338,9 +389,11 @@ def plot(result: dict):
         for s in result["series"].values():
             if s["panel"] == task:
                 ax.plot(s["x"], s["y"], color=color(s["method"]), label=s["label"])
-        target = float(np.mean(fr[task]["target"]))
-        ax.axhline(target, color=color("Adam"), ls=":", lw=1)
-        ax.set_ylim(0.85 * target, 2.0 * target)  # the approach to the target is what matters
+        targets = np.array([np.nan if v is None else v for v in fr[task]["target"]], dtype=float)
+        if np.isfinite(targets).any():  # None: Adam's run on that seed stopped
+            target = float(np.nanmean(targets))
+            ax.axhline(target, color=color("Adam"), ls=":", lw=1)
+            ax.set_ylim(0.85 * target, 2.0 * target)  # the approach to the target is what matters
         ax.set_xlabel("step")
         ax.set_ylabel(f"{result['params']['target'][task].replace('_', ' ')} (nats)")
         ax.set_title(titles[task])
@@ -350,7 +403,7 @@ def plot(result: dict):
     width = 0.8 / max(1, len(others))
     for i, method in enumerate(others):
         for j, (key, hatch) in enumerate((("step_fraction", None), ("wall_fraction", "//"))):
-            vals = [fr[t][method][key] for t in TASKS]
+            vals = [np.nan if fr[t][method][key] is None else fr[t][method][key] for t in TASKS]  # null: stopped
             xs = np.arange(len(TASKS)) + (i - (len(others) - 1) / 2) * width + (j - 0.5) * width / 2
             ax.bar(xs, vals, width / 2, color=color(method), hatch=hatch, label=labels[method] if j == 0 else None,
                    edgecolor="white")

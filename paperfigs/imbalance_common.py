@@ -19,6 +19,9 @@ Protocol (the same for every method, including user optimizers given with --opti
   records whose tuning keys hash those very grids (its module docstring lists them);
 - Muon's AdamW fallback runs at a fixed ratio of Muon's lr (paperfigs.methods), so tuning Muon's lr
   tunes both on one grid;
+- a claim that reads a run with status other than ok (the method's or the baseline's) is
+  inconclusive without a value (claims.stopped_claim; stop 18): a stopped run is NaN-padded, and
+  neither a time to reach a level nor a window mean of such a curve is a number of the method;
 - each claim is judged over paired reporting seeds (a bootstrap interval and a verdict), again at
   each lr tied with the selected one within one standard error, and over the method's whole grid
   (the sensitivity table: the method at each lr against the baseline at its selected lr, on the
@@ -161,7 +164,9 @@ def sensitivity(ctx, cfg, ms, selections, device, baseline: str, claimed, value_
             table[m.name] = protocol.NOT_STORED
             continue
         b = base[base_lr]
-        table[m.name] = {repr(lr): (value_of(rs, b) if all(map(ok, rs)) else None) for lr, rs in sorted(grid.items())}
+        # a stopped run of the method or of the baseline: no value (its NaN-padded curve is no measurement)
+        table[m.name] = {repr(lr): (value_of(rs, b) if all(map(ok, rs)) and all(map(ok, b)) else None)
+                         for lr, rs in sorted(grid.items())}
     return table
 
 

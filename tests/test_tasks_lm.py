@@ -47,9 +47,9 @@ def test_fig13_divergence_rule():
 
 
 def test_fig14_fraction_against_adams_final_loss_and_censoring():
-    adam = {"step": [0, 10, 20, 30], "wall_s": [0, 1, 2, 3], "metrics": {"val_loss": [5, 3, 2.5, 2.0]}}
-    fast = {"step": [0, 10, 20, 30], "wall_s": [0, 2, 4, 6], "metrics": {"val_loss": [5, 1.9, 1.5, 1.0]}}
-    never = {"step": [0, 10, 20, 30], "wall_s": [0, 1, 2, 3], "metrics": {"val_loss": [5, 4, 3, 2.5]}}
+    adam = {"step": [0, 10, 20, 30], "wall_s": [0, 1, 2, 3], "metrics": {"val_loss": [5, 3, 2.5, 2.0]}, "status": "ok"}
+    fast = {"step": [0, 10, 20, 30], "wall_s": [0, 2, 4, 6], "metrics": {"val_loss": [5, 1.9, 1.5, 1.0]}, "status": "ok"}
+    never = {"step": [0, 10, 20, 30], "wall_s": [0, 1, 2, 3], "metrics": {"val_loss": [5, 4, 3, 2.5]}, "status": "ok"}
     f = fig14.fraction(fast, adam, "lm")
     assert (f["steps"], f["adam_steps"], f["step_fraction"], f["wall_fraction"], f["censored"]) == (10, 30, 1 / 3,
                                                                                                     2 / 3, False)
