@@ -52,9 +52,9 @@ def _fig14(monkeypatch, curve):
     def make(task, c):
         values, status = curve("lm" if task == "lm" else "image", c["optimizer"], c["seed"])
         steps = [0, 2, 4, 6][:len(values)]
-        metric = "val_loss" if task == "lm" else "train_loss"
-        return {"step": steps, "wall_s": [0.1 * s for s in steps], "metrics": {metric: list(values)},
-                "status": status}
+        # the LM's claims read test_loss, its selection val_loss (here the same curve)
+        metrics = {"val_loss": list(values), "test_loss": list(values)} if task == "lm" else {"train_loss": list(values)}
+        return {"step": steps, "wall_s": [0.1 * s for s in steps], "metrics": metrics, "status": status}
 
     monkeypatch.setattr(f14, "tune_all", fake_tune)
     return f14.compute("smoke", 0, "cpu", Context(engine=FakeEngine(make)))
@@ -70,8 +70,8 @@ def test_fig14_stopped_splus_run_is_no_fraction_and_its_claims_are_inconclusive(
     so 'below 1' held on a diverged run; now no fraction and both claims reading it inconclusive."""
     from paperfigs import fig14_steps_to_adam as f14
 
-    adam = {"step": [0, 2, 4, 6], "wall_s": [0, 1, 2, 3], "metrics": {"val_loss": ADAM}, "status": "ok"}
-    stopped = {"step": [0, 2], "wall_s": [0, 1], "metrics": {"val_loss": [5.0, 4.0]}, "status": STOP}
+    adam = {"step": [0, 2, 4, 6], "wall_s": [0, 1, 2, 3], "metrics": {"test_loss": ADAM}, "status": "ok"}
+    stopped = {"step": [0, 2], "wall_s": [0, 1], "metrics": {"test_loss": [5.0, 4.0]}, "status": STOP}
     fr = f14.fraction(stopped, adam, "lm")
     assert math.isnan(fr["step_fraction"]) and fr["stopped"] == STOP and not fr["censored"]
     assert math.isnan(f14.fraction(adam, stopped, "lm")["step_fraction"])  # Adam stopped: no target
@@ -131,6 +131,44 @@ def test_fig14_rank_claim_with_splus_and_rivals_censored_is_inconclusive_not_fai
         return (FAST if opt == "splus" else ADAM), "ok"
 
     assert by_name(_fig14(monkeypatch, curve2)["claims"])["splus_ranks_first"].verdict == "fails"
+
+
+def test_fig14_a_holds_never_rests_on_a_censored_splus_seed(monkeypatch):
+    """5 seeds; SPlus never reaches Adam's target on seed 0 (fraction 1, only a lower bound) and is
+    3x faster on the others: the intervals clear their thresholds, but the censored seed's true
+    fraction could be anything above 1, so neither claim is shown (both held before stop 18)."""
+    import dataclasses
+
+    from paperfigs import fig14_steps_to_adam as f14
+
+    monkeypatch.setitem(f14.CONFIGS, "smoke", dataclasses.replace(f14.SMOKE, seeds=5))
+
+    def curve(task, opt, seed):
+        if opt == "splus":
+            return (NEVER if seed == 0 else FAST), "ok"
+        return ADAM, "ok"
+
+    c = by_name(_fig14(monkeypatch, curve)["claims"])
+    for name in ("splus_fraction_below_1_lm", "splus_fraction_below_1_image", "splus_ranks_first"):
+        assert c[name].ci[1] < 1.0 if name.startswith("splus_fraction") else c[name].ci[0] > 0.0
+        assert c[name].verdict == "inconclusive" and "censored" in c[name].statement
+
+    # the same runs with SPlus reaching the target on seed 0 too: every claim holds
+    def fast(task, opt, seed):
+        return (FAST if opt == "splus" else ADAM), "ok"
+
+    assert all(x.verdict == "holds" for x in _fig14(monkeypatch, fast)["claims"])
+
+
+def test_fig14_lm_claims_read_test_loss_and_selection_reads_validation_loss():
+    from paperfigs import fig14_steps_to_adam as f14
+
+    adam = {"step": [0, 2, 4, 6], "wall_s": [0, 1, 2, 3], "status": "ok",
+            "metrics": {"val_loss": [5.0, 4.5, 4.2, 4.0], "test_loss": ADAM}}
+    splus = {"step": [0, 2, 4, 6], "wall_s": [0, 1, 2, 3], "status": "ok",
+             "metrics": {"val_loss": [9.0, 9.0, 9.0, 9.0], "test_loss": FAST}}
+    assert f14.fraction(splus, adam, "lm")["step_fraction"] == pytest.approx(1 / 3)  # test curves
+    assert f14.score_auc("lm")(splus) == 9.0 and f14.score_best("lm")(adam) == 4.0   # validation curves
 
 
 # ------------------------------------------------------------------ figures 7 and 1 (imbalance)

@@ -29,6 +29,20 @@ def test_lm_run_is_a_function_of_its_config_not_of_the_global_rng():
     assert c["metrics"]["val_loss"] != a["metrics"]["val_loss"]
 
 
+def test_lm_test_loss_reads_the_held_out_documents():
+    a = lm.run({**TINY, "test_windows": 16, "bucket_edges": None})
+    assert set(a["metrics"]) == {"val_loss", "test_loss"}
+    val, test = a["metrics"]["val_loss"], a["metrics"]["test_loss"]
+    assert all(math.isfinite(x) for x in test) and test != val  # other documents, other numbers
+    X_test, Y_test = lm.test_windows("political", 5, 64, 3000, 8)
+    model = __import__("experiments.models.transformer", fromlist=["TinyTransformer"]).TinyTransformer(
+        64, 16, 1, 2, 8, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():  # at step 0 the model is its initialisation: the loss over the first 16 test windows
+        logits = model(X_test[:16])
+        expected = float(torch.nn.functional.cross_entropy(logits.reshape(-1, 64), Y_test[:16].reshape(-1)))
+    assert test[0] == pytest.approx(expected, rel=1e-5)
+
+
 def test_lm_config_errors_name_the_key():
     with pytest.raises(ValueError, match="unknown config keys.*'vocab_size'"):
         lm.run({**TINY, "vocab_size": 64})
@@ -47,9 +61,9 @@ def test_fig13_divergence_rule():
 
 
 def test_fig14_fraction_against_adams_final_loss_and_censoring():
-    adam = {"step": [0, 10, 20, 30], "wall_s": [0, 1, 2, 3], "metrics": {"val_loss": [5, 3, 2.5, 2.0]}, "status": "ok"}
-    fast = {"step": [0, 10, 20, 30], "wall_s": [0, 2, 4, 6], "metrics": {"val_loss": [5, 1.9, 1.5, 1.0]}, "status": "ok"}
-    never = {"step": [0, 10, 20, 30], "wall_s": [0, 1, 2, 3], "metrics": {"val_loss": [5, 4, 3, 2.5]}, "status": "ok"}
+    adam = {"step": [0, 10, 20, 30], "wall_s": [0, 1, 2, 3], "metrics": {"test_loss": [5, 3, 2.5, 2.0]}, "status": "ok"}
+    fast = {"step": [0, 10, 20, 30], "wall_s": [0, 2, 4, 6], "metrics": {"test_loss": [5, 1.9, 1.5, 1.0]}, "status": "ok"}
+    never = {"step": [0, 10, 20, 30], "wall_s": [0, 1, 2, 3], "metrics": {"test_loss": [5, 4, 3, 2.5]}, "status": "ok"}
     f = fig14.fraction(fast, adam, "lm")
     assert (f["steps"], f["adam_steps"], f["step_fraction"], f["wall_fraction"], f["censored"]) == (10, 30, 1 / 3,
                                                                                                     2 / 3, False)

@@ -5,7 +5,7 @@ One run = one optimizer at one lr from one seed, for figures 9, 13 and 14:
     config = {"corpus": "both", "vocab": 256, "max_train_tokens": 200_000, "T": 16,
               "d_model": 32, "n_layers": 1, "n_heads": 2, "batch_size": 16, "steps": 400,
               "eval_every": 10, "seed": 0, "optimizer": "adam", "lr": 1e-3, "optimizer_kwargs": {},
-              "val_windows": 256,                                   # read-out: validation loss
+              "val_windows": 256, "test_windows": 0,                # read-outs: validation / test loss
               "bucket_edges": [32, 128], "bucket_windows": 128, "top_k": 5}   # read-out: buckets
     result = run(config)
     result["metrics"]["val_loss"]            # per evaluation: mean next-token cross-entropy (nats)
@@ -20,7 +20,9 @@ capped at `max_train_tokens` (the leading documents). `seed` also draws the init
 
 Read-outs, at step 0, every `eval_every` steps and at the end (SPlus at its EMA weights):
 - `val_windows` > 0: "val_loss", the mean cross-entropy over the first `val_windows` disjoint
-  validation windows (documents disjoint from training);
+  validation windows (documents disjoint from training: for selection);
+- `test_windows` > 0: "test_loss", likewise over the first `test_windows` windows of the held-out
+  test documents (for claims about held-out text; default 0, not read out);
 - `bucket_edges` given: per frequency bucket of the TARGET word (frequent / middle / rare by
   training-count rank, experiments.data.text.frequency_buckets), top-1 and top-`top_k` accuracy on a
   fixed seeded sample of `bucket_windows` training windows ("train/top1", "train/topk"), of
@@ -38,10 +40,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-VERSION = 2  # 2: test documents fixed for every seed (experiments.data.text, stop 18); a test bucket read-out
+VERSION = 2  # 2: test documents fixed for every seed (experiments.data.text, stop 18); test read-outs
 DEFAULTS = {"corpus": "both", "vocab": 256, "max_train_tokens": 200_000, "T": 16, "d_model": 32, "n_layers": 1,
             "n_heads": 2, "batch_size": 16, "steps": 100, "eval_every": 10, "optimizer_kwargs": {},
-            "val_windows": 256, "bucket_edges": None, "bucket_windows": 128, "top_k": 5, "device": "cpu"}
+            "val_windows": 256, "test_windows": 0, "bucket_edges": None, "bucket_windows": 128, "top_k": 5, "device": "cpu"}
 
 
 @functools.lru_cache(maxsize=8)
@@ -101,19 +103,27 @@ def run(config: dict) -> dict:
     seed = int(c["seed"])
     X, Y, Xv, Yv = windows(c["corpus"], seed, c["vocab"], c["max_train_tokens"], c["T"])
     Xv, Yv = Xv[: c["val_windows"]], Yv[: c["val_windows"]]
+    Xt, Yt = (test_windows(c["corpus"], seed, c["vocab"], c["max_train_tokens"], c["T"]) if c["test_windows"] > 0
+              else (Xv[:0], Yv[:0]))
+    Xt, Yt = Xt[: c["test_windows"]], Yt[: c["test_windows"]]
     readout = bucket_readout(c) if c["bucket_edges"] is not None else None
     k = int(c["top_k"])
+
+    def mean_loss(model, X_, Y_, dev) -> float:
+        total = 0.0
+        for i in range(0, len(X_), 512):
+            logits = model(X_[i:i + 512].to(dev))
+            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y_[i:i + 512].to(dev).reshape(-1),
+                                           reduction="sum"))
+        return total / Y_.numel()
 
     def evaluate(model, step):
         dev = next(model.parameters()).device
         out = {}
         if len(Xv):
-            total = 0.0
-            for i in range(0, len(Xv), 512):
-                logits = model(Xv[i:i + 512].to(dev))
-                total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Yv[i:i + 512].to(dev).reshape(-1),
-                                               reduction="sum"))
-            out["val_loss"] = total / Yv.numel()
+            out["val_loss"] = mean_loss(model, Xv, Yv, dev)
+        if len(Xt):
+            out["test_loss"] = mean_loss(model, Xt, Yt, dev)
         if readout is not None:
             buckets, never, samples = readout
             for split, (x, y) in samples.items():
