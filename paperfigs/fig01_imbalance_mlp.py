@@ -11,7 +11,7 @@ steps] (mean over tuning seeds), the window the claim is about.
 Claim (paper): Muon and Shampoo reach a higher minority-class accuracy than SGD early in training.
 Measured as: per reporting seed, the method's minority-class test accuracy averaged over the
 evaluations in the early window minus SGD's (same seed: same split and initial weights); the value
-is the mean over seeds, with a 95% paired bootstrap interval; the claim holds when the interval
+is the mean over seeds, with a 95% interval over paired seeds (paperfigs.stats); the claim holds when the interval
 clears MARGIN (one percentage point, fixed before any run).
 History: until the engine (issue 10) the lrs were selected on one seed's final balanced validation
 accuracy, a criterion that did not match the claim's early window; the claim, window and margin

@@ -20,7 +20,7 @@ on the tuning seeds.
 Claims, on the reporting seeds: each run is stopped where its own balanced validation accuracy
 peaks (ties: the earliest step), and its balanced and worst-class TEST accuracy at that step are
 compared, paired over seeds: value = min over the other methods of the mean per-seed margin of
-SpecGD over that method, with a 95% bootstrap interval; holds when the interval is above 0. The
+SpecGD over that method, with a 95% interval over paired seeds; holds when the interval is above 0. The
 best-over-time test accuracy (an oracle that peeks at the test set) is reported beside it in
 tables.per_method, and the same claims on it in tables.oracle. Where SpecGD's selection is tied
 within one standard error, tables.claims_at_tied_lrs holds both claims at each tied lr.

@@ -19,7 +19,7 @@ Claims (paper): (1) Muon learns the minority groups earlier than NMD and Signum:
 exceeds both at depth 2 and at depth 4 (value: the smaller of the two depths' margins
 AUC_Muon - max(AUC_NMD, AUC_Signum), AUCs averaged over the reporting seeds). (2) The advantage is
 larger at depth 4: margin(depth 4) - margin(depth 2). Both are judged against 0 with a 95%
-bootstrap interval that resamples the paired reporting seeds (seed s: same split and initial
+interval over the paired reporting seeds (paperfigs.stats) (seed s: same split and initial
 weights for every method) and recomputes the whole statistic; the verdict comes from the interval.
 Learning rates: one per (optimizer, depth), tuned by the engine (experiments.tuning) on a
 quarter-decade grid around CENTERS, extended past an edge optimum and to the divergence edge, on

@@ -15,7 +15,7 @@ which the RELATIVE gap (majority - minority) / majority is <= REL_GAP (the minor
 half the majority classes' accuracy) while the majority accuracy is >= FLOOR (so the untrained
 state, where both are near chance, does not count); a run that never gets there is censored at the
 end of the run plus one evaluation interval. Value = SGD's time - the method's, in epochs, with a 95%
-bootstrap interval resampling the paired reporting seeds (each resample recomputes both
+interval over the paired reporting seeds (paperfigs.stats; its bootstrap part recomputes both
 mean-over-seeds curves); it holds when the interval clears one evaluation interval; when both
 methods are censored on the mean curves the verdict is inconclusive (neither closed the gap is not
 evidence against the claim).

@@ -11,7 +11,7 @@ refitted on the group-balanced decode split, and its worst test-group accuracy i
 the core feature in the representation at all?).
 Claims (paper): decoded worst-group accuracy of Muon, and of Shampoo, above SGD's at the end of
 training; value = the mean over paired reporting seeds of (method - SGD), judged against 0 with a
-95% paired bootstrap interval (the verdict comes from the interval).
+95% interval over paired seeds (the verdict comes from the interval).
 Learning rates: tuned by the engine (experiments.tuning) on a quarter-decade grid around CENTERS
 (extended past an edge optimum and to the divergence edge) on tuning seeds 1000-1002, disjoint from
 the reporting seeds; score = the trained network's worst-group accuracy on the group-balanced

@@ -37,7 +37,7 @@ with the selected one within one standard error.
 
 Claims (paper): Muon's rare-bucket accuracy above SGD's at equal steps, measured as the mean
 over evaluations (after step 0) of Muon's minus SGD's rare-bucket top-1 accuracy on the training
-sample, paired over the reporting seeds with a 95% bootstrap interval (holds when the interval
+sample, paired over the reporting seeds with a 95% interval (holds when the interval
 is above 0); and the same for top-5 on held-out test windows. How Adam compares is reported in the
 tables and notes (no claim). Both claims are also reported with Muon at each lr tied with its
 selected one within one standard error (tables.claims_at_tied_lrs; SGD at its selected lr).

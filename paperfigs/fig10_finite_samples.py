@@ -26,7 +26,7 @@ Claims (definitions fixed before the runs that judge them):
 - exact_muon_follows_prop1_until_saturation (<= 1e-9), {ns,polar_express}_muon_close_to_prop1_until_saturation
   (<= 10% of alpha*_m): population Muon against the Prop. 1 path lr t, pre-saturation.
 - {exact,ns,polar_express}_muon_tracks_specgd: departure from SpecGD at the largest n, per seed,
-  mean with a 95% paired bootstrap interval; holds when the interval lies below 10% of alpha*_m.
+  mean with a 95% interval over paired seeds; holds when the interval lies below 10% of alpha*_m.
 - {ns,polar_express}_muon_departure_within_band: the same per-seed departures against that
   variant's band bound (holds when the interval lies below it): is the departure what the band
   predicts?

@@ -35,7 +35,7 @@ on training loss; there is no held-out quantity in these claims), and a late-win
 than the last value because a constant-lr end point is one noisy sample.
 
 Claims (thresholds unchanged since before the engine; values are ratios of mean final training
-losses over the paired reporting seeds, with a 95% paired bootstrap interval and a verdict):
+losses over the paired reporting seeds, with a 95% interval and a verdict):
 - TNT's final loss is below Adam's and below SGD-m's (and below each user optimizer's): ratio < 1.
 - "Comparable to KFAC and Shampoo": TNT's final loss is at most 1.10x the better of KFAC's and the
   TNT paper's Shampoo's. Changed with the engine (issue 10): the comparator was the grafted

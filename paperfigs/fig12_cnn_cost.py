@@ -19,7 +19,7 @@ every lr tied with its selected one) on copies of the same model and batches, me
 round by round: seconds per iteration (forward + sampled-label backward when due + backward +
 step; median over timed whole periods of each method's periodic work, past its start-up phase)
 and optimizer-state bytes. Each ratio to SGD-m is taken inside one run (side by side), then
-averaged over the seeds, with a 95% paired bootstrap interval over the seeds.
+averaged over the seeds, with a 95% interval over the paired seeds.
 
 Claims (thresholds fixed before running, unchanged with the engine): TNT's time per iteration is
 at most 2x SGD-m's, and its optimizer-state memory at most 3x SGD-m's (SGD-m keeps one momentum
@@ -34,7 +34,7 @@ the measurement's noise and says nothing about the method's overhead.
 CHANGES (issue 10): the time claim was one stored measurement with no interval (its "holds" was
 the point value against 2x); a single ratio cannot tell an overhead from noise (TNT, which does
 strictly more work than SGD-m, read 0.85x in one run). Now: one side-by-side measurement per
-reporting seed, the claim's value is the mean of the per-seed ratios with its paired bootstrap
+reporting seed, the claim's value is the mean of the per-seed ratios with its paired
 interval, and the verdict follows the shared rule (holds only when the whole interval is below
 2x). The tied-lr rows and the slower-than-SGD-m table are new. The threshold is unchanged.
 
@@ -238,7 +238,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
             + [(dataclasses.replace(tnt, name=label), lr) for lr, label in tied.items()])
     costs = ctx.engine.run([cost_spec(cfg, rows, s, device) for s in seeds], desc="cost runs")
     cost_table = table_of(costs)
-    # The claims judge the table's intervals: one bootstrap per cost row.
+    # The claims judge the table's intervals: one interval per cost row.
     claims, at_tied = protocol.claims_with_tied(
         (tnt.name,), {tnt.name: tnt.name}, {tnt.name: tied},
         lambda name, label, suffix="": cost_claims(costs, cost_table, label, suffix),
@@ -270,7 +270,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                          f"{COST_ONLY[0].center:g}; TNT also at its tied lrs), experiments.cost: each method past its "
                          f"start-up phase, then {cfg.cost_rounds} interleaved round(s) of torch.utils.benchmark "
                          f"timings over whole periods of its periodic work; median per step; ratios to SGD-m within each run, "
-                         f"mean over seeds, 95% paired bootstrap interval; state = distinct storages in "
+                         f"mean over seeds, 95% interval over paired seeds; state = distinct storages in "
                          f"optimizer.state",
     }
     notes = [f"{name} stopped on seed(s) {[s for s, r in zip(seeds, rs) if r['status'] != 'ok']}"

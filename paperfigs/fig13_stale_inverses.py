@@ -23,7 +23,7 @@ validation loss is not below its validation loss at initialisation.
 
 Claims (the paper: naive Shampoo with stale inverses becomes unstable as the cache interval grows,
 "diverges in most of the grid" once inverses are cached for 25 steps or more; SPlus does not),
-judged over the reporting seeds (paired: every method sees the same seeds) with a 95% bootstrap
+judged over the reporting seeds (paired: every method sees the same seeds) with a 95%
 interval: naive Shampoo diverges in at least half of the grid cells with interval >= 25, value =
 mean over seeds of the per-seed fraction; its diverged fraction at intervals >= 25 exceeds the
 one at the shortest interval (value = mean per-seed difference, holds when the interval is above
@@ -178,14 +178,14 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     claims = [
         paired("shampoo_diverges_at_long_intervals",
                f"fraction of naive-Shampoo grid cells with cache interval >= {min(long)} that diverge is at least 0.5 "
-               f"(mean over {len(seeds)} seeds of the per-seed fraction; 95% paired-bootstrap interval)",
+               f"(mean over {len(seeds)} seeds of the per-seed fraction; 95% interval over paired seeds)",
                [shampoo_frac], 0.5, ">="),
         paired("shampoo_instability_grows_with_interval",
                f"naive Shampoo's diverged fraction over the cells with cache interval >= {min(long)} exceeds its "
                f"diverged fraction at the shortest interval ({min(cfg.intervals)}): mean over {len(seeds)} seeds of "
                "the per-seed difference, holds when its interval is above 0",
                [np.array(shampoo_frac) - np.array(shortest)], 0.0, ">=", strict=True),
-        # An exact count, not a mean with a bootstrap interval: counts [0, 0, 1] would give an
+        # An exact count, not a mean with an interval: counts [0, 0, 1] would give an
         # interval touching 0, i.e. "inconclusive", where one diverged cell is a plain failure.
         count_claim(float(sum(splus_count)), len(seeds)),
     ]

@@ -31,7 +31,7 @@ evaluations (area under the curve: lower earlier is better, which is what "reach
 asks). Sensitivity: each method's step fraction at every lr of its grid against Adam at its
 selected lr, on the tuning seeds (tables.sensitivity).
 
-Claims (paired over the reporting seeds, 95% bootstrap interval): SPlus's step fraction is below
+Claims (paired over the reporting seeds, 95% interval): SPlus's step fraction is below
 1 on each task (paper: 0.42 LLM, 0.50 ViT); SPlus has the smallest step fraction of SPlus,
 Shampoo and Muon on both tasks (paper: SPlus 0.44 < SOAP 0.58 < Muon 0.83), value = the smaller
 over the two tasks of the mean per-seed margin min(Shampoo, Muon) - SPlus (holds when its interval

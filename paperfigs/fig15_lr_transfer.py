@@ -22,7 +22,7 @@ No lr is selected, so there are no tuning seeds: the grid is the measurement.
 
 Claim (unchanged in meaning): SPlus's best lr moves least across widths. Value: the spread (max -
 min over widths) of SPlus's fitted log10 optimum minus the smaller spread of the other methods;
-it holds when the 95% paired bootstrap interval (seeds resampled jointly for every method, width
+it holds when the 95% interval over paired seeds (paperfigs.stats; seeds kept together for every method, width
 and lr) lies below 0. History (issue 10): until the engine the optimum was the grid argmin (spreads
 counted in whole grid steps), on a depth-3 MLP with 196 inputs whose input and output layers did
 not grow with width, over widths 8-128 in quick mode; the fit, the interval, the 49-input depth-5
@@ -214,7 +214,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     # equal spreads ([0, 0]) fail (strict): SPlus then does not move less
     claims = [paired("splus_best_lr_moves_least",
                      f"spread across widths of the fitted log10 optimal lr: SPlus's minus the smallest of ({others}) "
-                     "is below 0 (95% paired bootstrap over seeds)", samples, 0.0, "<=", statistic=margin,
+                     "is below 0 (95% interval over paired seeds)", samples, 0.0, "<=", statistic=margin,
                      strict=True, n_resamples=1999, nan_aware=True)]
 
     optimum_ci = {}

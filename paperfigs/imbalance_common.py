@@ -22,7 +22,7 @@ Protocol (the same for every method, including user optimizers given with --opti
 - a claim that reads a run with status other than ok (the method's or the baseline's) is
   inconclusive without a value (claims.stopped_claim; stop 18): a stopped run is NaN-padded, and
   neither a time to reach a level nor a window mean of such a curve is a number of the method;
-- each claim is judged over paired reporting seeds (a bootstrap interval and a verdict), again at
+- each claim is judged over paired reporting seeds (a 95% interval and a verdict), again at
   each lr tied with the selected one within one standard error, and over the method's whole grid
   (the sensitivity table: the method at each lr against the baseline at its selected lr, on the
   tuning seeds' test curves, which the tuning runs already hold).

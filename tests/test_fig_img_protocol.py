@@ -40,7 +40,7 @@ def test_an_interval_touching_the_threshold_is_inconclusive_not_failed():
 
 
 def test_figure7_claim_at_one_evaluation_with_a_censored_seed_is_inconclusive():
-    """Per seed closing steps: SGD censored on one seed; the bootstrap's worst resample gives 0."""
+    """Per seed closing steps: SGD censored on one seed; the worst bootstrap resample gives 0."""
     from paperfigs import fig07_imbalance_cnn as f7
 
     steps = list(range(0, 121, 30))
