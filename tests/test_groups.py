@@ -134,3 +134,30 @@ def test_head_inputs_are_the_penultimate_features():
     model = MLP(12, 2, width=8, depth=3, generator=torch.Generator().manual_seed(0))
     x = torch.randn(5, 12)
     assert torch.allclose(head_inputs(model, x, batch_size=2).float(), model.features(x))
+
+
+@pytest.mark.needs_fashion
+def test_dominoes_run_reads_out_a_validation_decoding_within_the_decode_split(monkeypatch):
+    """val/decoded_worst (figure 8's selection score since stop 18) is the decoding fitted on one half
+    of the decode split and scored on the other; test/decoded_worst is fitted on all of it and
+    scored on test. Recomputed here from the captured features of each evaluation."""
+    from experiments.tasks import groups as task
+
+    calls = []
+    real = task.decoded_worst_group_accuracy
+
+    def spy(f_fit, y_fit, g_fit, f_test, y_test, g_test, seed=0, C=1.0):
+        out = real(f_fit, y_fit, g_fit, f_test, y_test, g_test, seed=seed, C=C)
+        calls.append((len(f_fit), len(f_test), out["worst"]))
+        return out
+
+    monkeypatch.setattr(task, "decoded_worst_group_accuracy", spy)
+    config = {"dataset": "dominoes", "agreement": 0.95, "pool": 2, "width": 16, "depth": 2, "steps": 4,
+              "batch_size": 32, "eval_every": 2, "optimizer": "sgd", "lr": 0.01, "optimizer_kwargs": {}, "seed": 0,
+              "n_train": 400, "n_decode": 80, "n_test": 200, "fashion_classes": [2, 4], "device": "cpu"}
+    r = task.run(config)
+    m = r["metrics"]
+    assert len(m["val/decoded_worst"]) == len(m["test/decoded_worst"]) == len(r["steps"]) == 3
+    # per evaluation: (all 80 decode -> 200 test), then (40 of decode -> the other 40)
+    assert [c[:2] for c in calls] == [(80, 200), (40, 40)] * 3
+    assert m["test/decoded_worst"] == [c[2] for c in calls[0::2]] and m["val/decoded_worst"] == [c[2] for c in calls[1::2]]
