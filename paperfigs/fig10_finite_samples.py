@@ -21,8 +21,10 @@ and the majority can move at most hi / lo times faster than the minority.
 
 Claims (definitions fixed before the runs that judge them):
 - specgd_deviation_shrinks_with_n, specgd_deviation_small: finite-n SpecGD against its population
-  run (seed means; whole run; small = within one step lr at the largest n).
-- {exact,ns,polar_express}_muon_presaturation_deviation_shrinks: the same for each Muon, pre-saturation.
+  run (whole run): the seed-mean deviation falls at every step of n (value = the largest change of
+  the mean from one n to the next, holds when its interval lies below 0), and at the largest n it
+  is within one step lr (mean over draws, interval below lr).
+- {exact,ns,polar_express}_muon_presaturation_deviation_shrinks: the first for each Muon, pre-saturation.
 - exact_muon_follows_prop1_until_saturation (<= 1e-9), {ns,polar_express}_muon_close_to_prop1_until_saturation
   (<= 10% of alpha*_m): population Muon against the Prop. 1 path lr t, pre-saturation.
 - {exact,ns,polar_express}_muon_tracks_specgd: departure from SpecGD at the largest n, per seed,
@@ -35,6 +37,12 @@ CHANGES (2026-12): Muon (Polar Express) added, with its claims; the *_tracks_spe
 are unchanged): the NS claim failed because NS's singular values are not 1, so the figure now
 asks whether the exact-polar and Polar Express variants track SpecGD and whether NS's departure
 is the one its band allows.
+CHANGES (2026-12-03): the *_shrinks and specgd_deviation_small claims carry a 95% interval over
+the draws, as every other claim (the issue's protocol; they were judged on seed means alone). The
+quantity each judges is unchanged; "decreases with n" is now read as "the largest step-to-step
+change of the mean is below 0", which is the same event for the means, with an interval. Draws at
+different n are independent, so pairing them by index gives the paired t-interval of independent
+differences (valid, not narrower). Decided before the run that judges it; the draws are unchanged.
 Quick drops against full: n = 300000 and 7 of the 10 seeds (3 seeds keep the intervals).
 No "paper" configuration: the paper's relayed settings (k, d, p, beta = 0.9) are those of full, and
 its sample sizes and step counts are not relayed, so there is no larger setting to match.
@@ -177,25 +185,27 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                 "x": ns, "y": dev.mean(axis=1), "y_lo": dev.min(axis=1), "y_hi": dev.max(axis=1),
                 "method": var.key, "panel": "deviation", "label": f"{var.label}, {window}", "window": window}
 
-    def shrinking(dev):
-        means = dev.mean(axis=1)
-        return bool(np.all(np.diff(means) < 0)), float(means[-1]), float(means[0])
+    def worst_step(*rows):
+        # The largest change of the seed-mean deviation from one n to the next: below 0 exactly
+        # when the mean deviation decreases at every step of n.
+        return float(max(np.mean(b - a) for a, b in zip(rows[:-1], rows[1:])))
 
-    spec_ok, spec_last, spec_first = shrinking(dev_run["specgd"])
+    def shrinks(name, label, dev, window):
+        means = np.round(dev.mean(axis=1), 4).tolist()
+        return paired(name, f"{label}: seed-mean max deviation from its population run ({window}) decreases "
+                      f"at every step of n ({means} for n={ns}): value = the largest change of the mean from "
+                      f"one n to the next, below 0 ({cfg.seeds} independent draws per n, paired by index)",
+                      list(dev), 0.0, "<=", statistic=worst_step, strict=True)
+
     claims = [
-        verdict("specgd_deviation_shrinks_with_n",
-                "SpecGD: seed-mean max deviation from the population run (whole run) decreases with n "
-                f"({np.round(dev_run['specgd'].mean(axis=1), 4).tolist()} for n={ns})",
-                spec_ok, value=spec_last, threshold=spec_first),
-        at_most("specgd_deviation_small",
-                f"SpecGD: max deviation over the whole run at n={ns[-1]} within one step lr", spec_last, cfg.lr),
+        shrinks("specgd_deviation_shrinks_with_n", "SpecGD", dev_run["specgd"], "whole run"),
+        paired("specgd_deviation_small",
+               f"SpecGD: max deviation over the whole run at n={ns[-1]} within one step lr (mean over "
+               f"{cfg.seeds} draws)", [dev_run["specgd"][-1]], cfg.lr, "<="),
     ]
     for var in MUONS:
-        ok, last, first = shrinking(dev_pre[var.key])
-        claims.append(verdict(f"{CLAIM_PREFIX[var.polar]}_muon_presaturation_deviation_shrinks",
-                              f"{var.label}, beta={cfg.beta:g}: pre-saturation deviation from its population run "
-                              f"decreases with n ({np.round(dev_pre[var.key].mean(axis=1), 4).tolist()})",
-                              ok, value=last, threshold=first))
+        claims.append(shrinks(f"{CLAIM_PREFIX[var.polar]}_muon_presaturation_deviation_shrinks",
+                              f"{var.label}, beta={cfg.beta:g}", dev_pre[var.key], "pre-saturation"))
     claims.append(at_most("exact_muon_follows_prop1_until_saturation",
                           f"population Muon (exact polar, beta={cfg.beta:g}) equals the Prop. 1 path lr t up to "
                           "the first saturation (max |alpha - lr t|)",

@@ -79,6 +79,24 @@ def test_fig10_claims_are_the_recorded_definitions(smoke):
     assert claims["exact_muon_follows_prop1_until_saturation"]["holds"]
 
 
+def test_fig10_deviation_claims_carry_intervals_over_draws(smoke):
+    """The finite-n claims are judged from an interval over the draws like every other claim: the
+    shrink claims' value is the largest step-to-step change of the seed-mean deviation (the series'
+    y), holding only when the whole interval lies below 0."""
+    _, r = smoke(10)
+    claims = {c["name"]: c for c in r["claims"]}
+    for name, label in (("specgd_deviation_shrinks_with_n", "SpecGD deviation whole run"),
+                        ("ns_muon_presaturation_deviation_shrinks", "Muon (Newton-Schulz) deviation pre-saturation")):
+        c, means = claims[name], np.asarray(r["series"][label]["y"])
+        assert c["value"] == pytest.approx(np.max(np.diff(means)))
+        lo, hi = c["ci"]
+        assert lo <= c["value"] <= hi and c["threshold"] == 0.0
+        assert c["verdict"] == ("holds" if hi < 0 else "fails" if lo >= 0 else "inconclusive")
+    small = claims["specgd_deviation_small"]
+    assert small["value"] == pytest.approx(r["series"]["SpecGD deviation whole run"]["y"][-1])
+    assert small["ci"][0] <= small["value"] <= small["ci"][1] and small["threshold"] == r["params"]["lr"]
+
+
 def test_fig10_band_bound_is_what_a_band_edge_speed_would_produce():
     """A component moving at a band edge speed for t_1 steps departs from lr t by exactly the bound."""
     module = registry.FIGURES[10].load()
