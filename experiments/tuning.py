@@ -25,9 +25,19 @@ The committed record (`experiments/selections/<tuning key>.json`) lets a fresh c
 tuning runs: the tuning key hashes the run keys of the initial grid (so the task, its version,
 the optimizer's version and every setting), the criterion and the extension policy. A key that
 does not match is never used; then the runs are computed.
+
+Beside a record, `experiments/selections/runs/<tuning key>.json.gz` may hold its tuning runs
+themselves (the stored run records of every key in `run_keys`, gzipped JSON). Reading the record
+then also puts them into the run store, so what a figure reads from its tuning runs besides the
+selection (the claim over the whole lr grid: its sensitivity table) is there on a fresh clone
+without computing them. The runs are the ones the record's keys name: a stored record whose key
+or content does not match is refused (DataFormatError). Write archives with
+`python -m experiments.tuning archive --store OUT/runs` after a run that tuned (or pass
+--record-selections, which writes them with the records).
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
@@ -42,6 +52,7 @@ from experiments.engine import Engine, RunSpec
 from experiments.fileio import atomic_write_json
 
 RECORD_DIR = Path(__file__).resolve().with_name("selections")
+ARCHIVE_SUBDIR = "runs"   # <record dir>/runs/<tuning key>.json.gz: the record's tuning runs
 SOURCES = ("computed", "record", "override")
 
 
@@ -192,6 +203,8 @@ def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, flo
         if use_record and not stored_all and not engine.fresh:
             rec = read_record(record_dir, key)
             if rec is not None:
+                if engine.store is not None:
+                    restore_runs(record_dir, rec, engine.store)
                 out[t.method] = rec
                 continue
         active[t.method] = (t, {float(lr): [] for lr in t.grid}, {"lo": 0, "hi": 0}, key)
@@ -219,6 +232,8 @@ def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, flo
         out[m] = sel
         if write_record:
             write_record_file(record_dir, sel)
+            if engine.store is not None:
+                write_archive(record_dir, sel, engine.store)
     return {t.method: out[t.method] for t in specs}
 
 
@@ -250,3 +265,102 @@ def write_record_file(record_dir: Path, sel: Selection) -> None:
         return
     Path(record_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(record_dir) / f"{sel.tuning_key}.json", sel.to_json())
+
+
+def archive_path(record_dir: Path, key: str) -> Path:
+    return Path(record_dir) / ARCHIVE_SUBDIR / f"{key}.json.gz"
+
+
+def _record_run_keys(sel: Selection) -> list[str]:
+    return sorted({k for keys in sel.run_keys.values() for k in keys})
+
+
+def write_archive(record_dir: Path, sel: Selection, store) -> bool:
+    """Write the tuning runs of `sel` (every key in its run_keys, read from `store`) beside its
+    record. False, writing nothing, when a run is missing from the store. Byte-reproducible:
+    sorted keys, gzip without a timestamp."""
+    keys = _record_run_keys(sel)
+    if sel.tuning_key is None or not keys:
+        return False
+    runs = {}
+    for k in keys:
+        rec = store.get(k)
+        if rec is None:
+            return False
+        runs[k] = rec
+    data = json.dumps({"tuning_key": sel.tuning_key, "runs": runs}, sort_keys=True,
+                      separators=(",", ":")).encode()
+    path = archive_path(record_dir, sel.tuning_key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(gzip.compress(data, mtime=0))
+    tmp.replace(path)
+    return True
+
+
+def restore_runs(record_dir: Path, sel: Selection, store) -> int:
+    """Put the archived tuning runs of a record into `store` (those it lacks); the number put.
+    No archive: 0. An archive that is not gzipped JSON, names another tuning key, holds a run whose
+    stored key differs from its name, or a key the record does not list, is a DataFormatError."""
+    path = archive_path(record_dir, sel.tuning_key)
+    if not path.exists():
+        return 0
+    try:
+        d = json.loads(gzip.decompress(path.read_bytes()))
+        if d.get("tuning_key") != sel.tuning_key:
+            raise ValueError(f"its tuning_key {d.get('tuning_key')!r} is not {sel.tuning_key!r}")
+        allowed = set(_record_run_keys(sel))
+        runs = d["runs"]
+        for k, rec in runs.items():
+            if k not in allowed:
+                raise ValueError(f"run {k} is not one of the record's tuning runs")
+            if not isinstance(rec, dict) or rec.get("key") != k or "result" not in rec:
+                raise ValueError(f"run {k} is not a stored run record with that key")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as e:
+        raise DataFormatError(path, f"not a valid tuning-run archive ({e}); delete it") from None
+    put = 0
+    for k, rec in runs.items():
+        if not store.has(k):
+            store.put(k, rec)
+            put += 1
+    return put
+
+
+def archive_all(store, record_dir: Path | None = None) -> tuple[int, int]:
+    """Write the archive of every record whose tuning runs are all in `store` and that has none
+    yet: (written, records without their runs in the store)."""
+    record_dir = RECORD_DIR if record_dir is None else Path(record_dir)
+    written = missing = 0
+    for path in sorted(Path(record_dir).glob("*.json")):
+        sel = read_record(record_dir, path.stem)
+        if archive_path(record_dir, path.stem).exists():
+            continue
+        if write_archive(record_dir, sel, store):
+            written += 1
+        else:
+            missing += 1
+    return written, missing
+
+
+def _main(argv=None) -> int:
+    import argparse
+
+    from experiments.engine import RunStore
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.tuning",
+                                 description="Selection-record maintenance.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("archive", help="write the tuning-run archive of every record whose runs are in a run "
+                                       "store (so that a fresh clone's figures have their sensitivity tables)")
+    a.add_argument("--store", required=True, help="a run store, e.g. figures/runs")
+    a.add_argument("--record-dir", default=None, help=f"records (default {RECORD_DIR})")
+    args = ap.parse_args(argv)
+    if not Path(args.store).is_dir():
+        ap.error(f"--store {args.store}: no such folder")
+    written, missing = archive_all(RunStore(args.store), args.record_dir)
+    print(f"wrote {written} archive(s); {missing} record(s) without an archive have runs missing from {args.store}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

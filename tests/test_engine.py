@@ -157,6 +157,45 @@ def test_selection_records_whether_the_search_found_a_diverged_run_above_its_lr(
     assert Selection("m", 0.1, [0.1], {}, "c", [0], "override").divergence_found is None
 
 
+def test_record_archive_restores_the_tuning_runs_into_a_fresh_store(tmp_path):
+    """--record-selections also archives the tuning runs; reading the record on a fresh store puts
+    them there (so a figure's sensitivity table reads them) without computing anything, and the
+    archive is byte-reproducible. A tampered archive is refused with its file named."""
+    import gzip
+
+    from experiments.data.files import DataFormatError
+    from experiments.tuning import archive_all, archive_path, restore_runs
+
+    def make(lr, seed):
+        return spec(lr=lr, seed=seed, steps=15)
+
+    t = TuneSpec("sgd", [0.001, 0.003], [100, 101], make, lambda r: r["loss"][-1], False, "final loss")
+    with Engine(store=tmp_path / "runs") as e:
+        sel = tune_all(e, [t], write_record=True, record_dir=tmp_path / "rec")["sgd"]
+        tuned = {k: e.store.get(k) for keys in sel.run_keys.values() for k in keys}
+    path = archive_path(tmp_path / "rec", sel.tuning_key)
+    first = path.read_bytes()
+    with Engine(store=tmp_path / "fresh") as e:
+        rec = tune_all(e, [t], record_dir=tmp_path / "rec")["sgd"]
+        assert rec.source == "record" and e.counts["computed"] == 0
+        assert {k: e.store.get(k) for k in tuned} == tuned          # every tuning run, unchanged
+    # archive_all writes the same bytes from a store that holds the runs, and skips existing ones
+    path.unlink()
+    assert archive_all(RunStore(tmp_path / "runs"), tmp_path / "rec") == (1, 0)
+    assert path.read_bytes() == first
+    assert archive_all(RunStore(tmp_path / "empty"), tmp_path / "rec") == (0, 0)
+    # a run whose content names another key, or a key the record does not list, is refused
+    d = json.loads(gzip.decompress(first))
+    k = next(iter(d["runs"]))
+    bad = dict(d, runs={**d["runs"], "f" * 32: d["runs"][k]})
+    path.write_bytes(gzip.compress(json.dumps(bad).encode()))
+    with pytest.raises(DataFormatError, match=path.name):
+        restore_runs(tmp_path / "rec", rec, RunStore(tmp_path / "fresh2"))
+    path.write_bytes(b"not gzip")
+    with pytest.raises(DataFormatError, match=path.name):
+        restore_runs(tmp_path / "rec", rec, RunStore(tmp_path / "fresh2"))
+
+
 def test_override_and_bad_record(tmp_path):
     t = TuneSpec("sgd", [0.01], [5], lambda lr, s: spec(lr=lr, seed=s), lambda r: 0.0, True, "c")
     with Engine() as e:
