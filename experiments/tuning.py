@@ -53,6 +53,10 @@ from experiments.fileio import atomic_write_json
 
 RECORD_DIR = Path(__file__).resolve().with_name("selections")
 ARCHIVE_SUBDIR = "runs"   # <record dir>/runs/<tuning key>.json.gz: the record's tuning runs
+# Archives larger than this (gzipped) are not written, to keep the repository small: figure 4's full
+# tuning runs keep every evaluation of 20 classes (130-260 KB a record) and cost 3 CPU-minutes to
+# recompute (--fresh), while a typical torch record's runs compress to 3-8 KB.
+ARCHIVE_MAX_BYTES = 100_000
 SOURCES = ("computed", "record", "override")
 
 
@@ -275,10 +279,10 @@ def _record_run_keys(sel: Selection) -> list[str]:
     return sorted({k for keys in sel.run_keys.values() for k in keys})
 
 
-def write_archive(record_dir: Path, sel: Selection, store) -> bool:
+def write_archive(record_dir: Path, sel: Selection, store, max_bytes: int = ARCHIVE_MAX_BYTES) -> bool:
     """Write the tuning runs of `sel` (every key in its run_keys, read from `store`) beside its
-    record. False, writing nothing, when a run is missing from the store. Byte-reproducible:
-    sorted keys, gzip without a timestamp."""
+    record. False, writing nothing, when a run is missing from the store or the archive would be
+    larger than max_bytes. Byte-reproducible: sorted keys, gzip without a timestamp."""
     keys = _record_run_keys(sel)
     if sel.tuning_key is None or not keys:
         return False
@@ -290,10 +294,13 @@ def write_archive(record_dir: Path, sel: Selection, store) -> bool:
         runs[k] = rec
     data = json.dumps({"tuning_key": sel.tuning_key, "runs": runs}, sort_keys=True,
                       separators=(",", ":")).encode()
+    packed = gzip.compress(data, mtime=0)
+    if len(packed) > max_bytes:
+        return False
     path = archive_path(record_dir, sel.tuning_key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(gzip.compress(data, mtime=0))
+    tmp.write_bytes(packed)
     tmp.replace(path)
     return True
 
@@ -328,7 +335,7 @@ def restore_runs(record_dir: Path, sel: Selection, store) -> int:
 
 def archive_all(store, record_dir: Path | None = None) -> tuple[int, int]:
     """Write the archive of every record whose tuning runs are all in `store` and that has none
-    yet: (written, records without their runs in the store)."""
+    yet: (written, records without an archive: runs not in the store, or over ARCHIVE_MAX_BYTES)."""
     record_dir = RECORD_DIR if record_dir is None else Path(record_dir)
     written = missing = 0
     for path in sorted(Path(record_dir).glob("*.json")):
@@ -358,7 +365,8 @@ def _main(argv=None) -> int:
     if not Path(args.store).is_dir():
         ap.error(f"--store {args.store}: no such folder")
     written, missing = archive_all(RunStore(args.store), args.record_dir)
-    print(f"wrote {written} archive(s); {missing} record(s) without an archive have runs missing from {args.store}")
+    print(f"wrote {written} archive(s); {missing} record(s) left without one (runs missing from {args.store}, "
+          f"or over {ARCHIVE_MAX_BYTES} bytes gzipped)")
     return 0
 
 

@@ -164,7 +164,7 @@ def test_record_archive_restores_the_tuning_runs_into_a_fresh_store(tmp_path):
     import gzip
 
     from experiments.data.files import DataFormatError
-    from experiments.tuning import archive_all, archive_path, restore_runs
+    from experiments.tuning import archive_all, archive_path, restore_runs, write_archive
 
     def make(lr, seed):
         return spec(lr=lr, seed=seed, steps=15)
@@ -184,6 +184,9 @@ def test_record_archive_restores_the_tuning_runs_into_a_fresh_store(tmp_path):
     assert archive_all(RunStore(tmp_path / "runs"), tmp_path / "rec") == (1, 0)
     assert path.read_bytes() == first
     assert archive_all(RunStore(tmp_path / "empty"), tmp_path / "rec") == (0, 0)
+    path.unlink()                                   # over the size cap: not written
+    assert not write_archive(tmp_path / "rec", sel, RunStore(tmp_path / "runs"), max_bytes=len(first) - 1)
+    assert not path.exists() and write_archive(tmp_path / "rec", sel, RunStore(tmp_path / "runs"))
     # a run whose content names another key, or a key the record does not list, is refused
     d = json.loads(gzip.decompress(first))
     k = next(iter(d["runs"]))
