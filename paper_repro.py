@@ -104,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
                           "'asgd=torch.optim:ASGD:{\"t0\": 100}'; repeatable")
     run.add_argument("--record-selections", action="store_true",
                      help="write the lr selections computed in this run into experiments/selections/ "
-                          "(the committed record a fresh clone reads instead of re-running the tuning)")
+                          "(the committed record a fresh clone reads instead of re-running the tuning), with "
+                          "their tuning runs under experiments/selections/runs/ (up to 100 KB gzipped each), "
+                          "from which a fresh clone's sensitivity tables are computed")
     return p
 
 
