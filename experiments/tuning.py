@@ -55,7 +55,7 @@ RECORD_DIR = Path(__file__).resolve().with_name("selections")
 ARCHIVE_SUBDIR = "runs"   # <record dir>/runs/<tuning key>.json.gz: the record's tuning runs
 # Archives larger than this (gzipped) are not written, to keep the repository small: figure 4's full
 # tuning runs keep every evaluation of 20 classes (130-260 KB a record) and cost 3 CPU-minutes to
-# recompute (--fresh), while a typical torch record's runs compress to 3-8 KB.
+# recompute (--fresh), while a quick torch record's runs compress to 3-48 KB.
 ARCHIVE_MAX_BYTES = 100_000
 SOURCES = ("computed", "record", "override")
 
