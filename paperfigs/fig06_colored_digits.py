@@ -73,6 +73,7 @@ from experiments.tuning import TuneSpec
 from paperfigs import protocol
 from paperfigs.claims import paired, stopped_claim, stopped_runs
 from paperfigs.methods import MUON_FALLBACK_RATIO, Method, label, methods
+from paperfigs.stats import SEED_BAND, over_seeds
 
 NUMBER = 6
 SPECTRAL, RIVALS = "muon", ("nmd", "signum")
@@ -184,11 +185,10 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     for m, d in pairs:
         k = lr_key(m.name, d)
         rs = runs[k]
-        n = min(len(r["steps"]) for r in rs)  # a stopped (non-finite) run ends early
-        curves = np.array([r["metrics"]["test/minority"][:n] for r in rs])
+        longest = max(rs, key=lambda r: len(r["steps"]))  # a stopped (non-finite) run ends early
         series[f"{label(m.name)} depth {d}"] = {
-            "x": rs[0]["steps"][:n], "y": curves.mean(0).tolist(), "y_lo": curves.min(0).tolist(),
-            "y_hi": curves.max(0).tolist(), "method": m.name, "label": label(m.name), "panel": f"depth {d}"}
+            "x": longest["steps"], **over_seeds([r["metrics"]["test/minority"] for r in rs]),
+            "method": m.name, "label": label(m.name), "panel": f"depth {d}"}
         auc[k] = np.array([_auc(r, "test/minority") for r in rs])
         worst_auc[k] = float(np.mean([_auc(r, "test/worst") for r in rs]))
         reach[k] = [first_step_at(r["steps"], r["metrics"]["test/minority"], cfg.threshold, AUC_START) for r in rs]
@@ -264,7 +264,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
               "train_group_counts": probe["train_group_counts"], "image_shape": probe["image_shape"],
               "data_source": splits_of(run_spec(cfg, ms[0], depths[0], 1.0, seeds[0], device).config)[0].data_source,
               "metric": "minority-group test accuracy (groups where colour and label disagree)",
-              "band": "min..max over seeds", "auc_start_frac": AUC_START,
+              "band": SEED_BAND, "auc_start_frac": AUC_START,
               "fallback": "AdamW on head and biases at a fixed ratio of the method's lr: " + ", ".join(
                   f"{label(m.name)} {m.fallback_ratio:.3g}" for m in ms if m.fallback_ratio is not None)}
     notes = [f"{k} stopped: {v}" for k, v in statuses.items() if any(s != "ok" for s in v)]

@@ -55,6 +55,7 @@ from experiments.tasks.groups import splits_of
 from paperfigs import protocol
 from paperfigs.claims import paired
 from paperfigs.methods import Method, claimed_of, label, methods
+from paperfigs.stats import SEED_BAND, over_seeds
 
 NUMBER = 8
 BASELINE, CLAIMED = "sgd", ("muon", "shampoo")
@@ -137,12 +138,11 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     series, final, statuses = {}, {}, {}
     for m in ms:
         rs = runs[m.name]
-        n = min(len(r["steps"]) for r in rs)
+        longest = max(rs, key=lambda r: len(r["steps"]))  # a stopped (non-finite) run ends early
         for key, panel in (("test/worst", "worst-group"), ("test/decoded_worst", "decoded worst-group")):
-            curves = np.array([r["metrics"][key][:n] for r in rs])
             series[f"{label(m.name)} {panel}"] = {
-                "x": rs[0]["steps"][:n], "y": curves.mean(0).tolist(), "y_lo": curves.min(0).tolist(),
-                "y_hi": curves.max(0).tolist(), "method": m.name, "label": label(m.name), "panel": panel}
+                "x": longest["steps"], **over_seeds([r["metrics"][key] for r in rs]),
+                "method": m.name, "label": label(m.name), "panel": panel}
             ends = np.array([_final(r, key) for r in rs])
             final.setdefault(m.name, {})[key.split("/")[1]] = {
                 "mean": float(np.mean(ends)), "min": float(np.min(ends)), "max": float(np.max(ends)),
@@ -185,7 +185,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
               "spurious": "MNIST-5k digit 0 vs 1, top half",
               "decoder": "L2 logistic regression (C = 1) on standardised head inputs, decode split subsampled to "
                          "equal group sizes",
-              "band": "min..max over seeds"}
+              "band": SEED_BAND}
     notes = [f"{label(o)} stopped: {v}" for o, v in statuses.items() if any(s != "ok" for s in v)]
     # The step-0 evaluation decodes the features of the untrained network: the floor that training
     # has to beat for "the core feature was learned" to mean anything.

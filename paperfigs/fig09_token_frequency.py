@@ -101,6 +101,7 @@ from paperfigs.claims import paired, stopped_claim, stopped_runs
 from paperfigs.methods import MUON_FALLBACK_RATIO, label
 from paperfigs.methods import methods as method_list
 from paperfigs.protocol import TUNING_SEEDS
+from paperfigs.stats import SEED_BAND, over_seeds
 from paperfigs.style import band, color
 
 BASELINE, CLAIMED = "sgd", ("muon", "muon_head")
@@ -227,19 +228,20 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
 
     series, final = {}, {}
     for o, rs in runs.items():
-        n = min(len(r["step"]) for r in rs)
-        steps = rs[0]["step"][:n]
+        steps = max(rs, key=lambda r: len(r["step"]))["step"]  # a stopped (non-finite) run ends early
         for split, metric in METRIC_PARTS:
             key = f"{split}/{metric}"
-            arr = np.array([curve(r, key)[:n] for r in rs])  # (seeds, evals, buckets)
+            curves = [np.asarray(curve(r, key), dtype=float) for r in rs]  # each (evals, buckets)
+            summary = over_seeds(curves)
+            ends = np.array([c[-1] for c in curves])  # each seed's own last evaluation, (seeds, buckets)
             for b, bname in enumerate(BUCKET_NAMES):
                 series[f"{label(o)} {key} {bname}"] = {
-                    "x": steps, "y": arr[:, :, b].mean(0).tolist(), "y_lo": arr[:, :, b].min(0).tolist(),
-                    "y_hi": arr[:, :, b].max(0).tolist(), "method": o, "label": label(o), "panel": f"{split}/{bname}",
-                    "split": split, "metric": metric, "bucket": bname}
+                    "x": steps, "y": summary["y"][:, b], "y_lo": summary["y_lo"][:, b],
+                    "y_hi": summary["y_hi"][:, b], "n_seeds": summary["n_seeds"], "method": o, "label": label(o),
+                    "panel": f"{split}/{bname}", "split": split, "metric": metric, "bucket": bname}
             final.setdefault(label(o), {})[key] = {
-                bname: {"mean": float(arr[:, -1, b].mean()), "min": float(arr[:, -1, b].min()),
-                        "max": float(arr[:, -1, b].max())} for b, bname in enumerate(BUCKET_NAMES)}
+                bname: {"mean": float(ends[:, b].mean()), "min": float(ends[:, b].min()),
+                        "max": float(ends[:, b].max())} for b, bname in enumerate(BUCKET_NAMES)}
         final[label(o)]["final_train_loss"] = [r["train_loss"][-1] for r in rs]
 
     def gaps_vs_sgd(results: list[dict], base: list[dict], key: str) -> list[float]:
@@ -289,7 +291,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
               "lr per optimizer": lrs, "lr_selection": {o: sel.to_json() for o, sel in selections.items()},
               "seed_list": seeds, "device": device,
               "data": lm_task.info(run_spec(cfg, BASELINE, {}, 1.0, seeds[0], device).config),
-              "band": "min..max over seeds",
+              "band": SEED_BAND,
               "fallback": f"Muon: AdamW at {MUON_FALLBACK_RATIO} x Muon's lr (tuned together on one grid) on "
                           "embeddings, head and LayerNorm parameters; Muon incl. head: the same without the head",
               "external_optimizers": {e.name: e.target for e in ctx.extra_optimizers}}

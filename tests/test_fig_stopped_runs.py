@@ -278,6 +278,10 @@ def test_fig9_a_stopped_muon_run_makes_both_claims_inconclusive(monkeypatch):
     for c in muon:
         assert c.verdict == "inconclusive" and c.value is None and "Muon seed 1: stopped" in c.statement
     assert out["tables"]["rare_gap_vs_sgd"]["muon - sgd, train/top1"]["per_seed"][0] == pytest.approx(0.2)
+    # the plotted series keep the other seeds' third evaluation instead of cutting at the stopped run
+    s = out["series"][f"Muon train/top1 {f9.BUCKET_NAMES[-1]}"]
+    assert s["x"] == [0, 2, 4] and s["n_seeds"][-1] == s["n_seeds"][0] - 1  # seed 1 stopped after step 2
+    assert s["y"][-1] == pytest.approx(0.3)  # the mean over the seeds that reached step 4
 
 
 # ------------------------------------------------------------------ figure 6

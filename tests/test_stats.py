@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from paperfigs.claims import Claim, paired
-from paperfigs.stats import mean_ci, paired_ci, verdict_of
+from paperfigs.stats import mean_ci, over_seeds, paired_ci, verdict_of
 
 
 def test_interval_contains_mean_and_shrinks_with_seeds():
@@ -100,3 +100,20 @@ def test_interval_is_none_when_a_leave_one_out_statistic_is_undefined():
     assert paired_ci(stat, np.array([1.0, 3.0, 2.0])) is not None
     assert paired_ci(stat, np.array([1.0, -1.0, -2.0])) is None  # leaving out seed 0 leaves none
     assert paired_ci(stat, np.array([-1.0, -3.0, -2.0])) is None  # its value is NaN
+
+
+def test_seed_summary_keeps_the_evaluations_of_seeds_that_ran_longer():
+    # seed 0 stopped after 2 evaluations; the others ran all 4
+    s = over_seeds([[0.1, 0.2], [0.3, 0.4, 0.5, 0.6], [0.5, 0.6, 0.7, np.nan]])
+    assert s["n_seeds"] == [3, 3, 2, 2]
+    np.testing.assert_allclose(s["y"], [0.3, 0.4, 0.6, 0.6])
+    np.testing.assert_allclose(s["y_lo"], [0.1, 0.2, 0.5, 0.6])
+    np.testing.assert_allclose(s["y_hi"], [0.5, 0.6, 0.7, 0.6])
+    # trailing dimensions (frequency buckets) summarised per bucket
+    b = over_seeds([np.ones((3, 2)), np.zeros((1, 2))])
+    assert b["y"].shape == (3, 2) and b["n_seeds"] == [2, 1, 1]
+    np.testing.assert_allclose(b["y"][0], [0.5, 0.5])
+    with pytest.raises(ValueError):
+        over_seeds([np.ones((3, 2)), np.ones((3, 3))])
+    with pytest.raises(ValueError):
+        over_seeds([])
