@@ -24,7 +24,10 @@ reporting seeds (checked by `check_disjoint`).
 The committed record (`experiments/selections/<tuning key>.json`) lets a fresh clone skip the
 tuning runs: the tuning key hashes the run keys of the initial grid (so the task, its version,
 the optimizer's version and every setting), the criterion and the extension policy. A key that
-does not match is never used; then the runs are computed.
+does not match is never used; then the runs are computed. The key holds the criterion's text, not
+the score function's code: where the record's tuning runs are at hand (archived, below, or in the
+store), their scores are recomputed with the current score function, and a record they do not
+reproduce is set aside with a note and the lr is selected again from those runs.
 
 Beside a record, `experiments/selections/runs/<tuning key>.json.gz` may hold its tuning runs
 themselves (the stored run records of every key in `run_keys`, gzipped JSON). Reading the record
@@ -41,6 +44,7 @@ import gzip
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -209,8 +213,16 @@ def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, flo
             if rec is not None:
                 if engine.store is not None:
                     restore_runs(record_dir, rec, engine.store)
-                out[t.method] = rec
-                continue
+                    stale = stale_scores(rec, t, engine.store)
+                    if stale:
+                        lr, seed, recorded, now = stale[0]
+                        print(f"note: the selection record of {t.method} ({key}) is stale: at lr {lr:.4g}, tuning "
+                              f"seed {seed} it says {recorded} but the score function now gives {now} on the same "
+                              f"run ({len(stale)} such); selecting again from the stored runs", file=sys.stderr)
+                        rec = None
+                if rec is not None:
+                    out[t.method] = rec
+                    continue
         active[t.method] = (t, {float(lr): [] for lr in t.grid}, {"lo": 0, "hi": 0}, key)
     pending = {m: sorted(a[1]) for m, a in active.items()}
     keys: dict[str, dict[float, list[str]]] = {m: {} for m in active}
@@ -262,6 +274,40 @@ def read_record(record_dir: Path, key: str) -> Selection | None:
                          list(d["tuning_seeds"]), "record", bool(d["higher_is_better"]), keys, key)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise DataFormatError(path, f"not a valid selection record ({e}); delete it to re-tune") from None
+
+
+def _same_score(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def stale_scores(sel: Selection, t: TuneSpec, store) -> list[tuple]:
+    """Where a record's per-seed scores differ from `t.score` on its own tuning runs, read from
+    `store`: [(lr, seed, recorded, now), ...]; empty when they agree or cannot be checked (a run
+    not in the store, or a score function that cannot read a stored run).
+
+    The tuning key hashes the criterion's text, not the score function's code, so an edit of the
+    score that keeps its text would otherwise leave the old selection in force. With the tuning
+    runs archived beside the record (every quick record), this recomputation catches it."""
+    out = []
+    for lr, keys in sorted(sel.run_keys.items()):
+        recorded = sel.scores.get(lr, [])
+        if len(keys) != len(recorded):
+            return []
+        for i, k in enumerate(keys):
+            rec = store.get(k)
+            if rec is None:
+                return []
+            try:
+                value = t.score(rec["result"])
+            except Exception:  # a score that cannot read this stored form: no check, not a verdict
+                return []
+            now = None if value is None or not math.isfinite(value) else float(value)
+            if not _same_score(recorded[i], now):
+                seed = sel.seeds[i] if i < len(sel.seeds) else i
+                out.append((lr, seed, recorded[i], now))
+    return out
 
 
 def write_record_file(record_dir: Path, sel: Selection) -> None:

@@ -199,6 +199,37 @@ def test_record_archive_restores_the_tuning_runs_into_a_fresh_store(tmp_path):
         restore_runs(tmp_path / "rec", rec, RunStore(tmp_path / "fresh2"))
 
 
+def test_a_record_whose_scores_the_current_score_function_does_not_reproduce_is_not_used(tmp_path, capsys):
+    """The tuning key hashes the criterion's text, not the score's code: a record made with another
+    score under the same text is caught by rescoring its archived runs, and the lr is selected
+    again from those runs (nothing computed). A record that agrees is used as before."""
+    from experiments.tuning import stale_scores
+
+    def make(lr, seed):
+        return spec(lr=lr, seed=seed, steps=15)
+
+    def final(r):
+        return r["loss"][-1]
+
+    def doubled(r):  # another score under the same criterion text (same ranking, so the same runs)
+        return 2 * r["loss"][-1]
+
+    t = TuneSpec("sgd", [0.001, 0.003], [100, 101], make, final, False, "final loss")
+    with Engine(store=tmp_path / "runs") as e:
+        sel = tune_all(e, [t], write_record=True, record_dir=tmp_path / "rec")["sgd"]
+        assert stale_scores(sel, t, e.store) == []
+    t_edit = TuneSpec("sgd", [0.001, 0.003], [100, 101], make, doubled, False, "final loss")
+    with Engine(store=tmp_path / "fresh") as e:
+        again = tune_all(e, [t_edit], record_dir=tmp_path / "rec")["sgd"]
+        assert e.counts["computed"] == 0                     # the archived runs were restored and reused
+        assert again.source == "computed" and again.lr == sel.lr and "is stale" in capsys.readouterr().err
+        assert stale_scores(sel, t_edit, e.store)[0][:2] == (0.001, 100)
+    with Engine(store=tmp_path / "fresh2") as e:                 # the unedited score agrees: the record is used
+        assert tune_all(e, [t], record_dir=tmp_path / "rec")["sgd"].source == "record"
+    # without the runs (no archive, empty store) there is nothing to check against
+    assert stale_scores(sel, t_edit, RunStore(tmp_path / "empty")) == []
+
+
 def test_override_and_bad_record(tmp_path):
     t = TuneSpec("sgd", [0.01], [5], lambda lr, s: spec(lr=lr, seed=s), lambda r: 0.0, True, "c")
     with Engine() as e:
