@@ -66,6 +66,7 @@ from experiments.engine import RunSpec
 from paperfigs import protocol
 from paperfigs.claims import paired
 from paperfigs.methods import Method, with_extras
+from paperfigs.stats import SEED_BAND, over_seeds
 from paperfigs.style import band, color
 
 NUMBER = 11
@@ -208,12 +209,10 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     series = {}
     for m in methods:
         rs = runs[m.name]
-        losses = np.stack([_loss(r) for r in rs])
-        walls = np.stack([np.array([np.nan if v is None else v for v in r["wall_s"]], float) for r in rs])
-        mean = np.nanmean(losses, axis=0)
-        for panel, x in (("epoch", rs[0]["epoch"]), ("wall", np.nanmean(walls, axis=0))):
-            series[f"{m.name}|{panel}"] = {"x": list(map(float, x)), "y": mean.tolist(),
-                                           "y_lo": np.nanmin(losses, 0).tolist(), "y_hi": np.nanmax(losses, 0).tolist(),
+        losses = over_seeds([_loss(r) for r in rs])
+        walls = over_seeds([np.array([np.nan if v is None else v for v in r["wall_s"]], float) for r in rs])
+        for panel, x in (("epoch", rs[0]["epoch"]), ("wall", walls["y"])):
+            series[f"{m.name}|{panel}"] = {"x": list(map(float, x)), **losses,
                                            "method": m.name, "panel": panel, "label": m.name,
                                            "optimizer": m.optimizer, "dashed": m.name in VARIANTS}
     finals = {m.name: float(np.nanmean(final(runs[m.name]))) for m in methods}
@@ -226,7 +225,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         "methods": {m.name: {"optimizer": m.optimizer, "kwargs": m.kwargs} for m in methods},
         "lr": {m.name: selections[m.name].lr for m in methods},
         "lr_selection": {m.name: selections[m.name].to_json() for m in methods},
-        "final_loss_mean": finals, "band": "min..max over seeds",
+        "final_loss_mean": finals, "band": SEED_BAND,
     }
     tables = {"claims_at_tied_lrs": at_tied,
               "grafted_shampoo": grafted.to_json(), "sensitivity": sensitivity,

@@ -67,7 +67,7 @@ from experiments.optim.registry import optimizer_version
 from paperfigs import protocol
 from paperfigs.claims import Claim, interval_claim
 from paperfigs.methods import Method, with_extras
-from paperfigs.stats import mean_ci
+from paperfigs.stats import SEED_BAND, mean_ci, over_seeds
 from paperfigs.style import band, color
 
 NUMBER = 12
@@ -252,9 +252,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     series = {}
     first = runs[methods[0].name][0]
     for m in methods:
-        acc = np.stack([_acc(r, "test") for r in runs[m.name]])
-        series[m.name] = {"x": list(map(float, first["epoch"])), "y": np.nanmean(acc, 0).tolist(),
-                          "y_lo": np.nanmin(acc, 0).tolist(), "y_hi": np.nanmax(acc, 0).tolist(),
+        series[m.name] = {"x": list(map(float, first["epoch"])), **over_seeds([_acc(r, "test") for r in runs[m.name]]),
                           "method": m.name, "panel": "test accuracy", "label": m.name}
     params = {
         "dataset": cfg.dataset, "split": first["split"] | {"normalisation": "train mean/std"},
@@ -262,7 +260,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         "image_size": first["image_size"], "pool": cfg.pool,
         "model": f"ResNetCNN(width={cfg.width}, blocks={list(cfg.blocks)})", "n_params": first["n_params"],
         "batch_size": cfg.batch_size, "epochs": cfg.epochs, "weight_decay": 0.0, "seed_list": seeds,
-        "device": device, "band": "min..max over seeds",
+        "device": device, "band": SEED_BAND,
         "methods": {m.name: {"optimizer": m.optimizer, "kwargs": m.kwargs} for m in methods + list(COST_ONLY)},
         "lr": lrs, "lr_selection": {m.name: selections[m.name].to_json() for m in methods},
         "final_test_acc": {m.name: float(np.nanmean([_acc(r, "test")[-1] for r in runs[m.name]])) for m in methods},

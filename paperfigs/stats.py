@@ -117,30 +117,32 @@ def verdict_of(ci: tuple[float, float] | None, threshold: float, direction: str 
     return "holds" if lo >= t or lo_touches else "fails" if hi < t and not hi_touches else "inconclusive"
 
 
-SEED_BAND = "min..max over the seeds that reached each step (n_seeds per point; a stopped run ends early)"  # what over_seeds' band is, for a figure's params
+
+# What over_seeds' band is, for a figure's params.
+SEED_BAND = "min..max over the seeds with a value at each step (n_seeds per point; a stopped run has none)"
 
 
 def over_seeds(curves) -> dict:
-    """Mean and min..max band over seeds of per-seed curves that may differ in length.
+    """Mean and min..max band over seeds of per-seed curves, which may differ in length or hold
+    NaN (a run stopped on a non-finite loss ends early, or is padded with NaN).
 
-    A run stopped on a non-finite loss ends early; cutting every seed's curve to the shortest one
-    would hide the other seeds' later evaluations. Each point instead summarises the seeds that
-    reached it, and `n_seeds` says how many did (a mean over fewer seeds than the figure ran is a
-    mean over survivors). Curves may carry trailing dimensions (e.g. frequency buckets): their
-    first axis is time. Returns numpy arrays y, y_lo, y_hi (NaN where no seed reached the point)
-    and the list n_seeds."""
+    Cutting every seed's curve to the shortest one would hide the other seeds' later evaluations;
+    instead each point summarises the seeds with a finite value there, and `n_seeds` says how many
+    (a mean over fewer seeds than the figure ran is a mean over survivors). Curves may carry
+    trailing dimensions (e.g. frequency buckets): their first axis is time, and a seed counts at a
+    time when any of its entries there is finite. Returns numpy arrays y, y_lo, y_hi (NaN where no
+    seed has a value) and the list n_seeds."""
     curves = [np.asarray(c, dtype=float) for c in curves]
     if not curves:
         raise ValueError("over_seeds needs at least one curve")
     tail = curves[0].shape[1:]
     if any(c.shape[1:] != tail for c in curves):
         raise ValueError(f"curves differ beyond their time axis: {[c.shape for c in curves]}")
-    n = max(len(c) for c in curves)
-    stacked = np.full((len(curves), n) + tail, np.nan)
+    stacked = np.full((len(curves), max(len(c) for c in curves)) + tail, np.nan)
     for i, c in enumerate(curves):
         stacked[i, :len(c)] = c
-    reached = np.array([sum(len(c) > t for c in curves) for t in range(n)])
-    with warnings.catch_warnings():  # all-NaN slices (no finite value at a point) stay NaN
+    finite = np.isfinite(stacked).reshape(stacked.shape[:2] + (-1,)).any(-1)
+    with warnings.catch_warnings():  # all-NaN slices (no seed has a value) stay NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         return {"y": np.nanmean(stacked, 0), "y_lo": np.nanmin(stacked, 0), "y_hi": np.nanmax(stacked, 0),
-                "n_seeds": reached.tolist()}
+                "n_seeds": finite.sum(0).tolist()}

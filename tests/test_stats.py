@@ -103,9 +103,9 @@ def test_interval_is_none_when_a_leave_one_out_statistic_is_undefined():
 
 
 def test_seed_summary_keeps_the_evaluations_of_seeds_that_ran_longer():
-    # seed 0 stopped after 2 evaluations; the others ran all 4
+    # seed 0 stopped after 2 evaluations (cut); seed 2 after 3 (padded with NaN); seed 1 ran all 4
     s = over_seeds([[0.1, 0.2], [0.3, 0.4, 0.5, 0.6], [0.5, 0.6, 0.7, np.nan]])
-    assert s["n_seeds"] == [3, 3, 2, 2]
+    assert s["n_seeds"] == [3, 3, 2, 1]
     np.testing.assert_allclose(s["y"], [0.3, 0.4, 0.6, 0.6])
     np.testing.assert_allclose(s["y_lo"], [0.1, 0.2, 0.5, 0.6])
     np.testing.assert_allclose(s["y_hi"], [0.5, 0.6, 0.7, 0.6])
