@@ -212,8 +212,8 @@ def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, flo
             rec = read_record(record_dir, key)
             if rec is not None:
                 if engine.store is not None:
-                    restore_runs(record_dir, rec, engine.store)
-                    stale = stale_scores(rec, t, engine.store)
+                    archived = restore_runs(record_dir, rec, engine.store)
+                    stale = stale_scores(rec, t, engine.store, archived)
                     if stale:
                         lr, seed, recorded, now = stale[0]
                         print(f"note: the selection record of {t.method} ({key}) is stale: at lr {lr:.4g}, tuning "
@@ -282,10 +282,11 @@ def _same_score(a, b) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def stale_scores(sel: Selection, t: TuneSpec, store) -> list[tuple]:
-    """Where a record's per-seed scores differ from `t.score` on its own tuning runs, read from
-    `store`: [(lr, seed, recorded, now), ...]; empty when they agree or cannot be checked (a run
-    not in the store, or a score function that cannot read a stored run).
+def stale_scores(sel: Selection, t: TuneSpec, store, runs: dict | None = None) -> list[tuple]:
+    """Where a record's per-seed scores differ from `t.score` on its own tuning runs (taken from
+    `runs`, e.g. the archive restore_runs has just read, else from `store`):
+    [(lr, seed, recorded, now), ...]; empty when they agree or cannot be checked (a run in
+    neither, or a score function that cannot read a stored run).
 
     The tuning key hashes the criterion's text, not the score function's code, so an edit of the
     score that keeps its text would otherwise leave the old selection in force. With the tuning
@@ -296,7 +297,8 @@ def stale_scores(sel: Selection, t: TuneSpec, store) -> list[tuple]:
         if len(keys) != len(recorded):
             return []
         for i, k in enumerate(keys):
-            rec = store.get(k)
+            rec = runs.get(k) if runs else None
+            rec = store.get(k) if rec is None else rec
             if rec is None:
                 return []
             try:
@@ -351,13 +353,13 @@ def write_archive(record_dir: Path, sel: Selection, store, max_bytes: int = ARCH
     return True
 
 
-def restore_runs(record_dir: Path, sel: Selection, store) -> int:
-    """Put the archived tuning runs of a record into `store` (those it lacks); the number put.
-    No archive: 0. An archive that is not gzipped JSON, names another tuning key, holds a run whose
+def restore_runs(record_dir: Path, sel: Selection, store) -> dict[str, dict]:
+    """Put the archived tuning runs of a record into `store` (those it lacks); returns every
+    archived run {key: stored record} (so a caller need not read them back). No archive: {}. An archive that is not gzipped JSON, names another tuning key, holds a run whose
     stored key differs from its name, or a key the record does not list, is a DataFormatError."""
     path = archive_path(record_dir, sel.tuning_key)
     if not path.exists():
-        return 0
+        return {}
     try:
         d = json.loads(gzip.decompress(path.read_bytes()))
         if d.get("tuning_key") != sel.tuning_key:
@@ -371,12 +373,10 @@ def restore_runs(record_dir: Path, sel: Selection, store) -> int:
                 raise ValueError(f"run {k} is not a stored run record with that key")
     except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as e:
         raise DataFormatError(path, f"not a valid tuning-run archive ({e}); delete it") from None
-    put = 0
     for k, rec in runs.items():
         if not store.has(k):
             store.put(k, rec)
-            put += 1
-    return put
+    return runs
 
 
 def archive_all(store, record_dir: Path | None = None) -> tuple[int, int]:
