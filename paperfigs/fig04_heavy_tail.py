@@ -57,6 +57,7 @@ from experiments.tuning import TuneSpec, quarter_decade_grid
 from paperfigs import protocol
 from paperfigs.claims import paired
 from paperfigs.protocol import TUNING_SEEDS
+from paperfigs.stats import SEED_BAND, over_seeds
 from paperfigs.style import band, color
 from theory import algorithms
 
@@ -139,8 +140,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     for m in METHODS:
         rs = [reads[(m, s)] for s in seeds]
         for name, key in (("balanced", "test_balanced"), ("worst-class", "test_worst")):
-            arr = np.array([r[key] for r in rs])
-            series[f"{m} {name}"] = {"x": steps, "y": arr.mean(0), "y_lo": arr.min(0), "y_hi": arr.max(0),
+            series[f"{m} {name}"] = {"x": steps, **over_seeds([r[key] for r in rs]),
                                      "method": m, "panel": name, "label": f"{m} (lr {chosen[m]:.3g})"}
         sel = selections[m]
         table.append({"method": m, "lr": chosen[m], "lr_source": sel.source, "lr_grid": sorted(sel.grid),
@@ -191,7 +191,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                    "n_train": cfg.n_train, "n_val": cfg.n_val, "n_test": cfg.n_test, "steps": cfg.steps,
                    "seeds": cfg.seeds, "seed_list": seeds, "beta_muon": cfg.beta, "lr": chosen,
                    "lr_selection": {m: sel.to_json() for m, sel in selections.items()},
-                   "test_set": "class-balanced", "muon_polar": "Newton-Schulz (5 quintic steps)",
+                   "test_set": "class-balanced", "band": SEED_BAND, "muon_polar": "Newton-Schulz (5 quintic steps)",
                    "specgd_polar": f"truncated SVD, relative tol {algorithms.SPEC_TOL:g}",
                    "stopping": "per run, the step of its best balanced validation accuracy (earliest on ties)"},
         "series": series,

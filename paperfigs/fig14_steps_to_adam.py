@@ -98,7 +98,8 @@ from paperfigs import protocol
 from paperfigs.claims import Claim, paired, stopped_claim, stopped_runs
 from paperfigs.methods import MUON_FALLBACK_RATIO
 from paperfigs.protocol import TUNING_SEEDS
-from paperfigs.style import color
+from paperfigs.stats import SEED_BAND, over_seeds
+from paperfigs.style import band, color
 from theory.metrics import first_step
 
 MUON_HEAD = "Muon (incl. head)"
@@ -243,12 +244,6 @@ def both_censored(splus: list[dict], shampoo: list[dict], muon: list[dict]) -> b
     return any(p["censored"] and a["censored"] and b["censored"] for p, a, b in zip(splus, shampoo, muon))
 
 
-def _padded(curves: list) -> np.ndarray:
-    """(runs, evaluations) with NaN after a stopped run's last evaluation."""
-    n = max(len(c) for c in curves)
-    return np.array([list(c) + [np.nan] * (n - len(c)) for c in curves], dtype=float)
-
-
 def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     from paperfigs.context import Context
 
@@ -306,8 +301,9 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                              f"{sorted({p['stopped'] for p in per if p['stopped']})}); claims reading them are "
                              "inconclusive")
             rs = [results[(task, m, s)] for s in reporting]
-            curves = _padded([target_curve(r, task) for r in rs])
-            series[f"{task}|{m}"] = {"x": max((r["step"] for r in rs), key=len), "y": np.nanmean(curves, 0).tolist(),
+            band_ = over_seeds([target_curve(r, task) for r in rs])
+            series[f"{task}|{m}"] = {"x": max((r["step"] for r in rs), key=len),
+                                     **{k: np.asarray(v).tolist() for k, v in band_.items()},
                                      "method": m, "panel": task, "label": m, "metric": TARGET[task]}
         fractions[task]["target"] = [p["target"] for p in fractions[task]["Adam"]["per_seed"]]
 
@@ -394,7 +390,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     params = {
         "lm_task": lm_task.info(run_spec(cfg, "lm", "Adam", opts["Adam"], 1e-3, reporting[0], device).config),
         "image_task": width_mlp.info(run_spec(cfg, "image", "Adam", opts["Adam"], 1e-3, reporting[0], device).config),
-        "target": TARGET, "evals_per_run": cfg.n_evals, "reporting_seeds": reporting,
+        "target": TARGET, "evals_per_run": cfg.n_evals, "reporting_seeds": reporting, "band": SEED_BAND,
         "lr": {t: {m: lrs[f"{t}|{m}"] for m in opts} for t in TASKS},
         "lr_selection": {key: sel.to_json() for key, sel in selections.items()},
         "splus": f"betas {SPLUS_BETAS}, ema_rate 1 - 10 / steps, nonstandard layers sign x 1/width",
@@ -416,6 +412,8 @@ def plot(result: dict):
         for s in result["series"].values():
             if s["panel"] == task:
                 ax.plot(s["x"], s["y"], color=color(s["method"]), label=s["label"])
+                if "y_lo" in s:  # JSON of earlier releases has no band
+                    band(ax, s, color(s["method"]))
         targets = np.array([np.nan if v is None else v for v in fr[task]["target"]], dtype=float)
         if np.isfinite(targets).any():  # None: Adam's run on that seed stopped
             target = float(np.nanmean(targets))

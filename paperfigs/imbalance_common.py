@@ -42,6 +42,7 @@ from paperfigs import protocol
 from paperfigs.methods import LABELS, MUON_FALLBACK_RATIO, Method, claimed_of, label
 from paperfigs.methods import methods as method_list
 from paperfigs.protocol import TUNING_SEEDS
+from paperfigs.stats import SEED_BAND, over_seeds
 from paperfigs.style import band, color
 
 # Paper A's mechanism is the spectral update of the classifier matrix itself (the linear model W of
@@ -143,7 +144,7 @@ def study(cfg: ImbalanceConfig, mode: str, seed: int, device: str, ctx,
         "seed_list": seeds, "n_train": n_train, "train_counts": first["train_counts"],
         "split": split_of(run_spec(cfg, ms[0], 1.0, seeds[0], device).config).info,
         "epochs": cfg.steps * cfg.batch_size / n_train, "device": device,
-        "eval_split": "test (balanced); lr selection on the balanced validation split", "band": "min..max over seeds",
+        "eval_split": "test (balanced); lr selection on the balanced validation split", "band": SEED_BAND,
     }
     return ms, claimed, selections, runs, tied_runs, params
 
@@ -175,11 +176,12 @@ def series(runs: dict[str, list[dict]], minority, epochs_per_step: float) -> dic
     out = {}
     for name, results in runs.items():
         curves = [group_curves(r, minority) for r in results]
-        x = [s * epochs_per_step for s in results[0]["steps"]]
+        x = [s * epochs_per_step for s in max((r["steps"] for r in results), key=len)]
         for panel in ("minority", "majority"):
-            c = np.stack([g[panel] for g in curves])
-            out[f"{label(name)} {panel}"] = {"x": x, "y": c.mean(0).tolist(), "y_lo": c.min(0).tolist(),
-                                             "y_hi": c.max(0).tolist(), "method": name, "label": label(name),
+            # a stopped seed (NaN-padded) leaves the survivors' mean, not a gap
+            band_ = over_seeds([g[panel] for g in curves])
+            out[f"{label(name)} {panel}"] = {"x": x, **{k: np.asarray(v).tolist() for k, v in band_.items()},
+                                             "method": name, "label": label(name),
                                              "panel": panel, "dashed": name in LABELS}
     return out
 

@@ -239,10 +239,16 @@ def test_fig1_a_run_stopped_after_the_early_window_makes_its_claim_inconclusive(
             return _rows(steps, 3, stop_at=9), STOP
         return rows, "ok"
 
-    c = by_name(_imbalance(f1, per_class)["claims"])
+    out = _imbalance(f1, per_class)
+    c = by_name(out["claims"])
     assert c["muon_minority_early_above_sgd"].verdict == "inconclusive"
     assert "Muon seed 0: stopped" in c["muon_minority_early_above_sgd"].statement
     assert c["shampoo_minority_early_above_sgd"].verdict == "holds"
+    # the plotted curve keeps the surviving seeds after the stop instead of a gap (NaN mean)
+    s = next(v for v in out["series"].values() if v["method"] == "muon" and v["panel"] == "minority")
+    n = len(out["params"]["seed_list"])
+    assert s["n_seeds"][-1] == n - 1 and s["n_seeds"][0] == n
+    assert np.isfinite(s["y"]).all() and s["y"][-1] == pytest.approx(0.9)
 
 
 # ------------------------------------------------------------------ figure 9
