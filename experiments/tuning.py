@@ -297,8 +297,7 @@ def stale_scores(sel: Selection, t: TuneSpec, store, runs: dict | None = None) -
         if len(keys) != len(recorded):
             return []
         for i, k in enumerate(keys):
-            rec = runs.get(k) if runs else None
-            rec = store.get(k) if rec is None else rec
+            rec = (runs or {}).get(k) or store.get(k)
             if rec is None:
                 return []
             try:
@@ -355,8 +354,9 @@ def write_archive(record_dir: Path, sel: Selection, store, max_bytes: int = ARCH
 
 def restore_runs(record_dir: Path, sel: Selection, store) -> dict[str, dict]:
     """Put the archived tuning runs of a record into `store` (those it lacks); returns every
-    archived run {key: stored record} (so a caller need not read them back). No archive: {}. An archive that is not gzipped JSON, names another tuning key, holds a run whose
-    stored key differs from its name, or a key the record does not list, is a DataFormatError."""
+    archived run {key: stored record} (so a caller need not read them back). No archive: {}.
+    An archive that is not gzipped JSON, names another tuning key, holds a run whose stored key
+    differs from its name, or a key the record does not list, is a DataFormatError."""
     path = archive_path(record_dir, sel.tuning_key)
     if not path.exists():
         return {}

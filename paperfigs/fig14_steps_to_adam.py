@@ -301,9 +301,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                              f"{sorted({p['stopped'] for p in per if p['stopped']})}); claims reading them are "
                              "inconclusive")
             rs = [results[(task, m, s)] for s in reporting]
-            band_ = over_seeds([target_curve(r, task) for r in rs])
             series[f"{task}|{m}"] = {"x": max((r["step"] for r in rs), key=len),
-                                     **{k: np.asarray(v).tolist() for k, v in band_.items()},
+                                     **over_seeds([target_curve(r, task) for r in rs]),
                                      "method": m, "panel": task, "label": m, "metric": TARGET[task]}
         fractions[task]["target"] = [p["target"] for p in fractions[task]["Adam"]["per_seed"]]
 

@@ -179,8 +179,7 @@ def series(runs: dict[str, list[dict]], minority, epochs_per_step: float) -> dic
         x = [s * epochs_per_step for s in max((r["steps"] for r in results), key=len)]
         for panel in ("minority", "majority"):
             # a stopped seed (NaN-padded) leaves the survivors' mean, not a gap
-            band_ = over_seeds([g[panel] for g in curves])
-            out[f"{label(name)} {panel}"] = {"x": x, **{k: np.asarray(v).tolist() for k, v in band_.items()},
+            out[f"{label(name)} {panel}"] = {"x": x, **over_seeds([g[panel] for g in curves]),
                                              "method": name, "label": label(name),
                                              "panel": panel, "dashed": name in LABELS}
     return out

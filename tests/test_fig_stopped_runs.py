@@ -88,7 +88,10 @@ def test_fig14_stopped_splus_run_is_no_fraction_and_its_claims_are_inconclusive(
     assert c["splus_fraction_below_1_image"].verdict == "holds"  # the image task read no stopped run
     lm = out["tables"]["fractions"]["lm"]["SPlus"]
     assert lm["stopped_seeds"] == [0] and math.isnan(lm["step_fraction"])
-    assert len(out["series"]["lm|SPlus"]["y"]) == 4  # padded, not cut to the stopped run's length
+    lm_splus = out["series"]["lm|SPlus"]
+    assert len(lm_splus["y"]) == 4  # padded, not cut to the stopped run's length
+    n = len(out["params"]["reporting_seeds"])  # seed 0 stopped after its second evaluation
+    assert lm_splus["n_seeds"] == [n, n, n - 1, n - 1] and np.isfinite(lm_splus["y_lo"]).all()
     # the plot draws from the JSON, where the stopped fraction is null
     import json
 
