@@ -192,8 +192,9 @@ def _next_points(t: TuneSpec, scores: dict[float, list], added: dict[str, int]) 
 
 def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, float] | None = None,
              use_record: bool = True, write_record: bool = False,
-             record_dir: Path | None = None) -> dict[str, Selection]:
-    """Select an lr for every TuneSpec; all tuning runs of a round go to the engine together."""
+             record_dir: Path | None = None, record_checks: list | None = None) -> dict[str, Selection]:
+    """Select an lr for every TuneSpec; all tuning runs of a round go to the engine together.
+    `record_checks`, when a list, receives one dict per committed record read (see check_record)."""
     overrides = overrides or {}
     record_dir = RECORD_DIR if record_dir is None else Path(record_dir)
     out: dict[str, Selection] = {}
@@ -213,7 +214,10 @@ def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, flo
             if rec is not None:
                 if engine.store is not None:
                     archived = restore_runs(record_dir, rec, engine.store)
-                    stale = stale_scores(rec, t, engine.store, archived)
+                    check = check_record(rec, t, engine.store, archived)
+                    if record_checks is not None:
+                        record_checks.append(check)
+                    stale = check["stale"]
                     if stale:
                         lr, seed, recorded, now = stale[0]
                         print(f"note: the selection record of {t.method} ({key}) is stale: at lr {lr:.4g}, tuning "
@@ -309,6 +313,16 @@ def stale_scores(sel: Selection, t: TuneSpec, store, runs: dict | None = None) -
                 seed = sel.seeds[i] if i < len(sel.seeds) else i
                 out.append((lr, seed, recorded[i], now))
     return out
+
+
+def check_record(sel: Selection, t: TuneSpec, store, runs: dict | None = None) -> dict:
+    """How far a record's tuning runs are at hand and whether they reproduce it: {"method",
+    "tuning_key", "runs" (the record's run count), "available" (how many of them `runs` or `store`
+    hold), "stale" (stale_scores' list; only meaningful when every run is available)}."""
+    keys = [k for ks in sel.run_keys.values() for k in ks]
+    available = sum(1 for k in keys if (runs or {}).get(k) is not None or store.has(k))
+    return {"method": t.method, "tuning_key": sel.tuning_key, "runs": len(keys), "available": available,
+            "stale": stale_scores(sel, t, store, runs)}
 
 
 def write_record_file(record_dir: Path, sel: Selection) -> None:

@@ -31,9 +31,13 @@ class Context:
     extra_optimizers: tuple[ExternalOptimizer, ...] = ()
     use_record: bool = True        # read committed selections whose key matches
     write_record: bool = False     # write this run's computed selections into the record
+    record_checks: list | None = None  # when a list: one entry per record read (tuning.check_record)
 
-    def tune(self, specs):
+    def tune(self, specs, overrides: dict[str, float] | None = None):
+        """tune_all over `specs` with this context's record settings; `overrides` (method label ->
+        lr) replaces lr_overrides where a figure maps them onto its own labels."""
         from experiments.tuning import tune_all
 
-        return tune_all(self.engine, specs, overrides=self.lr_overrides, use_record=self.use_record,
-                        write_record=self.write_record)
+        return tune_all(self.engine, specs, overrides=self.lr_overrides if overrides is None else overrides,
+                        use_record=self.use_record, write_record=self.write_record,
+                        record_checks=self.record_checks)

@@ -25,17 +25,19 @@ class _Captured(Exception):
     """Raised by the recording engine once it has the first batch."""
 
 
-def first_batch(number: int, mode: str, seed: int = 0, device: str = "cpu") -> list[RunSpec]:
-    """The first batch of training runs figure `number` submits in `mode` (empty: none)."""
+def first_call(number: int, mode: str, seed: int = 0, device: str = "cpu", ctx=None) -> tuple[str, list[RunSpec]]:
+    """(description, specs) of the first batch of training runs figure `number` submits in `mode`
+    through `ctx` (a fresh Context by default); ("", []) when it trains nothing. Nothing trains:
+    the figure's computation is stopped at its first call of the engine."""
     from paperfigs import registry
     from paperfigs.context import Context
 
     module = importlib.import_module(registry.FIGURES[number].module)
-    ctx = Context()
-    captured: list[RunSpec] = []
+    ctx = ctx or Context()
+    captured: list[tuple[str, list[RunSpec]]] = []
 
     def record(specs, desc="runs"):
-        captured.extend(specs)
+        captured.append((desc, list(specs)))
         raise _Captured
 
     ctx.engine.run = record
@@ -43,7 +45,12 @@ def first_batch(number: int, mode: str, seed: int = 0, device: str = "cpu") -> l
         module.compute(mode, seed, device, ctx)
     except _Captured:
         pass
-    return captured
+    return captured[0] if captured else ("", [])
+
+
+def first_batch(number: int, mode: str, seed: int = 0, device: str = "cpu") -> list[RunSpec]:
+    """The first batch of training runs figure `number` submits in `mode` (empty: none)."""
+    return first_call(number, mode, seed, device)[1]
 
 
 def _cpu_seconds(spec: RunSpec, **changes) -> float:

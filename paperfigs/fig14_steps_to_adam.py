@@ -93,7 +93,7 @@ import numpy as np
 from experiments.engine import RunSpec
 from experiments.tasks import lm as lm_task
 from experiments.tasks import width_mlp
-from experiments.tuning import TuneSpec, tune_all
+from experiments.tuning import TuneSpec
 from paperfigs import protocol
 from paperfigs.claims import Claim, paired, stopped_claim, stopped_runs
 from paperfigs.methods import MUON_FALLBACK_RATIO
@@ -270,8 +270,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     # --lr SPlus=V sets SPlus's lr on both tasks; --lr "lm|SPlus=V" on one
     overrides = {f"{t}|{m}": v for m, v in ctx.lr_overrides.items() for t in TASKS if "|" not in m}
     overrides.update({m: v for m, v in ctx.lr_overrides.items() if "|" in m})
-    selections = tune_all(ctx.engine, tune, overrides=overrides, use_record=ctx.use_record,
-                          write_record=ctx.write_record)
+    selections = ctx.tune(tune, overrides=overrides)
     lrs = protocol.selected_lrs(selections)
 
     # the reporting seeds at every method's selected lr, and at each lr tied with SPlus's (within one SE)

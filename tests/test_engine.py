@@ -220,12 +220,17 @@ def test_a_record_whose_scores_the_current_score_function_does_not_reproduce_is_
         assert stale_scores(sel, t, e.store) == []
     t_edit = TuneSpec("sgd", [0.001, 0.003], [100, 101], make, doubled, False, "final loss")
     with Engine(store=tmp_path / "fresh") as e:
-        again = tune_all(e, [t_edit], record_dir=tmp_path / "rec")["sgd"]
+        checks = []
+        again = tune_all(e, [t_edit], record_dir=tmp_path / "rec", record_checks=checks)["sgd"]
         assert e.counts["computed"] == 0                     # the archived runs were restored and reused
         assert again.source == "computed" and again.lr == sel.lr and "is stale" in capsys.readouterr().err
         assert stale_scores(sel, t_edit, e.store)[0][:2] == (0.001, 100)
+        n = sum(len(keys) for keys in sel.run_keys.values())       # every tuning run, extensions included
+        assert [(c["method"], c["runs"], c["available"], len(c["stale"])) for c in checks] == [("sgd", n, n, n)]
     with Engine(store=tmp_path / "fresh2") as e:                 # the unedited score agrees: the record is used
-        assert tune_all(e, [t], record_dir=tmp_path / "rec")["sgd"].source == "record"
+        checks = []
+        assert tune_all(e, [t], record_dir=tmp_path / "rec", record_checks=checks)["sgd"].source == "record"
+        assert [(c["runs"], c["available"], c["stale"]) for c in checks] == [(n, n, [])]
     # without the runs (no archive, empty store) there is nothing to check against
     assert stale_scores(sel, t_edit, RunStore(tmp_path / "empty")) == []
 

@@ -35,7 +35,7 @@ def fake_tune(engine, specs, **kw):
 
 
 class FakeContext(Context):
-    def tune(self, specs):
+    def tune(self, specs, overrides=None):
         return fake_tune(self.engine, specs)
 
 
@@ -56,8 +56,7 @@ def _fig14(monkeypatch, curve):
         metrics = {"val_loss": list(values), "test_loss": list(values)} if task == "lm" else {"train_loss": list(values)}
         return {"step": steps, "wall_s": [0.1 * s for s in steps], "metrics": metrics, "status": status}
 
-    monkeypatch.setattr(f14, "tune_all", fake_tune)
-    return f14.compute("smoke", 0, "cpu", Context(engine=FakeEngine(make)))
+    return f14.compute("smoke", 0, "cpu", FakeContext(engine=FakeEngine(make)))
 
 
 ADAM = [5.0, 4.0, 3.0, 2.0]      # reaches its own final target (2.0) at step 6

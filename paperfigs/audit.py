@@ -1,0 +1,75 @@
+"""Check the committed selection records against the figures' current code, without training.
+
+    python -m paperfigs.audit --scale quick          # every figure
+    python -m paperfigs.audit --scale full --figure 7 9
+
+A selection record (experiments/selections) is used when its tuning key matches, and the key
+hashes the criterion's text, not the score function's code. Each figure is started with an empty
+run store: every record its tuning reads is restored from its archive and its tuning runs are
+rescored with the figure's current score function (experiments.tuning.check_record), and the
+computation is stopped at its first batch of training runs. A record is
+
+- `ok` when every one of its tuning runs was at hand and each rescored to the recorded value;
+- `stale` when one did not (the figure would set the record aside and select again: re-run it
+  with --record-selections and commit the new record);
+- `unchecked` when some of its runs are in no archive (a full record over the archive size cap);
+  it is used as it is.
+
+What the first batch is says the rest: reporting runs when every selection came from a record;
+tuning runs when a selection has no record (new settings, or a figure that selects nothing and
+sweeps). Only the records read before that first batch are checked. Exit status 1 when a record
+is stale.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+
+from experiments.engine import Engine
+from paperfigs.context import Context
+from paperfigs.estimate import first_call
+
+
+def audit(number: int, mode: str, seed: int = 0) -> dict:
+    """{"figure", "records": [check_record dicts + "status"], "next": description, "next_runs": n}."""
+    with tempfile.TemporaryDirectory() as store, Engine(store=store) as engine:
+        ctx = Context(engine=engine, record_checks=[])
+        desc, specs = first_call(number, mode, seed, "cpu", ctx)
+    for c in ctx.record_checks:
+        c["status"] = "stale" if c["stale"] else "ok" if c["available"] == c["runs"] else "unchecked"
+    return {"figure": number, "records": ctx.record_checks, "next": desc, "next_runs": len(specs)}
+
+
+def main(argv=None) -> int:
+    from paperfigs import registry
+
+    ap = argparse.ArgumentParser(prog="python -m paperfigs.audit", description=__doc__.splitlines()[0],
+                                 epilog="Run from the repository root; it reads experiments/selections.")
+    ap.add_argument("--figure", type=int, nargs="*", help="figure numbers (default: every figure)")
+    ap.add_argument("--scale", default="quick", choices=("quick", "full", "paper"),
+                    help="which configuration's records to check (default quick)")
+    args = ap.parse_args(argv)
+    figures = args.figure or sorted(registry.FIGURES)
+    unknown = [n for n in figures if n not in registry.FIGURES]
+    if unknown:
+        ap.error(f"no figure {unknown[0]}; figures are {sorted(registry.FIGURES)}")
+    n_stale = 0
+    for n in figures:
+        a = audit(n, args.scale)
+        if not a["records"] and not a["next_runs"]:
+            print(f"figure {n}: trains nothing (closed forms or NumPy simulations)")
+            continue
+        counts = {s: sum(c["status"] == s for c in a["records"]) for s in ("ok", "stale", "unchecked")}
+        n_stale += counts["stale"]
+        print(f"figure {n}: {len(a['records'])} record(s) read: {counts['ok']} ok, {counts['stale']} stale, "
+              f"{counts['unchecked']} unchecked; next: {a['next'] or 'nothing'} ({a['next_runs']} runs)")
+        for c in a["records"]:
+            if c["status"] != "ok":
+                detail = (f"at lr {c['stale'][0][0]:.4g}, seed {c['stale'][0][1]}: recorded {c['stale'][0][2]}, "
+                          f"now {c['stale'][0][3]}" if c["stale"] else f"{c['available']}/{c['runs']} runs at hand")
+                print(f"  {c['status']}: {c['method']} ({c['tuning_key']}): {detail}")
+    return 1 if n_stale else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
