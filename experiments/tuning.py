@@ -320,9 +320,10 @@ def check_record(sel: Selection, t: TuneSpec, store, runs: dict | None = None) -
     "tuning_key", "runs" (the record's run count), "available" (how many of them `runs` or `store`
     hold), "stale" (stale_scores' list; only meaningful when every run is available)}."""
     keys = [k for ks in sel.run_keys.values() for k in ks]
-    available = sum(1 for k in keys if (runs or {}).get(k) is not None or store.has(k))
+    got = {k: (runs or {}).get(k) or store.get(k) for k in keys}  # each run read once
+    available = sum(1 for v in got.values() if v is not None)
     return {"method": t.method, "tuning_key": sel.tuning_key, "runs": len(keys), "available": available,
-            "stale": stale_scores(sel, t, store, runs)}
+            "stale": stale_scores(sel, t, store, got) if available == len(keys) else []}
 
 
 def write_record_file(record_dir: Path, sel: Selection) -> None:

@@ -82,6 +82,16 @@ censored, because their margin there is 0 by construction (two equal lower bound
 unknown), which made the strict claim read "fails" where nothing was measured. A seed where only
 SPlus is censored still counts (its margin is an upper bound, so a failure stays a failure), and
 so does one where only the rivals are (a lower bound).
+Stop 25 (cost, before any full run of this figure; claims, criteria and thresholds unchanged): the
+full configuration was re-sized to about an hour with --jobs 2. A probe of the earlier one
+(paperfigs.estimate, and a side-by-side timing of one LM run at two lengths and two evaluation
+counts) measured a first batch of 150 runs and 10,145 CPU-s, about 3.5 h for the whole run. In an
+LM run, 51 evaluations over 512 validation and 512 test windows took about 84 of its about 107
+CPU-s (1.65 s each) and 400 training steps about 23. The changes: LM validation windows 512 -> 128
+(8,192 tokens, which only rank lrs), test windows 512 -> 256 (16,384 tokens, the claims' target),
+50 -> 25 evaluations per run (steps-to-target resolution 1/25 of the run, 0.04 of Adam's steps, against
+the paper's fractions of 0.42-0.83), and the image MLP 2000 -> 1000 steps (its Shampoo runs were
+44 CPU-s). The LM's training (400 steps of 16 x 64 tokens within one pass) is unchanged.
 """
 from __future__ import annotations
 
@@ -120,9 +130,9 @@ EXTERNAL_CENTRE = 1e-3
 @dataclass(frozen=True)
 class Fig14Config:
     lm: tuple = (("vocab", 1024), ("max_train_tokens", None), ("T", 64), ("d_model", 128), ("n_layers", 2),
-                 ("n_heads", 4), ("val_windows", 512), ("test_windows", 512), ("steps", 400), ("batch_size", 16))
-    image: tuple = (("width", 256), ("depth", 3), ("steps", 2000), ("batch_size", 128))
-    n_evals: int = 50            # evaluations per run (the resolution of steps-to-target)
+                 ("n_heads", 4), ("val_windows", 128), ("test_windows", 256), ("steps", 400), ("batch_size", 16))
+    image: tuple = (("width", 256), ("depth", 3), ("steps", 1000), ("batch_size", 128))
+    n_evals: int = 25            # evaluations per run (the resolution of steps-to-target)
     lr_points: int = 5           # quarter-decade points around each centre
     seeds: int = 5
     tuning_seeds: tuple[int, ...] = TUNING_SEEDS
@@ -137,7 +147,7 @@ class Fig14Config:
 FULL = Fig14Config()
 # Quick drops: the LM's size (vocab 1024 -> 256, T 64 -> 16, d_model 128 -> 32, 2 -> 1 layers; 0.5
 # epoch of a 200k-token training subset, so still within one pass), the MLP's width 256 -> 128
-# and 2000 -> 300 steps of batch 64, 50 -> 40 evaluations per run, 5 -> 3 grid points per method
+# and 1000 -> 300 steps of batch 64, 40 evaluations per run instead of 25 (its runs are cheap), 5 -> 3 grid points per method
 # (extended automatically), 5 -> 3 reporting seeds; the targets, criteria and claims stay. Smoke
 # (tests only) tunes on one seed without extension.
 QUICK = dataclasses.replace(FULL, lm=(("vocab", 256), ("max_train_tokens", 200_000), ("T", 16), ("d_model", 32),
