@@ -308,3 +308,54 @@ def test_a_run_gets_as_many_blas_threads_as_torch_threads(monkeypatch):
     monkeypatch.setattr(engine_module, "task_module", lambda task: type("T", (), {"run": staticmethod(run)}))
     engine_module.execute("toy_regression", {}, threads=1)
     assert seen["blas"] and set(seen["blas"].values()) == {1}
+
+
+def test_an_optimum_on_an_edge_is_followed_further_than_the_divergence_search():
+    """The rule, on synthetic scores: past an optimum on the lower edge up to EDGE_FACTOR x extend
+    points; the divergence search above an interior optimum stops after extend points; extend 0
+    extends nothing."""
+    from experiments.tuning import EDGE_FACTOR, _next_points
+
+    def run(score_of, extend, to_divergence=False):
+        t = TuneSpec("m", [1.0, 10 ** 0.25, 10 ** 0.5], [0], None, None, True, "c", extend=extend,
+                     to_divergence=to_divergence)
+        scores, added = {lr: [score_of(lr)] for lr in t.grid}, {"lo": 0, "hi": 0}
+        while new := [lr for lr in _next_points(t, scores, added) if lr not in scores]:
+            scores.update({lr: [score_of(lr)] for lr in new})
+        return sorted(scores)
+
+    falling = run(lambda lr: -lr, extend=2)                  # best at ever smaller lr: the budget runs out
+    assert len(falling) == 3 + EDGE_FACTOR * 2 and min(falling) == pytest.approx(10 ** (-EDGE_FACTOR * 2 / 4))
+    peak = 10 ** -1.25                                       # an optimum 5 points below the grid: found
+    found = run(lambda lr: -abs(math.log10(lr / peak)), extend=2)
+    assert min(found) == pytest.approx(10 ** -1.5) and max(found) == pytest.approx(10 ** 0.5)
+    # interior optimum: the divergence search adds extend points above and stops with the top alive
+    assert len(run(lambda lr: -abs(math.log10(lr / 10 ** 0.25)), extend=2, to_divergence=True)) == 5
+    assert run(lambda lr: -lr, extend=0) == pytest.approx([1.0, 10 ** 0.25, 10 ** 0.5])
+
+
+def test_a_record_left_on_an_edge_by_the_older_rule_is_continued_not_retuned(tmp_path, monkeypatch, capsys):
+    """A record written when the search stopped after `extend` points (EDGE_FACTOR 1) with its
+    optimum still on an edge: read under the current rule, the search goes on from its recorded
+    scores and computes only the lrs it lacks, and ends where a search from scratch ends."""
+    from experiments import tuning
+
+    def make(lr, seed):
+        return spec(lr=lr, seed=seed, steps=15)
+
+    t = TuneSpec("sgd", [0.001, 0.003], [100], make, lambda r: r["loss"][-1], False, "final loss", extend=1)
+    monkeypatch.setattr(tuning, "EDGE_FACTOR", 1)
+    with Engine(store=tmp_path / "old") as e:
+        old = tune_all(e, [t], write_record=True, record_dir=tmp_path / "rec")["sgd"]
+    assert old.at_edge and len(old.grid) == 3 and not tuning.needs_more_points(t, old.scores)
+    monkeypatch.setattr(tuning, "EDGE_FACTOR", 3)
+    assert tuning.needs_more_points(t, old.scores)
+    with Engine(store=tmp_path / "fresh") as e:
+        cont = tune_all(e, [t], record_dir=tmp_path / "rec")["sgd"]
+        assert e.counts["computed"] == len(cont.grid) - 3          # only the lrs the record lacked
+    assert "continuing it from the recorded scores" in capsys.readouterr().err
+    with Engine(store=tmp_path / "scratch") as e:
+        scratch = tune_all(e, [t], use_record=False)["sgd"]
+    assert cont.source == "computed" and len(cont.grid) > 3
+    assert (cont.lr, cont.grid, cont.scores) == (scratch.lr, scratch.grid, scratch.scores)
+    assert cont.run_keys == scratch.run_keys
