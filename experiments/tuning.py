@@ -68,9 +68,11 @@ SOURCES = ("computed", "record", "override")
 # Past an optimum that still sits on a grid edge the search goes on for up to EDGE_FACTOR x extend
 # points on that side (the divergence search stays at extend). Before 2026-12-04 it stopped after
 # extend points, and 7 committed selections were left on an edge with their optimum possibly beyond
-# it (figure 7 full: SPlus and Muon incl. head at the low end of their grids; figure 8 full:
-# Shampoo at its lowest lr): a verdict could then rest on where the grid ended. Such a record is
-# continued (needs_more_points), not re-tuned: its tuning key and every other record stay valid.
+# it (full: figure 7's SPlus and Muon incl. head and figure 8's Shampoo at the low end of their
+# grids; quick: figure 7's SGD, figure 12's SGD-m, figure 14's LM Muon and image Shampoo at the top
+# end): a verdict could then rest on where the grid ended (figure 7's SPlus "fails" did). Such a
+# record is continued (needs_more_points), not re-tuned: its tuning key and every other record stay
+# valid.
 EDGE_FACTOR = 3
 
 
