@@ -167,3 +167,24 @@ def test_fig15_runs_splus_with_its_nonstandard_layers(mode):
             assert "nonstandard_layers" not in kw
     assert seen == {"SPlus", "SPlus (no scaling)"}
     assert {int(t.method.rsplit("@", 1)[1]) for t in specs} == set(CONFIGS[mode].widths)
+
+
+@pytest.mark.parametrize("number", [1, 4, 6, 7, 8, 9, 11, 12, 14])
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_committed_records_are_complete_under_the_current_search_rule(number, mode):
+    """Every committed selection a figure reads is one the current search would end with: replayed
+    on its recorded scores, the rule asks for no lr the record lacks. Otherwise a fresh clone would
+    continue it (computing tuning runs the quick budget does not allow for) and the committed
+    record would not be the selection the figure reports."""
+    from experiments.tuning import needs_more_points, read_record
+
+    specs, engine = tunes(number, mode)
+    found, incomplete = 0, []
+    for t in specs:
+        rec = read_record(RECORD_DIR, tuning_key(engine, t))
+        if rec is not None:
+            found += 1
+            if needs_more_points(t, rec.scores):
+                incomplete.append(t.method)
+    assert found, f"figure {number} ({mode}): no committed record"
+    assert not incomplete, f"figure {number} ({mode}): records the search would continue: {incomplete}"
