@@ -52,6 +52,14 @@ Stop 18 (settings; the claim's definition and threshold are unchanged):
    gap-closing time in the table (null) and no "never closed" note; the sensitivity table leaves
    out an lr where the method's or SGD's run stopped.
 
+2026-12-04 (protocol of every figure, experiments.tuning.EDGE_FACTOR; this figure's definition and
+threshold are unchanged): the lr search now follows an optimum on a grid edge for up to 3 x extend
+points instead of extend. It moved three of this figure's selections: quick SGD 0.56 -> 1.0 (its
+optimum had been on the top edge; TNT's and SPlus's quick claims then went holds -> inconclusive,
+same values, wider intervals), full SPlus 0.18 -> 0.1 (its "fails", -0.49 [-0.49, 0], rested on
+the low edge; now -0.49 [-1.81, 0.84], inconclusive, and still "fails" at 0.18, a tied lr) and
+full Muon incl. head (0.1, now interior).
+
 Full mode (sized for about an hour on a 2-core CPU with --jobs 2): Fashion-MNIST (at most 5000
 training images per majority class), images average-pooled 2 x 2 to 14 x 14, width 8 with three
 stages, 1500 steps at batch 128 (about 7 epochs), an evaluation every 100 steps (as before the
