@@ -12,6 +12,7 @@ measurement at its smoke size.
 from __future__ import annotations
 
 import copy
+import gc
 from datetime import timedelta
 import importlib.util
 import sys
@@ -174,6 +175,10 @@ def main(out_dir: Path) -> None:
     from experiments import ddp_bench
     results["bench"] = ddp_bench.measure(ddp_bench.SMOKE, ("muon", "kfac"))
 
+    # the DDP wrappers and optimizers hold the process group: free them while both ranks are alive,
+    # so that gloo is torn down by destroy_process_group below and not at interpreter exit
+    del ddp, opt, ddp2, opt2, model, model2
+    gc.collect()
     if rank == 0:
         torch.save(results, out_dir / "ddp.pt")
     # every rank past its last collective before any tears gloo down: a rank that destroyed its
