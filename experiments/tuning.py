@@ -213,22 +213,36 @@ def _lookup(known: dict[float, object], lr: float):
     return None
 
 
-def needs_more_points(t: TuneSpec, known: dict[float, list]) -> bool:
-    """Whether the search rule, replayed on a record's per-seed scores `known`, asks for an lr the
-    record lacks: the record was written under a rule that stopped earlier (before EDGE_FACTOR, an
-    optimum on an edge stopped after `extend` points) and must be continued, not used as it is.
-    Replaying is exact: the rule reads nothing but the scores."""
-    scores: dict[float, list] = {}
-    added = {"lo": 0, "hi": 0}
-    pending = sorted(float(lr) for lr in t.grid)
+def _advance(t: TuneSpec, scores: dict[float, list], added: dict[str, int], keys: dict[float, list],
+             pending: list[float], known: dict[float, list] | None = None,
+             known_keys: dict[float, list] | None = None) -> list[float]:
+    """Take a search forward from the round `pending`. An lr that a record's per-seed scores `known`
+    hold is filled in from it (with its run keys from `known_keys`) as if it had been run; while a
+    whole round is filled so, the rule is asked for the next one. Returns the lrs of the first round
+    that needs runs (each entered in `scores` with an empty list), or [] when the search is over.
+    Replaying a record is exact: the rule reads nothing but the scores."""
+    known, known_keys = known or {}, known_keys or {}
     while pending:
+        missing = []
         for lr in pending:
             k = _lookup(known, lr)
             if k is None:
-                return True
-            scores[lr] = list(known[k])
+                missing.append(lr)
+                scores[lr] = []
+            else:
+                scores[lr] = list(known[k])
+                keys[lr] = list(known_keys.get(k, []))
+        if missing:
+            return missing
         pending = [lr for lr in _next_points(t, scores, added) if lr not in scores]
-    return False
+    return []
+
+
+def needs_more_points(t: TuneSpec, known: dict[float, list]) -> bool:
+    """Whether the search rule, replayed on a record's per-seed scores `known`, asks for an lr the
+    record lacks: the record was written under a rule that stopped earlier (before EDGE_FACTOR, an
+    optimum on an edge stopped after `extend` points) and must be continued, not used as it is."""
+    return bool(_advance(t, {}, {"lo": 0, "hi": 0}, {}, sorted(float(lr) for lr in t.grid), known))
 
 
 def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, float] | None = None,
@@ -239,8 +253,13 @@ def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, flo
     overrides = overrides or {}
     record_dir = RECORD_DIR if record_dir is None else Path(record_dir)
     out: dict[str, Selection] = {}
+    # per method being searched: (spec, lr -> per-seed scores, edge points added, tuning key), the
+    # run keys per lr, and the lrs of the next round. A record that the rule would extend starts
+    # from its replayed state.
     active: dict[str, tuple[TuneSpec, dict, dict, str]] = {}
-    known: dict[str, Selection] = {}   # records being continued (needs_more_points)
+    run_keys: dict[str, dict[float, list[str]]] = {}
+    pending: dict[str, list[float]] = {}
+    records: dict[str, Selection] = {}   # records being continued: their lrs are filled in, not run
     for t in specs:
         if t.method in overrides:
             lr = float(overrides[t.method])
@@ -251,6 +270,7 @@ def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, flo
         # Existence only: the runs are read once, by engine.run below.
         stored_all = engine.store is not None and not engine.fresh and all(
             engine.store.has(engine.key(t.make_spec(lr, s))) for lr in t.grid for s in t.seeds)
+        rec = None
         if use_record and not stored_all and not engine.fresh:
             rec = read_record(record_dir, key)
             if rec is not None:
@@ -266,45 +286,40 @@ def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, flo
                               f"seed {seed} it says {recorded} but the score function now gives {now} on the same "
                               f"run ({len(stale)} such); selecting again from the stored runs", file=sys.stderr)
                         rec = None
-                if rec is not None and not needs_more_points(t, rec.scores):
-                    out[t.method] = rec
-                    continue
-                if rec is not None:
-                    # the search continues from the record's runs (their scores), computing only the lrs it lacks
-                    known[t.method] = rec
-                    print(f"note: the selection record of {t.method} ({key}) ends with its optimum on a grid edge "
-                          f"that the search now extends past; continuing it from the recorded scores",
-                          file=sys.stderr)
-        active[t.method] = (t, {float(lr): [] for lr in t.grid}, {"lo": 0, "hi": 0}, key)
-    pending = {m: sorted(a[1]) for m, a in active.items()}
-    keys: dict[str, dict[float, list[str]]] = {m: {} for m in active}
+        scores, added, keys = {}, {"lo": 0, "hi": 0}, {}
+        grid = sorted(float(lr) for lr in t.grid)
+        todo = _advance(t, scores, added, keys, grid, *((rec.scores, rec.run_keys) if rec else ()))
+        if rec is not None and not todo:
+            out[t.method] = rec
+            continue
+        if rec is not None:
+            # the search goes on from the record's runs (their scores and keys), computing only the
+            # lrs it lacks, in this round and in any later one
+            records[t.method] = rec
+            print(f"note: the selection record of {t.method} ({key}) ends with its optimum on a grid edge "
+                  f"that the search now extends past; continuing it from the recorded scores", file=sys.stderr)
+        active[t.method] = (t, scores, added, key)
+        run_keys[t.method], pending[t.method] = keys, todo
     while pending:
-        batch = []
-        for m, lrs in pending.items():
-            t, rec = active[m][0], known.get(m)
-            for lr in lrs:
-                k = None if rec is None else _lookup(rec.scores, lr)
-                if k is not None:  # a continued record's lr: its recorded scores and run keys, no run
-                    active[m][1][lr] = list(rec.scores[k])
-                    keys[m][lr] = list(rec.run_keys.get(k, []))
-                    continue
-                batch += [(m, lr, s, t.make_spec(lr, s)) for s in t.seeds]
-        results = engine.run([b[3] for b in batch], desc="tuning runs") if batch else []
+        batch = [(m, lr, s, active[m][0].make_spec(lr, s)) for m, lrs in pending.items()
+                 for lr in lrs for s in active[m][0].seeds]
+        results = engine.run([b[3] for b in batch], desc="tuning runs")
         for (m, lr, s, spec), result in zip(batch, results):
             t, scores = active[m][0], active[m][1]
             value = t.score(result)
-            scores.setdefault(lr, []).append(None if value is None or not math.isfinite(value) else float(value))
-            keys[m].setdefault(lr, []).append(engine.key(spec))
-        pending = {}
-        for m, (t, scores, added, _) in active.items():
+            scores[lr].append(None if value is None or not math.isfinite(value) else float(value))
+            run_keys[m].setdefault(lr, []).append(engine.key(spec))
+        round_done, pending = pending, {}
+        for m in round_done:
+            t, scores, added, _ = active[m]
+            rec = records.get(m)
             new = [lr for lr in _next_points(t, scores, added) if lr not in scores]
+            new = _advance(t, scores, added, run_keys[m], new, *((rec.scores, rec.run_keys) if rec else ()))
             if new:
                 pending[m] = new
-                for lr in new:
-                    scores[lr] = []
     for m, (t, scores, _, key) in active.items():
         sel = Selection(m, select(scores, t.higher_is_better), sorted(scores), scores, t.criterion,
-                        list(t.seeds), "computed", t.higher_is_better, keys[m], key)
+                        list(t.seeds), "computed", t.higher_is_better, run_keys[m], key)
         out[m] = sel
         if write_record:
             write_record_file(record_dir, sel)

@@ -359,3 +359,42 @@ def test_a_record_left_on_an_edge_by_the_older_rule_is_continued_not_retuned(tmp
     assert cont.source == "computed" and len(cont.grid) > 3
     assert (cont.lr, cont.grid, cont.scores) == (scratch.lr, scratch.grid, scratch.scores)
     assert cont.run_keys == scratch.run_keys
+
+
+def test_a_continued_record_is_read_in_every_round_not_only_the_first(tmp_path):
+    """A record that lacks an lr of one round but holds lrs of later rounds (here: the divergence
+    point above the grid is missing, the lower-edge points past it are there): the search runs only
+    the missing lr and takes the later rounds' lrs from the record, ending where a search from
+    scratch ends."""
+    from experiments import tuning
+
+    class Fake:                                   # an engine whose run's score is -lr, counting runs
+        store, fresh = None, False
+
+        def __init__(self):
+            self.ran = []
+
+        def key(self, spec):
+            return f"{spec[0]!r}/{spec[1]}"
+
+        def run(self, specs, desc=None):
+            self.ran += specs
+            return [{"score": -lr} for lr, _ in specs]
+
+    r = 10 ** 0.25
+    t = TuneSpec("m", [1.0, r, r * r], [7, 8], lambda lr, s: (lr, s), lambda res: res["score"], True, "c",
+                 extend=1, to_divergence=True)
+    scratch = tune_all(Fake(), [t], use_record=False)["m"]
+    top = max(scratch.grid)
+    assert top == pytest.approx(r ** 3) and min(scratch.grid) == pytest.approx(r ** -tuning.EDGE_FACTOR)
+    partial = Selection("m", scratch.lr, [lr for lr in scratch.grid if lr != top],
+                        {lr: v for lr, v in scratch.scores.items() if lr != top}, "c", [7, 8], "computed",
+                        True, {lr: v for lr, v in scratch.run_keys.items() if lr != top},
+                        tuning.tuning_key(Fake(), t))
+    tuning.write_record_file(tmp_path, partial)
+    assert tuning.needs_more_points(t, partial.scores)
+    e = Fake()
+    cont = tune_all(e, [t], record_dir=tmp_path)["m"]
+    assert sorted(lr for lr, _ in e.ran) == pytest.approx([top, top])     # the missing lr, both seeds
+    assert (cont.lr, cont.grid, cont.scores, cont.run_keys) == (scratch.lr, scratch.grid, scratch.scores,
+                                                                scratch.run_keys)
