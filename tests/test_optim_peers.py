@@ -72,6 +72,40 @@ def test_fallback_group_is_torch_adamw():
     torch.testing.assert_close(p, torch.full((3,), -0.5))  # first Adam step = -lr sign(g)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fallback_group_is_adamw_update_bit_for_bit(dtype):
+    """The fallback group updates its parameters as flat buffers (one kernel per operation); the
+    numbers are adamw_update's per parameter to the bit, also when a parameter skips a step (its
+    step count then differs from the others') and after a state dict round trip."""
+    g = gen(11)
+    shapes = [(17,), (5, 3), (), (130,)]
+    p0 = [torch.randn(s, generator=g).to(dtype) for s in shapes]
+    hyper = dict(lr=0.01, weight_decay=0.1, adamw_betas=(0.8, 0.99), adamw_eps=1e-6)
+    ref = [p.clone() for p in p0]
+    moments = [[torch.zeros_like(p), torch.zeros_like(p), 0] for p in ref]
+    ps = [nn.Parameter(p.clone()) for p in p0]
+    opt = Muon([{"params": ps, "matrix": False}], **hyper)
+    for step in range(7):
+        grads = [None if step == 2 and i == 1 else (torch.randn(s, generator=g) * 10.0 ** (i - 2)).to(dtype)
+                 for i, s in enumerate(shapes)]
+        for p, grad in zip(ps, grads):
+            p.grad = grad
+        opt.step()
+        if step == 4:
+            state = opt.state_dict()
+            opt = Muon([{"params": ps, "matrix": False}], **hyper)
+            opt.load_state_dict(state)
+        for p, grad, m in zip(ref, grads, moments):
+            if grad is not None:
+                m[2] += 1
+                adamw_update(p, grad, m[0], m[1], m[2], 0.01, (0.8, 0.99), 1e-6, 0.1)
+    for p, r, m in zip(ps, ref, moments):
+        assert torch.equal(p.detach(), r)
+        assert torch.equal(opt.state[p]["exp_avg"], m[0]) and torch.equal(opt.state[p]["exp_avg_sq"], m[1])
+        assert opt.state[p]["step"] == m[2]
+    assert not torch.equal(ps[0].detach(), p0[0])
+
+
 @pytest.mark.parametrize("shape", [(6,), (5, 3), (3, 4, 2)])
 def test_shampoo_original_matches_pytorch_optimizer(shape):
     p0 = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=F64)

@@ -23,6 +23,8 @@ import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_unit_interval
 from experiments.optim.distributed import RankSharding
+from experiments.optim.foreach import FlatCache
+from experiments.optim.kronecker import same_shape_batches
 
 _NORM_EPS = 1e-30  # only keeps 0 / 0 from becoming NaN (a rescaled nonzero M has norm >= 0.5)
 # Norms in this range come out of a plain norm as exactly as after unit_rescale: no square can
@@ -112,6 +114,7 @@ class MatrixOptimizer(CheckedOptimizer):
                 "adamw_betas": (0.9, 0.999), "adamw_eps": 1e-8}
         super().__init__(params, {**base, **defaults})
         self._shard = RankSharding(self, self._item_cost)
+        self._flats = FlatCache()   # the AdamW moments of the fallback groups (see _adamw_step)
 
     def _validate_group(self, group: dict) -> None:
         if not group["lr"] >= 0:
@@ -156,25 +159,50 @@ class MatrixOptimizer(CheckedOptimizer):
         return self._work_cost(p.shape[0], math.prod(p.shape[1:])) if group["matrix"] else None
 
     def _step_group(self, params: list[torch.Tensor], group: dict) -> None:
+        if not group["matrix"]:
+            self._adamw_step(params, group)
+            return
+        for p in params:
+            direction, c = self._direction(p.grad, self.state[p], group)
+            rows, cols = direction.shape
+            if group["weight_decay"]:  # a multiplication by exactly 1 would only cost a pass
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+            # one mixed-dtype add (no cast copy of D): D is computed in float32 or Muon's
+            # ns_dtype and rounded once, into the parameter's dtype
+            D = direction if direction.shape == p.shape else direction.reshape(p.shape)
+            p.add_(D, alpha=-group["lr"] * c * self._lr_scale(rows, cols, group))
+
+    def _adamw_step(self, params: list[torch.Tensor], group: dict) -> None:
+        """adamw_update on every parameter of a fallback group, with the moments of each set of
+        parameters at one step count, dtype and device kept as views of one flat buffer
+        (experiments.optim.foreach.FlatCache): each operation is one kernel on the set instead of
+        one per bias and head, whose dispatch costs more than their arithmetic on a CPU. The
+        operations are adamw_update's, elementwise, so the numbers are its own bit for bit."""
+        states = []
         for p in params:
             state = self.state[p]
-            if group["matrix"]:
-                direction, c = self._direction(p.grad, state, group)
-                rows, cols = direction.shape
-                if group["weight_decay"]:  # a multiplication by exactly 1 would only cost a pass
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
-                # one mixed-dtype add (no cast copy of D): D is computed in float32 or Muon's
-                # ns_dtype and rounded once, into the parameter's dtype
-                D = direction if direction.shape == p.shape else direction.reshape(p.shape)
-                p.add_(D, alpha=-group["lr"] * c * self._lr_scale(rows, cols, group))
-            else:
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                adamw_update(p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
-                             group["lr"], group["adamw_betas"], group["adamw_eps"], group["weight_decay"])
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            states.append(state)
+        lr, wd, eps = group["lr"], group["weight_decay"], group["adamw_eps"]
+        b1, b2 = group["adamw_betas"]
+        for part in same_shape_batches([(state["step"], p.dtype, p.device) for p, state in zip(params, states)]):
+            ps, ss = [params[i] for i in part], [states[i] for i in part]
+            ids = tuple(id(p) for p in ps)
+            exp_avg = self._flats.get((ids, "exp_avg"), ss, "exp_avg")
+            exp_avg_sq = self._flats.get((ids, "exp_avg_sq"), ss, "exp_avg_sq")
+            g = torch.cat([p.grad.reshape(-1) for p in ps]) if len(ps) > 1 else ps[0].grad.reshape(-1)
+            step = ss[0]["step"]
+            if wd:  # a multiplication by exactly 1 would only cost a pass
+                torch._foreach_mul_(ps, 1 - lr * wd)
+            exp_avg.lerp_(g, 1 - b1)
+            exp_avg_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (exp_avg_sq.sqrt() / (1 - b2 ** step) ** 0.5).add_(eps)
+            denoms = [d.view(p.shape) for d, p in zip(denom.split([p.numel() for p in ps]), ps)]
+            torch._foreach_addcdiv_(ps, [state["exp_avg"] for state in ss], denoms, value=-lr / (1 - b1 ** step))
 
     @staticmethod
     def _momentum(grad: torch.Tensor, state: dict, momentum: float) -> torch.Tensor:
