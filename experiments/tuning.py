@@ -249,7 +249,8 @@ def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, flo
              use_record: bool = True, write_record: bool = False,
              record_dir: Path | None = None, record_checks: list | None = None) -> dict[str, Selection]:
     """Select an lr for every TuneSpec; all tuning runs of a round go to the engine together.
-    `record_checks`, when a list, receives one dict per committed record read (see check_record)."""
+    `record_checks`, when a list, receives one dict per committed record read (see check_record,
+    plus "missing_specs": the specs of its runs the store lacks), and every record is then read."""
     overrides = overrides or {}
     record_dir = RECORD_DIR if record_dir is None else Path(record_dir)
     out: dict[str, Selection] = {}
@@ -271,13 +272,15 @@ def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, flo
         stored_all = engine.store is not None and not engine.fresh and all(
             engine.store.has(engine.key(t.make_spec(lr, s))) for lr in t.grid for s in t.seeds)
         rec = None
-        if use_record and not stored_all and not engine.fresh:
+        # an audit (record_checks given) reads every record, even one whose grid runs a store holds
+        if use_record and (not stored_all or record_checks is not None) and not engine.fresh:
             rec = read_record(record_dir, key)
             if rec is not None:
                 if engine.store is not None:
                     archived = restore_runs(record_dir, rec, engine.store)
                     check = check_record(rec, t, engine.store, archived)
                     if record_checks is not None:
+                        check["missing_specs"] = _missing_specs(engine, rec, t)
                         record_checks.append(check)
                     stale = check["stale"]
                     if stale:
@@ -395,6 +398,21 @@ def check_record(sel: Selection, t: TuneSpec, store, runs: dict | None = None) -
     available = sum(1 for v in got.values() if v is not None)
     return {"method": t.method, "tuning_key": sel.tuning_key, "runs": len(keys), "available": available,
             "stale": stale_scores(sel, t, store, got) if available == len(keys) else []}
+
+
+def _missing_specs(engine: Engine, sel: Selection, t: TuneSpec) -> list[RunSpec]:
+    """The RunSpecs of a record's tuning runs that its store lacks (its archive already restored),
+    so that an audit can recompute them. A run whose spec no longer hashes to the recorded key is
+    left out: recomputing it could not check the record (check_record then leaves it unchecked)."""
+    out = []
+    for lr, keys in sorted(sel.run_keys.items()):
+        for i, k in enumerate(keys):
+            if engine.store.has(k) or i >= len(sel.seeds):
+                continue
+            spec = t.make_spec(lr, sel.seeds[i])
+            if engine.key(spec) == k:
+                out.append(spec)
+    return out
 
 
 def write_record_file(record_dir: Path, sel: Selection) -> None:

@@ -28,3 +28,44 @@ def test_cli(capsys):
     with pytest.raises(SystemExit) as e:
         audit.main(["--figure", "99"])
     assert e.value.code == 2 and "no figure 99" in capsys.readouterr().err
+
+
+def _records_copy(tmp_path, monkeypatch):
+    import shutil
+
+    from experiments import tuning
+
+    rd = tmp_path / "selections"
+    shutil.copytree(tuning.RECORD_DIR, rd)
+    monkeypatch.setattr(tuning, "RECORD_DIR", rd)
+    return rd
+
+
+def test_recompute_checks_a_record_without_an_archive_and_finds_a_wrong_score(tmp_path, monkeypatch):
+    """A record whose archive is gone is unchecked; --recompute trains its tuning runs and checks it
+    (ok), and a recorded score that its run does not give is then found stale. The store keeps the
+    recomputed runs, so a second audit on it trains nothing."""
+    import json
+
+    rd = _records_copy(tmp_path, monkeypatch)
+    first = audit.audit(4, "quick")["records"][0]
+    key, n = first["tuning_key"], first["runs"]
+    (rd / "runs" / f"{key}.json.gz").unlink()
+    status = {c["tuning_key"]: c["status"] for c in audit.audit(4, "quick")["records"]}
+    assert status[key] == "unchecked" and set(status.values()) == {"ok", "unchecked"}
+
+    store = tmp_path / "store"
+    a = audit.audit(4, "quick", store=store, recompute=True)
+    assert a["recomputed"] == n
+    assert {c["status"] for c in a["records"]} == {"ok"}
+    again = audit.audit(4, "quick", store=store, recompute=True)
+    assert again["recomputed"] == 0 and {c["status"] for c in again["records"]} == {"ok"}
+
+    path = rd / f"{key}.json"
+    rec = json.loads(path.read_text())
+    lr = next(k for k, v in rec["scores"].items() if v[0] is not None)
+    rec["scores"][lr][0] += 0.01
+    path.write_text(json.dumps(rec))
+    stale = [c for c in audit.audit(4, "quick", store=store)["records"] if c["status"] == "stale"]
+    assert [c["tuning_key"] for c in stale] == [key]
+    assert audit.main(["--figure", "4", "--store", str(store)]) == 1
