@@ -400,18 +400,18 @@ def check_record(sel: Selection, t: TuneSpec, store, runs: dict | None = None) -
             "stale": stale_scores(sel, t, store, got) if available == len(keys) else []}
 
 
-def _missing_specs(engine: Engine, sel: Selection, t: TuneSpec) -> list[RunSpec]:
-    """The RunSpecs of a record's tuning runs that its store lacks (its archive already restored),
-    so that an audit can recompute them. A run whose spec no longer hashes to the recorded key is
-    left out: recomputing it could not check the record (check_record then leaves it unchecked)."""
-    out = []
+def _missing_specs(engine: Engine, sel: Selection, t: TuneSpec) -> dict[str, RunSpec]:
+    """{run key: RunSpec} of a record's tuning runs that its store lacks (its archive already
+    restored), so that an audit can recompute them. A run whose spec no longer hashes to the
+    recorded key is left out: recomputing it could not check the record (which stays unchecked)."""
+    out = {}
     for lr, keys in sorted(sel.run_keys.items()):
         for i, k in enumerate(keys):
             if engine.store.has(k) or i >= len(sel.seeds):
                 continue
             spec = t.make_spec(lr, sel.seeds[i])
             if engine.key(spec) == k:
-                out.append(spec)
+                out[k] = spec
     return out
 
 

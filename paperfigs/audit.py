@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import tempfile
 from pathlib import Path
 
@@ -58,11 +57,10 @@ def audit(number: int, mode: str, seed: int = 0, store: str | Path | None = None
         if store is None:
             store = stack.enter_context(tempfile.TemporaryDirectory())
         a = _pass(number, mode, seed, store)
-        missing = {}
+        missing = {}   # run key -> spec: records of one figure may share runs
         for c in a["records"]:
             if c["status"] == "unchecked" and recompute:
-                for spec in c["missing_specs"]:
-                    missing[(spec.task, json.dumps(spec.config, sort_keys=True))] = spec
+                missing.update(c["missing_specs"])
         a["recomputed"] = 0
         if missing:
             with Engine(store=store, jobs=jobs) as engine:
