@@ -280,7 +280,8 @@ def tune_all(engine: Engine, specs: Sequence[TuneSpec], overrides: dict[str, flo
                     archived = restore_runs(record_dir, rec, engine.store)
                     check = check_record(rec, t, engine.store, archived)
                     if record_checks is not None:
-                        check["missing_specs"] = _missing_specs(engine, rec, t)
+                        check["missing_specs"] = (_missing_specs(engine, rec, t)
+                                                  if check["available"] < check["runs"] else {})
                         record_checks.append(check)
                     stale = check["stale"]
                     if stale:
