@@ -89,6 +89,11 @@ def _child(out: str, scenario: dict, log: str) -> None:
 
 
 def main(out: str, snapshots: str, scenarios: list[dict]) -> None:
+    # The scenarios stand for a run in a terminal, where Ctrl-C raises KeyboardInterrupt. A process
+    # started in the background by a shell without job control (`pytest ... &`, nohup, some CI
+    # runners) inherits SIGINT ignored, and Python then installs no handler: a paper_repro run there
+    # rightly ignores SIGINT, so scenario "INT" would test nothing and exit 0. Restore the terminal's.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for i, scenario in enumerate(scenarios):
         log = os.path.join(snapshots, f"{i}.log")
         pid = os.fork()

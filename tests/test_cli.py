@@ -243,10 +243,14 @@ def test_ctrl_c_while_importing_exits_130_without_traceback(tmp_path):
     import signal
     import time
 
+    statuses = []
     for delay in (0.0, 0.5, 1.5):
+        # preexec_fn: a run from a terminal. Started in the background without job control (as some
+        # CI runners start pytest), the child would inherit SIGINT ignored and rightly ignore it
         p = subprocess.Popen([sys.executable, "-X", "importtime", str(ROOT / "paper_repro.py"), "--figure", "2",
                               "--quick", "--out", str(tmp_path)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         head = []
         for line in p.stderr:  # one line as each import ends
             head.append(line)
@@ -259,6 +263,9 @@ def test_ctrl_c_while_importing_exits_130_without_traceback(tmp_path):
         err = "".join(head) + err
         assert "Traceback" not in err, err
         assert p.returncode in (0, 130), (p.returncode, err[-2000:])  # 0: it finished first
+        statuses.append(p.returncode)
+    # the first signal comes as the imports begin, seconds before the figure could finish
+    assert statuses[0] == 130, statuses
 
 
 def test_replot_refuses_a_json_of_another_figure(fake_figures, tmp_path, capsys):
