@@ -392,13 +392,27 @@ def stale_scores(sel: Selection, t: TuneSpec, store, runs: dict | None = None) -
 
 def check_record(sel: Selection, t: TuneSpec, store, runs: dict | None = None) -> dict:
     """How far a record's tuning runs are at hand and whether they reproduce it: {"method",
-    "tuning_key", "runs" (the record's run count), "available" (how many of them `runs` or `store`
-    hold), "stale" (stale_scores' list; only meaningful when every run is available)}."""
+    "tuning_key", "lr" (the recorded selection), "runs" (the record's run count), "available" (how
+    many of them `runs` or `store` hold), "archived" (how many came from `runs`, the record's own
+    archive), "stale" (stale_scores' list; only meaningful when every run is available), and where
+    "stale" is not empty "lr_now" (the lr the runs at hand select) and "max_diff" (the largest
+    score difference; inf where a run diverged on one side only)}."""
     keys = [k for ks in sel.run_keys.values() for k in ks]
     got = {k: (runs or {}).get(k) or store.get(k) for k in keys}  # each run read once
     available = sum(1 for v in got.values() if v is not None)
-    return {"method": t.method, "tuning_key": sel.tuning_key, "runs": len(keys), "available": available,
-            "stale": stale_scores(sel, t, store, got) if available == len(keys) else []}
+    out = {"method": t.method, "tuning_key": sel.tuning_key, "lr": sel.lr, "runs": len(keys),
+           "available": available, "archived": sum(1 for k in keys if k in (runs or {})),
+           "stale": stale_scores(sel, t, store, got) if available == len(keys) else []}
+    if out["stale"]:
+        # what the runs at hand would select, and how far their scores are from the record's
+        now = {lr: list(v) for lr, v in sel.scores.items()}
+        for lr, seed, _, value in out["stale"]:
+            if seed in sel.seeds:
+                now[lr][sel.seeds.index(seed)] = value
+        out["lr_now"] = select(now, sel.higher_is_better)
+        out["max_diff"] = max((abs(a - b) for _, _, a, b in out["stale"] if a is not None and b is not None),
+                              default=math.inf)
+    return out
 
 
 def _missing_specs(engine: Engine, sel: Selection, t: TuneSpec) -> dict[str, RunSpec]:
