@@ -24,6 +24,21 @@ def _one_torch_thread():
         yield
 
 
+@pytest.fixture
+def muon_key_numerics(monkeypatch):
+    """force("bfloat16" | "float32"): run keys computed as on a CPU with / without native bfloat16.
+    Muon's ns_dtype="auto" precision is part of its runs' keys, so it decides which committed Muon
+    selection records a machine reads; the tests check both sets on any machine."""
+    def force(name: str) -> None:
+        import torch
+
+        from experiments.optim import registry
+
+        monkeypatch.setattr(registry, "auto_ns_dtype", lambda device: (getattr(torch, name), f"{name} (test)"))
+
+    return force
+
+
 def _fashion_available() -> bool:
     from experiments.data.images import load_raw
 

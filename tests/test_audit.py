@@ -8,14 +8,8 @@ from paperfigs import audit, registry
 
 @pytest.mark.parametrize("scale", ["quick", "full"])
 @pytest.mark.parametrize("ns_dtype", ["bfloat16", "float32"])
-def test_committed_selection_records_reproduce_under_the_current_score_functions(scale, ns_dtype, monkeypatch):
-    # Muon's ns_dtype="auto" is in its runs' keys (bfloat16 where the CPU multiplies it natively,
-    # float32 elsewhere), so each kind of machine reads its own Muon records: audit both here
-    import torch
-
-    from experiments.optim import registry as optim_registry
-
-    monkeypatch.setattr(optim_registry, "auto_ns_dtype", lambda device: (getattr(torch, ns_dtype), "test"))
+def test_committed_selection_records_reproduce_under_the_current_score_functions(scale, ns_dtype, muon_key_numerics):
+    muon_key_numerics(ns_dtype)  # each kind of machine reads its own Muon records: audit both
     read = 0
     for n in sorted(registry.FIGURES):
         a = audit.audit(n, scale)

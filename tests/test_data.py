@@ -134,24 +134,19 @@ def test_fashion_uses_its_own_test_split():
 
 
 @pytest.mark.needs_fashion
-def test_figure1_full_selection_records_still_found(tmp_path, monkeypatch):
+def test_figure1_full_selection_records_still_found(tmp_path, muon_key_numerics):
     """Figure 1's full configuration (Fashion-MNIST) keeps its tuning keys: every method's committed
     selection record in experiments/selections/ is still the one its tuning key names. The keys are
     computed as on the machine that recorded them, with bfloat16 Newton-Schulz for Muon (its auto
     precision is in its runs' keys; a CPU without native bfloat16 re-tunes Muon at full scale)."""
     from pathlib import Path
 
-    import torch
-
-    from experiments.optim import registry as optim_registry
-
-    monkeypatch.setattr(optim_registry, "auto_ns_dtype", lambda device: (torch.bfloat16, "test"))
-
     import paperfigs.fig01_imbalance_mlp as fig1
     from experiments.engine import Engine
     from experiments.tuning import tuning_key
     from paperfigs.context import Context
 
+    muon_key_numerics("bfloat16")
     keys = {}
 
     class Stop(Exception):

@@ -66,21 +66,6 @@ def test_fig1_keeps_its_starting_grids(mode):
     assert {t.extend for t in specs} == {1 if mode == "smoke" else 4}
 
 
-def test_fig1_full_selections_are_its_committed_records(monkeypatch):
-    """The finished full run's selections (experiments/selections) are found by the tuning keys the
-    figure computes now: a settings change that moved them would silently re-tune figure 1. It ran
-    on a CPU with native bfloat16, and Muon's auto Newton-Schulz precision is in its runs' keys, so
-    the keys are computed as there (a CPU without it re-tunes Muon at full scale: README)."""
-    import torch
-
-    from experiments.optim import registry as optim_registry
-
-    monkeypatch.setattr(optim_registry, "auto_ns_dtype", lambda device: (torch.bfloat16, "test"))
-    specs, engine = tunes(1, "full")
-    missing = [t.method for t in specs if not (RECORD_DIR / f"{tuning_key(engine, t)}.json").exists()]
-    assert not missing, f"figure 1 full: no committed selection for {missing}"
-
-
 @pytest.mark.parametrize("number,mode", [(4, "quick"), (4, "full"), (6, "quick"), (6, "full"), (6, "smoke"),
                                          (7, "quick"), (7, "full"), (7, "smoke"), (7, "paper"),
                                          (8, "quick"), (8, "full"), (8, "smoke")])
