@@ -6,6 +6,15 @@ import pytest
 from paperfigs import audit, registry
 
 
+# Full figures whose every selection has a committed record, per kind of machine (Muon's records
+# differ by its Newton-Schulz precision): on a fresh clone they train their reporting runs only,
+# which is what keeps them near the hour. A record deleted or keyed away by a settings change would
+# otherwise pass unnoticed here: the figure would just tune again, for hours (figure 1 on a
+# float32 CPU: about 2 h of Muon tuning).
+FULL_RECORDED = {"bfloat16": {1, 4, 6, 7, 8, 9, 11, 12, 14},
+                 "float32": {4, 6, 7, 8, 9, 11, 12, 14}}
+
+
 @pytest.mark.parametrize("scale", ["quick", "full"])
 @pytest.mark.parametrize("ns_dtype", ["bfloat16", "float32"])
 def test_committed_selection_records_reproduce_under_the_current_score_functions(scale, ns_dtype, muon_key_numerics):
@@ -16,6 +25,11 @@ def test_committed_selection_records_reproduce_under_the_current_score_functions
         stale = [(c["method"], c["stale"][0]) for c in a["records"] if c["status"] == "stale"]
         assert not stale, f"figure {n} ({scale}): stale selection records {stale}"
         read += len(a["records"])
+        if scale == "full":
+            recorded = "reporting" in a["next"]
+            assert recorded == (n in FULL_RECORDED[ns_dtype]), (
+                f"figure {n} (full, {ns_dtype}): first runs are {a['next']!r} ({a['next_runs']}); "
+                f"expected {'reporting runs' if n in FULL_RECORDED[ns_dtype] else 'no full records'}")
         if scale == "quick" and a["records"]:
             # every quick record has its runs archived, and with all of them from the record the
             # first runs the figure asks for are its reporting runs (on either kind of machine)
