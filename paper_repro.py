@@ -98,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="recompute every run (and selection) instead of reading OUT/runs/ and the record")
     run.add_argument("--lr", action="append", default=[], metavar="METHOD=VALUE",
                      help="use this lr for METHOD instead of tuning it (exploration; marked 'override' in "
-                          "figN.json); repeatable")
+                          "figN.json); METHOD as in figN.json's lr_selection (muon, muon_head, splus, ...; "
+                          "figure 14 also takes lm|METHOD or image|METHOD for one task); a name the figure "
+                          "does not tune is reported and not used; repeatable")
     run.add_argument("--optimizer", action="append", default=[], metavar="NAME=package.module:Class[:JSON]",
                      help="add a torch.optim.Optimizer class to every torch figure, tuned and judged like the "
                           "others; JSON: keyword arguments besides lr, e.g. 'radam=torch.optim:RAdam' or "
@@ -161,13 +163,14 @@ def _resolve_device(device: str) -> str:
 
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]*")
+_LR_NAME = re.compile(r"(?:[A-Za-z]+\|)?[A-Za-z][A-Za-z0-9_.+-]*")   # figure 14: "task|method" too
 
 
 def _lr_overrides(raw: list[str]) -> dict[str, float]:
     out = {}
     for item in raw:
         method, sep, value = item.partition("=")
-        if not sep or not _NAME.fullmatch(method):
+        if not sep or not _LR_NAME.fullmatch(method):
             raise CliError(f"--lr takes METHOD=VALUE (e.g. muon=0.02), got {item!r}")
         try:
             lr = float(value)

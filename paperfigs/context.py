@@ -36,8 +36,31 @@ class Context:
     def tune(self, specs, overrides: dict[str, float] | None = None):
         """tune_all over `specs` with this context's record settings; `overrides` (method label ->
         lr) replaces lr_overrides where a figure maps them onto its own labels."""
+        import sys
+
         from experiments.tuning import tune_all
 
-        return tune_all(self.engine, specs, overrides=self.lr_overrides if overrides is None else overrides,
+        specs = list(specs)
+        used = self.lr_overrides if overrides is None else overrides
+        unmatched = unmatched_overrides(used, [t.method for t in specs])
+        if unmatched:
+            # a misspelt --lr would otherwise be dropped without a word while the method it meant
+            # is tuned, which can take hours at full scale
+            print(f"note: --lr {', '.join(unmatched)}: no method of this figure has that name, so it is "
+                  f"not used here; the figure's tuned methods are {', '.join(_user_labels(specs))}",
+                  file=sys.stderr)
+        return tune_all(self.engine, specs, overrides=used,
                         use_record=self.use_record, write_record=self.write_record,
                         record_checks=self.record_checks)
+
+
+def _user_labels(specs) -> list[str]:
+    """The names --lr accepts for these TuneSpecs: each method, and for a "task|method" label
+    (figure 14) its method part (both tasks) before the whole label (one task)."""
+    short = [t.method.split("|")[-1] for t in specs]
+    return list(dict.fromkeys(short + [t.method for t in specs]))
+
+
+def unmatched_overrides(overrides: dict, methods: list[str]) -> list[str]:
+    """The names among `overrides` (as the figure applies them) that name none of `methods`."""
+    return [k for k in overrides if k not in set(methods)]

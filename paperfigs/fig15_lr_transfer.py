@@ -186,6 +186,11 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                                   final_val_loss, False, "final validation loss (the measured curve, not a selection)",
                                   extend=cfg.extend))
     # Every grid point is a measurement here: no lr overrides and no recorded shortcut.
+    if ctx.lr_overrides:
+        import sys
+
+        print(f"note: --lr {', '.join(ctx.lr_overrides)}: figure 15 measures every lr of its grid at every "
+              "width, so it takes no lr override", file=sys.stderr)
     sweeps = tune_all(ctx.engine, tunes, use_record=False, write_record=False)
 
     cells = [(label, width, lr) for label in methods for width in cfg.widths

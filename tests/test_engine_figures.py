@@ -95,3 +95,47 @@ def test_a_user_optimizer_joins_the_figure_and_an_lr_override_is_marked(tmp_path
     assert {s["method"] for s in result["series"].values()} >= {"radam", "sgd"}
     # the overridden baseline was never tuned: its sensitivity baseline is missing and says so
     assert "not available" in result["tables"]["sensitivity"]["radam"]
+
+
+def test_an_lr_override_naming_no_method_of_the_figure_is_reported(tmp_path, capsys):
+    """--lr with a misspelt method (muonhead for muon_head) is said, not silently dropped."""
+    from experiments.tuning import TuneSpec
+    from paperfigs.context import unmatched_overrides
+
+    assert unmatched_overrides({"muon": 1, "muonhead": 2}, ["sgd", "muon", "muon_head"]) == ["muonhead"]
+    ctx = Context(engine=Engine(store=tmp_path / "runs", progress=False), lr_overrides={"muonhead": 0.01, "sgd": 0.1})
+    t = TuneSpec(method="sgd", grid=[0.1], seeds=[1000], make_spec=None, score=None, higher_is_better=True,
+                 criterion="c")
+    with ctx.engine:
+        sel = ctx.tune([t])
+    assert sel["sgd"].source == "override"
+    err = capsys.readouterr().err
+    assert "--lr muonhead" in err and "tuned methods are sgd" in err
+    Context(engine=ctx.engine, lr_overrides={"sgd": 0.1}).tune([t])
+    assert "--lr" not in capsys.readouterr().err
+
+
+def test_figure_15_says_it_takes_no_lr_override(tmp_path, capsys):
+    from paperfigs.estimate import first_call
+
+    ctx = Context(engine=Engine(store=tmp_path / "runs", progress=False), lr_overrides={"splus": 0.1})
+    desc, specs = first_call(15, "smoke", 0, "cpu", ctx)
+    assert specs and "figure 15 measures every lr" in capsys.readouterr().err
+
+
+def test_figure_14_takes_the_other_figures_method_names_and_one_task_overrides(tmp_path, capsys):
+    """Figure 14 labels its methods "SPlus", "Muon (incl. head)"; --lr splus / muon_head (the names
+    of every other figure) and --lr "lm|muon" reach them, and nothing is reported unmatched. Before,
+    --lr muon was dropped there without a word and "Muon (incl. head)" could not be named."""
+    from paperfigs.estimate import first_call
+
+    ov = {"splus": 0.1, "muon_head": 0.02, "lm|muon": 0.03, "image|Muon": 0.01, "adam": 1e-3, "shampoo": 3e-3}
+    ctx = Context(engine=Engine(store=tmp_path / "runs", progress=False), lr_overrides=ov)
+    seen = {}
+    tune = ctx.tune
+    ctx.tune = lambda specs, overrides=None: seen.update(overrides) or tune(specs, overrides)
+    desc, specs = first_call(14, "smoke", 0, "cpu", ctx)
+    assert "reporting" in desc and "--lr" not in capsys.readouterr().err
+    assert seen == {"lm|SPlus": 0.1, "image|SPlus": 0.1, "lm|Muon (incl. head)": 0.02,
+                    "image|Muon (incl. head)": 0.02, "lm|Muon": 0.03, "image|Muon": 0.01, "lm|Adam": 1e-3,
+                    "image|Adam": 1e-3, "lm|Shampoo": 3e-3, "image|Shampoo": 3e-3}
