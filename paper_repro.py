@@ -98,9 +98,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="recompute every run (and selection) instead of reading OUT/runs/ and the record")
     run.add_argument("--lr", action="append", default=[], metavar="METHOD=VALUE",
                      help="use this lr for METHOD instead of tuning it (exploration; marked 'override' in "
-                          "figN.json); METHOD as in figN.json's lr_selection (muon, muon_head, splus, ...; "
-                          "figure 14 also takes lm|METHOD or image|METHOD for one task); a name the figure "
-                          "does not tune is reported and not used; repeatable")
+                          "figN.json); METHOD as in figN.json's lr_selection, in any case (muon, muon_head, splus, "
+                          "sgd-m, ...); figure 14 also takes lm|METHOD or image|METHOD for one task, figure 6 "
+                          "METHOD@depth2 or @depth4 for one depth; a name the figure does not tune is "
+                          "reported and not used; repeatable")
     run.add_argument("--optimizer", action="append", default=[], metavar="NAME=package.module:Class[:JSON]",
                      help="add a torch.optim.Optimizer class to every torch figure, tuned and judged like the "
                           "others; JSON: keyword arguments besides lr, e.g. 'radam=torch.optim:RAdam' or "
@@ -163,7 +164,8 @@ def _resolve_device(device: str) -> str:
 
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]*")
-_LR_NAME = re.compile(r"(?:[A-Za-z]+\|)?[A-Za-z][A-Za-z0-9_.+-]*")   # figure 14: "task|method" too
+# --lr METHOD, and METHOD qualified as figure 14 ("lm|splus") and figure 6 ("muon@depth4") allow
+_LR_NAME = re.compile(r"(?:[A-Za-z]+\|)?[A-Za-z][A-Za-z0-9_.+-]*(?:@[A-Za-z0-9_]+)?")
 
 
 def _lr_overrides(raw: list[str]) -> dict[str, float]:

@@ -12,6 +12,7 @@ with the same claims. In a run config such an optimizer is named by its target
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from experiments.engine import Engine
@@ -33,34 +34,67 @@ class Context:
     write_record: bool = False     # write this run's computed selections into the record
     record_checks: list | None = None  # when a list: one entry per record read (tuning.check_record)
 
-    def tune(self, specs, overrides: dict[str, float] | None = None):
-        """tune_all over `specs` with this context's record settings; `overrides` (method label ->
-        lr) replaces lr_overrides where a figure maps them onto its own labels."""
+    def tune(self, specs):
+        """tune_all over `specs` with this context's record settings, and the --lr overrides applied
+        to the methods they name (resolve_overrides)."""
         import sys
 
         from experiments.tuning import tune_all
 
         specs = list(specs)
-        used = self.lr_overrides if overrides is None else overrides
-        unmatched = unmatched_overrides(used, [t.method for t in specs])
+        applied, unmatched = resolve_overrides(self.lr_overrides, [t.method for t in specs])
         if unmatched:
             # a misspelt --lr would otherwise be dropped without a word while the method it meant
             # is tuned, which can take hours at full scale
+            names = dict.fromkeys(n for t in specs for n in sorted(_forms(t.method), key=len))
             print(f"note: --lr {', '.join(unmatched)}: no method of this figure has that name, so it is "
-                  f"not used here; the figure's tuned methods are {', '.join(_user_labels(specs))}",
-                  file=sys.stderr)
-        return tune_all(self.engine, specs, overrides=used,
+                  f"not used here; its methods answer to {', '.join(names)}", file=sys.stderr)
+        return tune_all(self.engine, specs, overrides=applied,
                         use_record=self.use_record, write_record=self.write_record,
                         record_checks=self.record_checks)
 
 
-def _user_labels(specs) -> list[str]:
-    """The names --lr accepts for these TuneSpecs: each method, and for a "task|method" label
-    (figure 14) its method part (both tasks) before the whole label (one task)."""
-    short = [t.method.split("|")[-1] for t in specs]
-    return list(dict.fromkeys(short + [t.method for t in specs]))
+# a display label's normalised form -> the name the figures' JSON and the other figures use
+_ALIASES = {"muon_incl_head": "muon_head"}
 
 
-def unmatched_overrides(overrides: dict, methods: list[str]) -> list[str]:
-    """The names among `overrides` (as the figure applies them) that name none of `methods`."""
-    return [k for k in overrides if k not in set(methods)]
+def _norm(name: str) -> str:
+    n = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    return _ALIASES.get(n, n)
+
+
+def _forms(label: str) -> set[str]:
+    """The names under which --lr reaches the tuned method `label`: its method name normalised
+    (lower case, runs of other characters as "_": "SGD-m" -> sgd_m, "Muon (incl. head)" ->
+    muon_head), and with its qualifier where the label has one: figure 14's "lm|Muon" also
+    answers to lm|muon, figure 6's "muon@depth2" to muon@depth2."""
+    task, _, rest = label.rpartition("|")
+    method, _, group = rest.partition("@")
+    m = _norm(method)
+    forms = {m}
+    if task:
+        forms.add(f"{task.lower()}|{m}")
+    if group:
+        forms.add(f"{m}@{_norm(group)}")
+    return forms
+
+
+def _user_form(name: str) -> str:
+    task, _, rest = name.rpartition("|")
+    method, _, group = rest.partition("@")
+    return (f"{task.lower()}|" if task else "") + _norm(method) + (f"@{_norm(group)}" if group else "")
+
+
+def resolve_overrides(overrides: dict[str, float], labels: list[str]) -> tuple[dict[str, float], list[str]]:
+    """({label: lr} for the tuned methods `labels` that the user's --lr names reach, [the user's
+    names that reach none]). Names compare normalised (see _forms); a qualified name (lm|splus,
+    muon@depth4) wins over the plain one (splus, muon) for the labels it names."""
+    applied, used = {}, set()
+    for label in labels:
+        forms = _forms(label)
+        hits = [k for k in overrides if _user_form(k) in forms]
+        if hits:
+            best = max(hits, key=lambda k: ("|" in k) + ("@" in k))
+            applied[label] = float(overrides[best])
+            used.update(hits)
+    return applied, [k for k in overrides if k not in used]

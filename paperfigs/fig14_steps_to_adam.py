@@ -120,13 +120,6 @@ CLAIMED = "SPlus"
 KEYS = {"Adam": ("adam", {}), "SPlus": ("splus", {}), "Shampoo": ("shampoo", {}), "Muon": ("muon", {}),
         MUON_HEAD: ("muon", {"head_fallback": False})}
 TASKS = ("lm", "image")
-# --lr names: the labels themselves or the registry names the other figures use, in any case
-_ALIASES = {**{m.lower(): m for m in KEYS}, "muon_head": MUON_HEAD}
-
-
-def _label(name: str) -> str:
-    return _ALIASES.get(name.lower(), name)
-
 # the loss each task's claims read, and the one its lrs are selected on (stop 18: the LM's claims
 # read held-out test documents, its selection the validation documents)
 TARGET = {"lm": "test_loss", "image": "train_loss"}
@@ -285,12 +278,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                 criterion=(f"lowest {SELECT[task]} over the run (best over time)" if best else
                            f"mean {SELECT[task]} over the run's evaluations (area under the curve)"),
                 extend=cfg.extend, to_divergence=True))
-    # --lr SPlus=V sets SPlus's lr on both tasks; --lr "lm|SPlus=V" on one. A method is named by its
-    # label or by the name the other figures use (splus, muon_head; any case)
-    overrides = {f"{t}|{_label(m)}": v for m, v in ctx.lr_overrides.items() for t in TASKS if "|" not in m}
-    overrides.update({f"{m.split('|')[0]}|{_label(m.split('|', 1)[1])}": v
-                      for m, v in ctx.lr_overrides.items() if "|" in m})
-    selections = ctx.tune(tune, overrides=overrides)
+    # --lr splus=V sets SPlus's lr on both tasks; --lr "lm|splus=V" on one (paperfigs.context)
+    selections = ctx.tune(tune)
     lrs = protocol.selected_lrs(selections)
 
     # the reporting seeds at every method's selected lr, and at each lr tied with SPlus's (within one SE)

@@ -137,11 +137,11 @@ def test_cli_builds_the_context_from_its_flags(fake_figures, tmp_path, monkeypat
 
     monkeypatch.setattr(sys.modules["fake_fig_ok"], "compute", compute)
     assert paper_repro.main(["--figure", "98", "--quick", "--out", str(tmp_path), "--jobs", "3", "--fresh",
-                             "--lr", "muon=0.02", "--lr", "lm|SPlus=0.1", "--optimizer", "radam=torch.optim:RAdam:{\"eps\": 1e-6}",
+                             "--lr", "muon=0.02", "--lr", "lm|SPlus=0.1", "--lr", "muon@depth4=0.1", "--optimizer", "radam=torch.optim:RAdam:{\"eps\": 1e-6}",
                              "--record-selections"]) == 0
     ctx = seen["ctx"]
     assert ctx.engine.jobs == 3 and ctx.engine.fresh and ctx.engine.store.root == tmp_path / "runs"
-    assert ctx.lr_overrides == {"muon": 0.02, "lm|SPlus": 0.1} and ctx.write_record and not ctx.use_record
+    assert ctx.lr_overrides == {"muon": 0.02, "lm|SPlus": 0.1, "muon@depth4": 0.1} and ctx.write_record and not ctx.use_record
     assert [(o.name, o.target, o.kwargs) for o in ctx.extra_optimizers] == [("radam", "torch.optim:RAdam",
                                                                             (("eps", 1e-6),))]
 

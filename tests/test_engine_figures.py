@@ -97,12 +97,25 @@ def test_a_user_optimizer_joins_the_figure_and_an_lr_override_is_marked(tmp_path
     assert "not available" in result["tables"]["sensitivity"]["radam"]
 
 
-def test_an_lr_override_naming_no_method_of_the_figure_is_reported(tmp_path, capsys):
-    """--lr with a misspelt method (muonhead for muon_head) is said, not silently dropped."""
-    from experiments.tuning import TuneSpec
-    from paperfigs.context import unmatched_overrides
 
-    assert unmatched_overrides({"muon": 1, "muonhead": 2}, ["sgd", "muon", "muon_head"]) == ["muonhead"]
+def test_lr_overrides_reach_the_methods_they_name_and_a_name_that_reaches_none_is_reported(tmp_path, capsys):
+    """--lr names compare normalised (any case, "Muon (incl. head)" is muon_head, "SGD-m" sgd-m or
+    sgd_m); a qualified name (lm|splus, muon@depth4) wins over the plain one for what it names; a
+    misspelt name (muonhead) is said, not silently dropped while the method it meant is tuned."""
+    from experiments.tuning import TuneSpec
+    from paperfigs.context import resolve_overrides
+
+    labels = ["sgd", "muon", "muon_head"]
+    assert resolve_overrides({"muon": 1, "muonhead": 2}, labels) == ({"muon": 1.0}, ["muonhead"])
+    assert resolve_overrides({"MUON_HEAD": 3}, labels) == ({"muon_head": 3.0}, [])
+    f14 = ["lm|Muon", "lm|Muon (incl. head)", "image|Muon", "image|SPlus"]
+    assert resolve_overrides({"muon": 1, "lm|muon": 2, "muon_head": 3, "lm|splus": 4}, f14) == (
+        {"lm|Muon": 2.0, "lm|Muon (incl. head)": 3.0, "image|Muon": 1.0}, ["lm|splus"])
+    f6 = ["muon@depth2", "muon@depth4", "nmd@depth2"]
+    assert resolve_overrides({"muon": 1, "muon@depth4": 2}, f6) == ({"muon@depth2": 1.0, "muon@depth4": 2.0}, [])
+    assert resolve_overrides({"SGD-m": 1, "shampoo_grafted": 2}, ["SGD-m", "Shampoo (grafted)", "Shampoo"]) == (
+        {"SGD-m": 1.0, "Shampoo (grafted)": 2.0}, [])
+
     ctx = Context(engine=Engine(store=tmp_path / "runs", progress=False), lr_overrides={"muonhead": 0.01, "sgd": 0.1})
     t = TuneSpec(method="sgd", grid=[0.1], seeds=[1000], make_spec=None, score=None, higher_is_better=True,
                  criterion="c")
@@ -110,7 +123,7 @@ def test_an_lr_override_naming_no_method_of_the_figure_is_reported(tmp_path, cap
         sel = ctx.tune([t])
     assert sel["sgd"].source == "override"
     err = capsys.readouterr().err
-    assert "--lr muonhead" in err and "tuned methods are sgd" in err
+    assert "--lr muonhead" in err and "answer to sgd" in err
     Context(engine=ctx.engine, lr_overrides={"sgd": 0.1}).tune([t])
     assert "--lr" not in capsys.readouterr().err
 
@@ -123,19 +136,18 @@ def test_figure_15_says_it_takes_no_lr_override(tmp_path, capsys):
     assert specs and "figure 15 measures every lr" in capsys.readouterr().err
 
 
-def test_figure_14_takes_the_other_figures_method_names_and_one_task_overrides(tmp_path, capsys):
-    """Figure 14 labels its methods "SPlus", "Muon (incl. head)"; --lr splus / muon_head (the names
-    of every other figure) and --lr "lm|muon" reach them, and nothing is reported unmatched. Before,
-    --lr muon was dropped there without a word and "Muon (incl. head)" could not be named."""
+@pytest.mark.parametrize("number, overrides", [
+    (14, {"splus": 0.1, "muon_head": 0.02, "lm|muon": 0.03, "image|Muon": 0.01, "adam": 1e-3, "shampoo": 3e-3}),
+    (6, {"muon": 0.1, "nmd": 0.1, "signum@depth2": 0.1, "SIGNUM@depth4": 0.2, "sgd": 0.1, "adam": 1e-3}),
+    (11, {"tnt": 3e-4, "kfac": 0.05, "shampoo": 3e-3, "shampoo_grafted": 3e-3, "adam": 3e-3, "sgd-m": 0.02}),
+])
+def test_figures_with_display_labels_take_the_common_names(number, overrides, tmp_path, capsys):
+    """Figure 14 labels its methods "SPlus", "Muon (incl. head)" per task, figure 6 "muon@depth2",
+    figure 11 "TNT", "SGD-m": the names of the other figures reach every one of them, so the first
+    runs are reporting runs and nothing is reported unmatched (before, --lr muon was dropped without a
+    word by figures 6 and 14, and Muon incl. head could not be named)."""
     from paperfigs.estimate import first_call
 
-    ov = {"splus": 0.1, "muon_head": 0.02, "lm|muon": 0.03, "image|Muon": 0.01, "adam": 1e-3, "shampoo": 3e-3}
-    ctx = Context(engine=Engine(store=tmp_path / "runs", progress=False), lr_overrides=ov)
-    seen = {}
-    tune = ctx.tune
-    ctx.tune = lambda specs, overrides=None: seen.update(overrides) or tune(specs, overrides)
-    desc, specs = first_call(14, "smoke", 0, "cpu", ctx)
+    ctx = Context(engine=Engine(store=tmp_path / "runs", progress=False), lr_overrides=overrides)
+    desc, specs = first_call(number, "smoke", 0, "cpu", ctx)
     assert "reporting" in desc and "--lr" not in capsys.readouterr().err
-    assert seen == {"lm|SPlus": 0.1, "image|SPlus": 0.1, "lm|Muon (incl. head)": 0.02,
-                    "image|Muon (incl. head)": 0.02, "lm|Muon": 0.03, "image|Muon": 0.01, "lm|Adam": 1e-3,
-                    "image|Adam": 1e-3, "lm|Shampoo": 3e-3, "image|Shampoo": 3e-3}
