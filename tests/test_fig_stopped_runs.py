@@ -35,7 +35,7 @@ def fake_tune(engine, specs, **kw):
 
 
 class FakeContext(Context):
-    def tune(self, specs, overrides=None):
+    def tune(self, specs):
         return fake_tune(self.engine, specs)
 
 
