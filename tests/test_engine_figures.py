@@ -97,7 +97,6 @@ def test_a_user_optimizer_joins_the_figure_and_an_lr_override_is_marked(tmp_path
     assert "not available" in result["tables"]["sensitivity"]["radam"]
 
 
-
 def test_lr_overrides_reach_the_methods_they_name_and_a_name_that_reaches_none_is_reported(tmp_path, capsys):
     """--lr names compare normalised (any case, "Muon (incl. head)" is muon_head, "SGD-m" sgd-m or
     sgd_m); a qualified name (lm|splus, muon@depth4) wins over the plain one for what it names; a
