@@ -63,26 +63,24 @@ def _norm(name: str) -> str:
     return _ALIASES.get(n, n)
 
 
-def _forms(label: str) -> set[str]:
-    """The names under which --lr reaches the tuned method `label`: its method name normalised
-    (lower case, runs of other characters as "_": "SGD-m" -> sgd_m, "Muon (incl. head)" ->
-    muon_head), and with its qualifier where the label has one: figure 14's "lm|Muon" also
-    answers to lm|muon, figure 6's "muon@depth2" to muon@depth2."""
-    task, _, rest = label.rpartition("|")
-    method, _, group = rest.partition("@")
-    m = _norm(method)
-    forms = {m}
-    if task:
-        forms.add(f"{task.lower()}|{m}")
-    if group:
-        forms.add(f"{m}@{_norm(group)}")
-    return forms
-
-
-def _user_form(name: str) -> str:
+def _parts(name: str) -> tuple[str, str, str]:
+    """(task, method, group) of a label or an --lr name, normalised: "lm|Muon" -> ("lm", "muon", ""),
+    "muon@depth2" -> ("", "muon", "depth2"), "SGD-m" -> ("", "sgd_m", "")."""
     task, _, rest = name.rpartition("|")
     method, _, group = rest.partition("@")
-    return (f"{task.lower()}|" if task else "") + _norm(method) + (f"@{_norm(group)}" if group else "")
+    return task.lower(), _norm(method), _norm(group) if group else ""
+
+
+def _join(task: str, method: str, group: str) -> str:
+    return (f"{task}|" if task else "") + method + (f"@{group}" if group else "")
+
+
+def _forms(label: str) -> set[str]:
+    """The names under which --lr reaches the tuned method `label`: its method name normalised
+    (_parts), and with its qualifier where the label has one: figure 14's "lm|Muon" also answers
+    to lm|muon, figure 6's "muon@depth2" to muon@depth2."""
+    task, method, group = _parts(label)
+    return {method, _join(task, method, ""), _join("", method, group)}
 
 
 def resolve_overrides(overrides: dict[str, float], labels: list[str]) -> tuple[dict[str, float], list[str]]:
@@ -92,7 +90,7 @@ def resolve_overrides(overrides: dict[str, float], labels: list[str]) -> tuple[d
     applied, used = {}, set()
     for label in labels:
         forms = _forms(label)
-        hits = [k for k in overrides if _user_form(k) in forms]
+        hits = [k for k in overrides if _join(*_parts(k)) in forms]
         if hits:
             best = max(hits, key=lambda k: ("|" in k) + ("@" in k))
             applied[label] = float(overrides[best])
