@@ -98,14 +98,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="recompute every run (and selection) instead of reading OUT/runs/ and the record")
     run.add_argument("--lr", action="append", default=[], metavar="METHOD=VALUE",
                      help="use this lr for METHOD instead of tuning it (exploration; marked 'override' in "
-                          "figN.json); METHOD as in figN.json's lr_selection, in any case (muon, muon_head, splus, "
-                          "sgd-m, ...); figure 14 also takes lm|METHOD or image|METHOD for one task, figure 6 "
+                          "figN.json); METHOD as in figN.json's lr_selection or the figure's label, in any case, "
+                          "other characters as '_' (muon, muon_head or 'Muon (incl. head)', splus, sgd-m, ...); "
+                          "figure 14 also takes lm|METHOD or image|METHOD for one task, figure 6 "
                           "METHOD@depth2 or @depth4 for one depth; a name the figure does not tune is "
                           "reported and not used; repeatable")
     run.add_argument("--optimizer", action="append", default=[], metavar="NAME=package.module:Class[:JSON]",
                      help="add a torch.optim.Optimizer class to every torch figure, tuned and judged like the "
                           "others; JSON: keyword arguments besides lr, e.g. 'radam=torch.optim:RAdam' or "
-                          "'asgd=torch.optim:ASGD:{\"t0\": 100}'; repeatable")
+                          "'asgd=torch.optim:ASGD:{\"t0\": 100}'; NAME may not be a figure's method or "
+                          "registry name, compared as --lr compares them; repeatable")
     run.add_argument("--record-selections", action="store_true",
                      help="write the lr selections computed in this run into experiments/selections/ "
                           "(the committed record a fresh clone reads instead of re-running the tuning), with "
@@ -164,15 +166,17 @@ def _resolve_device(device: str) -> str:
 
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]*")
-# --lr METHOD, and METHOD qualified as figure 14 ("lm|splus") and figure 6 ("muon@depth4") allow
-_LR_NAME = re.compile(r"(?:[A-Za-z]+\|)?[A-Za-z][A-Za-z0-9_.+-]*(?:@[A-Za-z0-9_]+)?")
 
 
 def _lr_overrides(raw: list[str]) -> dict[str, float]:
+    # names are read as the figures read them (paperfigs.context): "Muon (incl. head)", "lm|SPlus",
+    # "muon@depth4" are all well formed; what they reach is decided per figure
+    from paperfigs.context import lr_name_ok
+
     out = {}
     for item in raw:
         method, sep, value = item.partition("=")
-        if not sep or not _LR_NAME.fullmatch(method):
+        if not sep or not lr_name_ok(method):
             raise CliError(f"--lr takes METHOD=VALUE (e.g. muon=0.02), got {item!r}")
         try:
             lr = float(value)
@@ -189,7 +193,7 @@ def _external_optimizers(raw: list[str]):
     a torch.optim.Optimizer subclass, JSON an object) so a typo stops the run before any compute."""
     import json
 
-    from paperfigs.context import ExternalOptimizer
+    from paperfigs.context import ExternalOptimizer, normalise_name
 
     out, names = [], set()
     for item in raw:
@@ -213,7 +217,8 @@ def _external_optimizers(raw: list[str]):
                                "leave both out of the JSON")
         from experiments.optim.registry import OPTIMIZERS, load_external
 
-        if name in OPTIMIZERS or name in names:
+        # compared normalised, as --lr compares names: "SGD-m" and "sgd_m" would share one --lr
+        if normalise_name(name) in {normalise_name(n) for n in (*OPTIMIZERS, *names)}:
             raise CliError(f"--optimizer {name}: the name is already taken (registry optimizers: "
                            f"{', '.join(sorted(OPTIMIZERS))})")
         try:

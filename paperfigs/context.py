@@ -58,9 +58,14 @@ class Context:
 _ALIASES = {"muon_incl_head": "muon_head"}
 
 
-def _norm(name: str) -> str:
+def normalise_name(name: str) -> str:
+    """A method name as --lr and the clash checks compare it: any case, runs of other characters
+    as one "_" ("SGD-m" -> "sgd_m"), "Muon (incl. head)" -> "muon_head"."""
     n = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
     return _ALIASES.get(n, n)
+
+
+_norm = normalise_name
 
 
 def _parts(name: str) -> tuple[str, str, str]:
@@ -69,6 +74,14 @@ def _parts(name: str) -> tuple[str, str, str]:
     task, _, rest = name.rpartition("|")
     method, _, group = rest.partition("@")
     return task.lower(), _norm(method), _norm(group) if group else ""
+
+
+def lr_name_ok(name: str) -> bool:
+    """Whether `name` reads as an --lr name: a method, or task|method, or method@group, each part
+    with at least one letter or digit (what _parts makes of it)."""
+    task, method, group = _parts(name)
+    rest = name.rpartition("|")[2]
+    return bool(method) and ("|" not in name or bool(_norm(task))) and ("@" not in rest or bool(group))
 
 
 def _join(task: str, method: str, group: str) -> str:

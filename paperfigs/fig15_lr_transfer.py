@@ -163,7 +163,7 @@ def fit_optimum(lrs, mean_loss) -> float:
 
 
 def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
-    from paperfigs.context import Context
+    from paperfigs.context import Context, normalise_name
 
     ctx = ctx or Context()
     cfg = CONFIGS[mode]
@@ -172,7 +172,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     source = load_raw("mnist5k").source
     methods = dict(METHODS)
     for o in ctx.extra_optimizers:
-        if o.name in methods:
+        if normalise_name(o.name) in {normalise_name(n) for n in methods}:
             raise ValueError(f"--optimizer name {o.name!r} clashes with the figure's own methods")
         methods[o.name] = (o.target, dict(o.kwargs), METHODS["Adam"][2])
     seeds = list(range(seed, seed + cfg.seeds))

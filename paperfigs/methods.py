@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from paperfigs.context import normalise_name
+
 MUON_FALLBACK_RATIO = 0.05
 VARIANTS = {"muon_head": ("muon", {"head_fallback": False})}
 LABELS = {"muon_head": "Muon (incl. head)"}
@@ -40,10 +42,11 @@ class Method:
 
 def with_extras(methods: list[Method], ctx, center: float | None = None) -> list[Method]:
     """The figure's methods plus the context's user optimizers (--optimizer; lr grid centred on
-    `center`); a user optimizer may not take the name of one of the figure's own methods."""
+    `center`); a user optimizer may not take the name of one of the figure's own methods, compared
+    as --lr compares names ("adam" would share Adam's --lr)."""
     extra = ctx.extra_optimizers if ctx is not None else ()
-    names = {m.name for m in methods}
-    clash = [o.name for o in extra if o.name in names]
+    names = {normalise_name(m.name) for m in methods}
+    clash = [o.name for o in extra if normalise_name(o.name) in names]
     if clash:
         raise ValueError(f"--optimizer name(s) {clash} clash with the figure's own methods")
     return list(methods) + [Method(o.name, o.target, center, dict(o.kwargs), external=True) for o in extra]

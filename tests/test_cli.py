@@ -94,7 +94,9 @@ def test_bad_input_is_one_line_error(args, needle):
     (["--lr", "muon"], "--lr takes METHOD=VALUE"),
     (["--lr", "muon=fast"], "is not a number"),
     (["--lr", "lm|=0.1"], "--lr takes METHOD=VALUE"),
-    (["--lr", "Muon (incl. head)=0.1"], "--lr takes METHOD=VALUE"),
+    (["--lr", "@depth4=0.1"], "--lr takes METHOD=VALUE"),
+    (["--lr", "muon@=0.1"], "--lr takes METHOD=VALUE"),
+    (["--lr", "()=0.1"], "--lr takes METHOD=VALUE"),
     (["--lr", "muon=-1"], "positive finite"),
     (["--optimizer", "radam"], "--optimizer takes NAME="),
     (["--optimizer", "x=torch.optim"], "package.module:Class"),
@@ -104,6 +106,8 @@ def test_bad_input_is_one_line_error(args, needle):
     (["--optimizer", "x=torch.optim:RAdam:[1]"], "must be a JSON object"),
     (["--optimizer", "x=torch.optim:RAdam:{\"lr\": 1}"], "leave both out"),
     (["--optimizer", "muon=torch.optim:RAdam"], "already taken"),
+    (["--optimizer", "MUON=torch.optim:RAdam"], "already taken"),
+    (["--optimizer", "r.a=torch.optim:RAdam", "--optimizer", "R_A=torch.optim:RAdam"], "already taken"),
 ])
 def test_bad_run_flags_are_one_line_errors_before_compute(fake_figures, tmp_path, capsys, args, needle):
     assert paper_repro.main(["--figure", "98", "--quick", "--out", str(tmp_path), *args]) == 2
@@ -137,11 +141,13 @@ def test_cli_builds_the_context_from_its_flags(fake_figures, tmp_path, monkeypat
 
     monkeypatch.setattr(sys.modules["fake_fig_ok"], "compute", compute)
     assert paper_repro.main(["--figure", "98", "--quick", "--out", str(tmp_path), "--jobs", "3", "--fresh",
-                             "--lr", "muon=0.02", "--lr", "lm|SPlus=0.1", "--lr", "muon@depth4=0.1", "--optimizer", "radam=torch.optim:RAdam:{\"eps\": 1e-6}",
+                             "--lr", "muon=0.02", "--lr", "lm|SPlus=0.1", "--lr", "muon@depth4=0.1",
+                             "--lr", "Muon (incl. head)=0.01", "--optimizer", "radam=torch.optim:RAdam:{\"eps\": 1e-6}",
                              "--record-selections"]) == 0
     ctx = seen["ctx"]
     assert ctx.engine.jobs == 3 and ctx.engine.fresh and ctx.engine.store.root == tmp_path / "runs"
-    assert ctx.lr_overrides == {"muon": 0.02, "lm|SPlus": 0.1, "muon@depth4": 0.1} and ctx.write_record and not ctx.use_record
+    assert ctx.lr_overrides == {"muon": 0.02, "lm|SPlus": 0.1, "muon@depth4": 0.1,
+                                "Muon (incl. head)": 0.01} and ctx.write_record and not ctx.use_record
     assert [(o.name, o.target, o.kwargs) for o in ctx.extra_optimizers] == [("radam", "torch.optim:RAdam",
                                                                             (("eps", 1e-6),))]
 

@@ -101,8 +101,9 @@ def test_user_optimizers_join_the_methods_and_may_not_reuse_a_name():
     assert [m.name for m in ms] == ["Adam", "rms"]
     assert ms[1].optimizer == "torch.optim:RMSprop" and ms[1].kwargs == {"alpha": 0.9} and ms[1].center == 1e-3
     assert ms[1].external and not ms[0].external
-    with pytest.raises(ValueError, match="clash"):
-        with_extras(own, Context(extra_optimizers=(ExternalOptimizer("Adam", "torch.optim:Adam"),)), 1e-3)
+    for name in ("Adam", "ADAM", "adam"):  # compared as --lr compares names: "adam" would share Adam's lr
+        with pytest.raises(ValueError, match="clash"):
+            with_extras(own, Context(extra_optimizers=(ExternalOptimizer(name, "torch.optim:Adam"),)), 1e-3)
 
 
 def test_autoencoder_shape_mirror_and_linear_code():
