@@ -65,15 +65,12 @@ def normalise_name(name: str) -> str:
     return _ALIASES.get(n, n)
 
 
-_norm = normalise_name
-
-
 def _parts(name: str) -> tuple[str, str, str]:
     """(task, method, group) of a label or an --lr name, normalised: "lm|Muon" -> ("lm", "muon", ""),
     "muon@depth2" -> ("", "muon", "depth2"), "SGD-m" -> ("", "sgd_m", "")."""
     task, _, rest = name.rpartition("|")
     method, _, group = rest.partition("@")
-    return task.lower(), _norm(method), _norm(group) if group else ""
+    return task.lower(), normalise_name(method), normalise_name(group) if group else ""
 
 
 def lr_name_ok(name: str) -> bool:
@@ -81,7 +78,7 @@ def lr_name_ok(name: str) -> bool:
     with at least one letter or digit (what _parts makes of it)."""
     task, method, group = _parts(name)
     rest = name.rpartition("|")[2]
-    return bool(method) and ("|" not in name or bool(_norm(task))) and ("@" not in rest or bool(group))
+    return bool(method) and ("|" not in name or bool(normalise_name(task))) and ("@" not in rest or bool(group))
 
 
 def _join(task: str, method: str, group: str) -> str:
