@@ -193,7 +193,7 @@ def _external_optimizers(raw: list[str]):
     a torch.optim.Optimizer subclass, JSON an object) so a typo stops the run before any compute."""
     import json
 
-    from paperfigs.context import ExternalOptimizer, normalise_name
+    from paperfigs.context import ExternalOptimizer, clashing_names
 
     out, names = [], set()
     for item in raw:
@@ -217,8 +217,7 @@ def _external_optimizers(raw: list[str]):
                                "leave both out of the JSON")
         from experiments.optim.registry import OPTIMIZERS, load_external
 
-        # compared normalised, as --lr compares names: "SGD-m" and "sgd_m" would share one --lr
-        if normalise_name(name) in {normalise_name(n) for n in (*OPTIMIZERS, *names)}:
+        if clashing_names([name], (*OPTIMIZERS, *names)):  # "MUON" would share muon's --lr
             raise CliError(f"--optimizer {name}: the name is already taken (registry optimizers: "
                            f"{', '.join(sorted(OPTIMIZERS))})")
         try:

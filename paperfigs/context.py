@@ -70,15 +70,27 @@ def _parts(name: str) -> tuple[str, str, str]:
     "muon@depth2" -> ("", "muon", "depth2"), "SGD-m" -> ("", "sgd_m", "")."""
     task, _, rest = name.rpartition("|")
     method, _, group = rest.partition("@")
-    return task.lower(), normalise_name(method), normalise_name(group) if group else ""
+    return normalise_name(task), normalise_name(method), normalise_name(group)
 
 
 def lr_name_ok(name: str) -> bool:
     """Whether `name` reads as an --lr name: a method, or task|method, or method@group, each part
-    with at least one letter or digit (what _parts makes of it)."""
-    task, method, group = _parts(name)
-    rest = name.rpartition("|")[2]
-    return bool(method) and ("|" not in name or bool(normalise_name(task))) and ("@" not in rest or bool(group))
+    that is there with at least one letter or digit."""
+    task, bar, rest = name.rpartition("|")
+    method, at, group = rest.partition("@")
+    return all(normalise_name(part) for part, there in ((task, bar), (method, True), (group, at)) if there)
+
+
+def clashing_names(names, taken) -> list[str]:
+    """The names in `names` equal, as --lr compares names (normalise_name), to one in `taken` or to
+    an earlier one in `names`: such a pair would share one --lr."""
+    seen, out = {normalise_name(t) for t in taken}, []
+    for n in names:
+        key = normalise_name(n)
+        if key in seen:
+            out.append(n)
+        seen.add(key)
+    return out
 
 
 def _join(task: str, method: str, group: str) -> str:

@@ -104,6 +104,9 @@ def test_user_optimizers_join_the_methods_and_may_not_reuse_a_name():
     for name in ("Adam", "ADAM", "adam"):  # compared as --lr compares names: "adam" would share Adam's lr
         with pytest.raises(ValueError, match="clash"):
             with_extras(own, Context(extra_optimizers=(ExternalOptimizer(name, "torch.optim:Adam"),)), 1e-3)
+    twins = (ExternalOptimizer("r.a", "torch.optim:RAdam"), ExternalOptimizer("R_A", "torch.optim:RAdam"))
+    with pytest.raises(ValueError, match=r"\['R_A'\] clash"):  # two user names alike share one --lr too
+        with_extras(own, Context(extra_optimizers=twins), 1e-3)
 
 
 def test_autoencoder_shape_mirror_and_linear_code():
