@@ -50,14 +50,16 @@ class ReportConfig:
     mlp: tuple[int, int] = (128, 3)                  # figure 1 quick: width, depth
     cnn: tuple[int, tuple[int, ...]] = (8, (1, 1))   # figure 7 quick: width, blocks
     batch: int = 128
-    sizes: tuple[tuple[int, int], ...] = ((64, 64), (128, 128), (256, 256), (512, 512), (1024, 1024), (2048, 512))
+    sizes: tuple[tuple[int, int], ...] = ((32, 32), (64, 64), (128, 128), (256, 256), (512, 512), (1024, 1024),
+                                         (2048, 512))
     min_run_time: float = 1.0                        # seconds per blocked_autorange
     rounds: int = 3
     seed: int = 0
 
 
 FULL = ReportConfig()
-QUICK = replace(FULL, shape=(256, 128), sizes=((64, 64), (256, 256), (512, 512), (1024, 256)),
+QUICK = replace(FULL, shape=(256, 128),
+                sizes=((32, 32), (64, 64), (128, 128), (256, 256), (512, 512), (1024, 256)),
                 min_run_time=0.3, rounds=2)
 
 
@@ -205,6 +207,12 @@ def run(cfg: ReportConfig, device: torch.device, threads: int, verbose: bool = T
             print(f"{'x'.join(map(str, r['shape'])):>11s} {r['muon_auto_s'] * 1e3:8.3f}ms {r['muon_float32_s'] * 1e3:8.3f}ms "
                   f"{r['torch_muon_s'] * 1e3:8.3f}ms {r['muon_auto_over_torch']:10.2f} "
                   f"{r['muon_float32_over_torch']:10.2f} {r['ns_over_products']:11.2f}")
+        faster = [r for r in result["speed"] if r["muon_float32_s"] < r["muon_auto_s"]]
+        if result["auto_ns_dtype"] != "float32" and faster:
+            print("ns_dtype='float32' steps faster than auto's "
+                  f"{result['auto_ns_dtype']} here at " + ", ".join(
+                      f"{'x'.join(map(str, r['shape']))} ({r['muon_float32_s'] / r['muon_auto_s']:.2f}x)"
+                      for r in faster))
     return result
 
 
