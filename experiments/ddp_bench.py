@@ -18,8 +18,12 @@ adds time); at N ranks a block lasts until the slowest rank finishes it. The 1-p
 this process without torch.distributed; the N-process run is spawned (FileStore rendezvous in a
 temporary folder, TCP between the ranks over loopback). The two alternate `repeats` times and
 each keeps its best. `share` is the largest fraction of the method's per-matrix cost one rank
-owns: 1 / share bounds the step speed-up. On fewer free cores than ranks the processes share
-cores and the N-rank times say nothing about scaling.
+owns by the split's cost model (experiments.optim.distributed; it counts periodic roots and
+inverses as if they ran every step); `measured` is the busiest rank's step CPU over the sum of all
+ranks' step CPU (each the best of its rounds), so 1 / measured bounds the step speed-up on this
+work; `total` is that sum over one process's step CPU (above 1: work the split repeats on every
+rank or adds). On fewer free cores than ranks the processes share cores and the N-rank times say
+nothing about scaling.
 """
 from __future__ import annotations
 
@@ -97,19 +101,21 @@ def measure(cfg: DDPBenchConfig, methods: tuple[str, ...]) -> dict[str, dict]:
 
         for _ in range(cfg.warmup):
             iteration()
-        best = torch.full((3,), float("inf"), dtype=torch.float64)
+        best = torch.full((4,), float("inf"), dtype=torch.float64)
         for _ in range(cfg.rounds):
             if size > 1:
                 dist.barrier()
             t0 = time.perf_counter()
             step = sum(iteration() for _ in range(cfg.block))
             block = torch.cat([step, torch.tensor([time.perf_counter() - t0], dtype=torch.float64)]) / cfg.block
+            total_cpu = block[1:2].clone()
             if size > 1:
                 dist.all_reduce(block, op=dist.ReduceOp.MAX)
-            best = torch.minimum(best, block)
-        step_s, step_cpu_s, iteration_s = best.tolist()
+                dist.all_reduce(total_cpu)
+            best = torch.minimum(best, torch.cat([block, total_cpu]))
+        step_s, step_cpu_s, iteration_s, step_cpu_total_s = best.tolist()
         out[name] = {"step_s": step_s, "step_cpu_s": step_cpu_s, "iteration_s": iteration_s,
-                     "share": max(opt._shard.cost_shares(size))}
+                     "step_cpu_total_s": step_cpu_total_s, "share": max(opt._shard.cost_shares(size))}
         if hasattr(opt, "remove_hooks"):
             opt.remove_hooks()
     return out
@@ -150,7 +156,11 @@ def run(cfg: DDPBenchConfig, ranks: int = 2, methods: tuple[str, ...] = METHODS,
         _keep_best(many, measure_spawned(cfg, methods, ranks))
     rows = []
     for m in methods:
-        row = {"method": m, "share": many[m]["share"]}
+        row = {"method": m, "share": many[m]["share"],
+               # what the ranks' own step CPU times say: the busiest rank's part of their sum, and
+               # that sum against one process's step (above 1: work the split adds or repeats)
+               "measured_share": many[m]["step_cpu_s"] / many[m]["step_cpu_total_s"],
+               "total_cpu_vs_1": many[m]["step_cpu_total_s"] / one[m]["step_cpu_s"]}
         for key in ("step_s", "step_cpu_s", "iteration_s"):
             row[f"{key[:-2]}_1_ms"], row[f"{key[:-2]}_{ranks}_ms"] = 1e3 * one[m][key], 1e3 * many[m][key]
             row[f"{key[:-2]}_speedup"] = one[m][key] / many[m][key]
@@ -158,12 +168,14 @@ def run(cfg: DDPBenchConfig, ranks: int = 2, methods: tuple[str, ...] = METHODS,
     if verbose:
         print(f"MLP width {cfg.width} depth {cfg.depth}, global batch {cfg.batch}, 1 thread per process, "
               f"{os.cpu_count()} CPUs visible; ms per iteration, 1 vs {ranks} processes; step CPU: "
-              "the busiest rank's own thread")
-        print(f"{'method':8s} {'share':>5s} | {'step wall':^24s} | {'step CPU':^24s} | {'iteration wall':^24s}")
+              "the busiest rank's own thread; share: the busiest rank's part of the cost model, measured: "
+              "of the ranks' summed step CPU; total: that sum / one process's step CPU")
+        print(f"{'method':8s} {'share':>5s} {'measured':>8s} {'total':>6s} | {'step wall':^24s} | {'step CPU':^24s} | "
+              f"{'iteration wall':^24s}")
         for r in rows:
             cells = " | ".join(f"{r[f'{k}_1_ms']:7.2f} {r[f'{k}_{ranks}_ms']:7.2f} {r[f'{k}_speedup']:6.2f}x"
                                for k in ("step", "step_cpu", "iteration"))
-            print(f"{r['method']:8s} {r['share']:5.2f} | {cells}")
+            print(f"{r['method']:8s} {r['share']:5.2f} {r['measured_share']:8.2f} {r['total_cpu_vs_1']:5.2f}x | {cells}")
     return {"config": asdict(cfg), "ranks": ranks, "rows": rows}
 
 
