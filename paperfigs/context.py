@@ -93,6 +93,14 @@ def clashing_names(names, taken) -> list[str]:
     return out
 
 
+def check_user_optimizer_names(extra, own) -> None:
+    """ValueError naming the user optimizers (`extra`, ExternalOptimizers) whose names clash with a
+    figure's own method names (`own`) or with each other (see clashing_names)."""
+    clash = clashing_names([o.name for o in extra], own)
+    if clash:
+        raise ValueError(f"--optimizer name(s) {clash} clash with the figure's own methods or each other")
+
+
 def _join(task: str, method: str, group: str) -> str:
     return (f"{task}|" if task else "") + method + (f"@{group}" if group else "")
 

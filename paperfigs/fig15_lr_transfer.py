@@ -163,7 +163,7 @@ def fit_optimum(lrs, mean_loss) -> float:
 
 
 def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
-    from paperfigs.context import Context, clashing_names
+    from paperfigs.context import Context, check_user_optimizer_names
 
     ctx = ctx or Context()
     cfg = CONFIGS[mode]
@@ -171,9 +171,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     # not a failure inside a worker's run.
     source = load_raw("mnist5k").source
     methods = dict(METHODS)
-    clash = clashing_names([o.name for o in ctx.extra_optimizers], methods)
-    if clash:
-        raise ValueError(f"--optimizer name(s) {clash} clash with the figure's own methods or each other")
+    check_user_optimizer_names(ctx.extra_optimizers, methods)
     for o in ctx.extra_optimizers:
         methods[o.name] = (o.target, dict(o.kwargs), METHODS["Adam"][2])
     seeds = list(range(seed, seed + cfg.seeds))

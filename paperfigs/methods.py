@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from paperfigs.context import clashing_names
+from paperfigs.context import check_user_optimizer_names
 
 MUON_FALLBACK_RATIO = 0.05
 VARIANTS = {"muon_head": ("muon", {"head_fallback": False})}
@@ -45,9 +45,7 @@ def with_extras(methods: list[Method], ctx, center: float | None = None) -> list
     `center`); a user optimizer may not take the name of one of the figure's own methods, compared
     as --lr compares names ("adam" would share Adam's --lr)."""
     extra = ctx.extra_optimizers if ctx is not None else ()
-    clash = clashing_names([o.name for o in extra], [m.name for m in methods])
-    if clash:
-        raise ValueError(f"--optimizer name(s) {clash} clash with the figure's own methods or each other")
+    check_user_optimizer_names(extra, [m.name for m in methods])
     return list(methods) + [Method(o.name, o.target, center, dict(o.kwargs), external=True) for o in extra]
 
 

@@ -144,8 +144,8 @@ def test_ddp_bench_measures_one_and_two_processes(ddp_results):
     for row in (one["muon"], one["kfac"], *ddp_results["bench"].values()):
         assert row["step_s"] > 0 and row["iteration_s"] >= row["step_s"] and row["step_cpu_s"] >= 0
     assert one["muon"]["share"] == 1.0 and one["muon"]["step_cpu_total_s"] == one["muon"]["step_cpu_s"]
-    for row in ddp_results["bench"].values():  # the busiest rank's CPU is part of the ranks' sum
-        assert row["step_cpu_s"] <= row["step_cpu_total_s"] <= 2 * row["step_cpu_s"] + 1e-12
+    for row in ddp_results["bench"].values():  # the busiest rank's CPU is one of the two ranks' parts
+        assert row["step_cpu_s"] < row["step_cpu_total_s"] <= 2 * row["step_cpu_s"]
     assert 0.5 <= ddp_results["bench"]["muon"]["share"] < 1  # two matrices of unequal cost
     with pytest.raises(ValueError, match="ranks"):
         ddp_bench.run(ddp_bench.SMOKE, 1)

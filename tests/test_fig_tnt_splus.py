@@ -107,6 +107,10 @@ def test_user_optimizers_join_the_methods_and_may_not_reuse_a_name():
     twins = (ExternalOptimizer("r.a", "torch.optim:RAdam"), ExternalOptimizer("R_A", "torch.optim:RAdam"))
     with pytest.raises(ValueError, match=r"\['R_A'\] clash"):  # two user names alike share one --lr too
         with_extras(own, Context(extra_optimizers=twins), 1e-3)
+    # figure 15 keeps its methods in a dict, not Methods, and makes the same check before any run
+    for extra in ((ExternalOptimizer("ADAM", "torch.optim:Adam"),), twins):
+        with pytest.raises(ValueError, match="clash"):
+            fig15.compute("quick", 0, "cpu", Context(extra_optimizers=extra))
 
 
 def test_autoencoder_shape_mirror_and_linear_code():
