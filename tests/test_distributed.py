@@ -41,6 +41,28 @@ def test_costs_explicit():
     assert opt._shard.cost_shares(1) == [1.0]
 
 
+def test_kronecker_costs_amortise_periodic_work_over_the_methods_own_period():
+    """A factor's d^3 (root, inverse or eigendecomposition) counts once per period; the mode
+    products every step. Each Kronecker method reads its own period from the group."""
+    assert kronecker_cost([2, None, 4], 40, period=8) == (2 ** 3 + 4 ** 3) / 8 + 40 * (1 + 2 + 4)
+    with pytest.raises(ValueError, match="period"):
+        kronecker_cost([2], 2, period=0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 3))   # weight (3, 6) and bias (3,)
+    cases = {  # method: (hyperparameters, the weight's cost written out)
+        "shampoo": ({"precondition_frequency": 5}, (3 ** 3 + 6 ** 3) / 5 + 18 * (1 + 3 + 6)),
+        "splus": ({"inverse_steps": 5}, (3 ** 3 + 6 ** 3) / 5 + 18 * (1 + 3 + 6)),
+        "tnt": ({"inverse_frequency": 4}, (3 ** 3 + 6 ** 3) / 4 + 18 * (1 + 3 + 6)),
+        "kfac": ({"inverse_frequency": 4}, (3 ** 3 + 7 ** 3) / 4 + 21 * (1 + 3 + 7)),   # bias as a column
+    }
+    for name, (hyper, expected) in cases.items():
+        opt = build_optimizer(name, model, lr=0.01, **hyper)
+        costs = {tuple(p.shape): c for p, c in opt._shard._items()}
+        assert costs[(3, 6)] == pytest.approx(expected), name
+        if hasattr(opt, "remove_hooks"):
+            opt.remove_hooks()
+
+
 def test_assign_owners_rejects_empty_world():
     with pytest.raises(ValueError, match="world_size"):
         assign_owners([1.0], 0)
@@ -146,6 +168,8 @@ def test_ddp_bench_measures_one_and_two_processes(ddp_results):
     assert one["muon"]["share"] == 1.0 and one["muon"]["step_cpu_total_s"] == one["muon"]["step_cpu_s"]
     for row in ddp_results["bench"].values():  # the busiest rank's CPU is one of the two ranks' parts
         assert row["step_cpu_s"] < row["step_cpu_total_s"] <= 2 * row["step_cpu_s"]
+        assert 0 < row["sync_cpu_total_s"] < row["step_cpu_total_s"]   # the all-gather, inside the step
+    assert one["muon"]["sync_cpu_total_s"] == 0.0   # one process gathers nothing
     assert 0.5 <= ddp_results["bench"]["muon"]["share"] < 1  # two matrices of unequal cost
     with pytest.raises(ValueError, match="ranks"):
         ddp_bench.run(ddp_bench.SMOKE, 1)

@@ -8,7 +8,10 @@ backward), Muon, SpecGD, Shampoo, SPlus, TNT and KFAC split their per-matrix wor
   layer weight together with its bias) gets one owner rank. Owners are assigned greedily by cost,
   largest first, each to the rank with the least cost so far (ties to the lower rank), from the
   parameter order and shapes alone, so every rank computes the same assignment without talking.
-  Cost is the method's per-matrix work (`matrix_cost`, `kronecker_cost`).
+  Cost is the method's per-matrix work per step (`matrix_cost`, `kronecker_cost`), with periodic
+  work (Shampoo's roots, SPlus's eigenbases, TNT's and KFAC's inverses) divided by its period: the
+  long-run average. TNT and KFAC also refresh every T1 steps during their first T2 steps, which
+  this leaves out (their factors weigh more there than the plan assumes).
 - step: each rank runs the method's own update on the items it owns, then `sync()` all-gathers
   the new values of every item from its owner, so all ranks end with identical weights.
   Parameters a method updates elementwise (the AdamW fallback of Muon/SpecGD, SPlus's
@@ -52,11 +55,15 @@ def matrix_cost(rows: int, cols: int) -> float:
     return float(rows) * cols * min(rows, cols)
 
 
-def kronecker_cost(dims: Iterable[int | None], numel: int) -> float:
-    """Work of Kronecker-factored preconditioning: d^3 per factor (root or inverse) plus
-    numel * d per mode product; a None side has no factor. At least numel (the elementwise part)."""
+def kronecker_cost(dims: Iterable[int | None], numel: int, period: int = 1) -> float:
+    """Work per step of Kronecker-factored preconditioning: d^3 per factor for its root, inverse or
+    eigendecomposition, which runs once every `period` steps (so d^3 / period per step), plus
+    numel * d per mode product, which runs every step; a None side has no factor. At least numel
+    (the elementwise part). Only the ratios between one optimizer's items matter for the split."""
+    if period < 1:
+        raise ValueError(f"period must be >= 1, got {period}")
     sides = [d for d in dims if d is not None]
-    return float(sum(d ** 3 for d in sides)) + float(numel) * (1 + sum(sides))
+    return float(sum(d ** 3 for d in sides)) / period + float(numel) * (1 + sum(sides))
 
 
 def assign_owners(costs: list[float], world_size: int) -> list[int]:

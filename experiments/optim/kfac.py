@@ -59,7 +59,7 @@ from torch import nn
 from torch.autograd.graph import GradientEdge, get_gradient_edge
 
 from experiments.optim.checks import CheckedOptimizer, check_count, check_unit_interval
-from experiments.optim.distributed import RankSharding, average
+from experiments.optim.distributed import RankSharding, average, kronecker_cost
 from experiments.optim.foreach import decoupled_step, heavy_ball
 from experiments.optim.kronecker import compute_dtype, damped_inverse, inverse_due
 
@@ -211,7 +211,7 @@ class KFAC(CheckedOptimizer):
         if p not in self._layers:
             return None
         out, cols = p.shape[0], math.prod(p.shape[1:]) + (self._layers[p][0].bias is not None)
-        return float(out ** 3 + cols ** 3) + float(out) * cols * (out + cols)
+        return kronecker_cost([out, cols], out * cols, group["inverse_frequency"])
 
     def _validate_group(self, g: dict) -> None:
         for key in ("lr", "damping"):

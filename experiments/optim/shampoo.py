@@ -66,7 +66,8 @@ class Shampoo(CheckedOptimizer):
     def _item_cost(p: torch.Tensor, group: dict) -> float:
         """Work of p's factors and preconditioning, for the split across processes."""
         shape = p.shape if p.dim() > 0 else (1,)
-        return kronecker_cost([d if d <= group["max_precond_dim"] else None for d in shape], p.numel())
+        return kronecker_cost([d if d <= group["max_precond_dim"] else None for d in shape], p.numel(),
+                              group["precondition_frequency"])
 
     def _validate_group(self, g: dict) -> None:
         if not g["lr"] > 0:

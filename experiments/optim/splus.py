@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 
 from experiments.optim.checks import CheckedOptimizer, check_unit_interval
-from experiments.optim.distributed import RankSharding
+from experiments.optim.distributed import RankSharding, kronecker_cost
 from experiments.optim.matrix_optimizer import work_dtype
 from experiments.optim.param_groups import matrix_view
 
@@ -101,7 +101,7 @@ class SPlus(CheckedOptimizer):
         if not self._is_matrix(p, group):
             return None
         m, n = matrix_view(p).shape
-        return float(sum(d ** 3 for d in (m, n) if d < group["max_dim"])) + float(m) * n * (m + n)
+        return kronecker_cost([d if d < group["max_dim"] else None for d in (m, n)], m * n, group["inverse_steps"])
 
     def _init_state(self, p: torch.Tensor, state: dict, group: dict) -> None:
         state["step"] = 0

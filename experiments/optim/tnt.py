@@ -86,7 +86,8 @@ class TNT(CheckedOptimizer):
                         inverse_frequency=inverse_frequency, weight_decay=weight_decay)
         super().__init__(params, defaults)
         self._warned = False
-        self._shard = RankSharding(self, lambda p, group: kronecker_cost(tnt_view(p.shape), p.numel()),
+        self._shard = RankSharding(self, lambda p, group: kronecker_cost(tnt_view(p.shape), p.numel(),
+                                                                        group["inverse_frequency"]),
                                    count_steps=True)
         self._stacks = StackCache()
         self._flats = FlatCache()
