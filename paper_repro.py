@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch intra-op CPU threads (default 1: the figures train many small models, where "
                         "more threads mostly add overhead, and a fixed count keeps numbers host-independent)")
+    p.add_argument("--ns-dtype", choices=("auto", "float32", "bfloat16"), default=None,
+                   help="the Newton-Schulz precision Muon's ns_dtype='auto' resolves to (default: the "
+                        "environment's PAPER_REPRO_NS_DTYPE, else auto: bfloat16 on CUDA and on CPUs with "
+                        "native bfloat16, float32 elsewhere). It is part of Muon runs' keys, so it decides "
+                        "which committed Muon selection records are read: float32 reads and writes, on any "
+                        "machine, the records a CPU without native bfloat16 uses; sets PAPER_REPRO_NS_DTYPE")
     p.add_argument("--replot", action="store_true",
                    help="re-draw figN.png/pdf from an existing figN.json in --out without recomputing "
                         "(and rebuild CLAIMS.md)")
@@ -114,6 +120,16 @@ def _parser() -> argparse.ArgumentParser:
                           "their tuning runs under experiments/selections/runs/ (up to 100 KB gzipped each), "
                           "from which a fresh clone's sensitivity tables are computed")
     return p
+
+
+def _check_ns_dtype_env() -> None:
+    """A bad PAPER_REPRO_NS_DTYPE stops the command here, with the variable named, not in a worker."""
+    from experiments.optim.muon import auto_ns_dtype
+
+    try:
+        auto_ns_dtype("cpu")
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
 
 def _figure_numbers(raw: list[str]) -> list[int]:
@@ -307,6 +323,10 @@ def _main(argv: list[str] | None) -> int:
                 if not Path(args.data_root).is_dir():  # a typo would otherwise fall back to other sources silently
                     raise CliError(f"--data-root {args.data_root} is not a folder")
                 os.environ["PAPER_REPRO_DATA_ROOT"] = args.data_root
+            if args.ns_dtype is not None:
+                os.environ["PAPER_REPRO_NS_DTYPE"] = args.ns_dtype
+            elif os.environ.get("PAPER_REPRO_NS_DTYPE"):
+                _check_ns_dtype_env()
             if args.list:
                 _list()
                 return 0

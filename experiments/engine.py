@@ -83,7 +83,7 @@ class RunSpec:
 
     def identity(self, threads: int = 1) -> dict:
         """Everything the key depends on (see the module docstring)."""
-        from experiments.optim.registry import hardware_numerics, optimizer_version
+        from experiments.optim.registry import optimizer_version
 
         module = task_module(self.task)
         config = _canonical(self.config)
@@ -94,7 +94,7 @@ class RunSpec:
         opt = config.get("optimizer")
         if isinstance(opt, str):
             ident["optimizer_version"] = optimizer_version(opt)
-            numerics = hardware_numerics(opt, config.get("optimizer_kwargs") or {}, str(config.get("device", "cpu")))
+            numerics = run_numerics(config)
             if numerics is not None:  # e.g. Muon's ns_dtype="auto": bfloat16 here, float32 on another CPU
                 ident["numerics"] = numerics
         return ident
@@ -151,10 +151,34 @@ def _versions() -> dict:
     return out
 
 
-def execute(task: str, config: dict, threads: int = 1) -> dict:
+_UNCHECKED = object()
+
+
+def run_numerics(config: Mapping) -> str | None:
+    """The hardware-chosen precision a run's optimizer resolves in this process (part of its key)."""
+    from experiments.optim.registry import hardware_numerics
+
+    opt = config.get("optimizer")
+    if not isinstance(opt, str):
+        return None
+    return hardware_numerics(opt, config.get("optimizer_kwargs") or {}, str(config.get("device", "cpu")))
+
+
+def execute(task: str, config: dict, threads: int = 1, numerics=_UNCHECKED) -> dict:
     """Run one task in this process with `threads` torch threads; return its record (without key).
-    This is what every executor calls (a worker process, a Ray task, or the parent itself)."""
+    This is what every executor calls (a worker process, a Ray task, or the parent itself).
+
+    `numerics`: the precision the run's key was computed with (RunSpec.identity's "numerics"). A
+    worker that would resolve another one (a Ray node with another kind of CPU, or without the
+    parent's PAPER_REPRO_NS_DTYPE) raises instead of storing its numbers under that key."""
     module = task_module(task)
+    if numerics is not _UNCHECKED and (here := run_numerics(config)) != numerics:
+        from experiments.optim.muon import NS_DTYPE_ENV
+
+        raise RuntimeError(f"this process resolves the optimizer's precision to {here}, the run's key was "
+                           f"computed with {numerics}: its numbers would be stored under the wrong key. Give "
+                           f"every worker the same precision: set {NS_DTYPE_ENV} the same everywhere "
+                           f"(paper_repro.py --ns-dtype), or pass an explicit ns_dtype")
     from threadpoolctl import threadpool_limits
 
     from experiments.runtime.threads import torch_threads
@@ -267,7 +291,8 @@ class Engine:
 
     def _inline_iter(self, todo: dict[str, RunSpec]):
         for key, spec in todo.items():
-            yield key, self._guard(key, spec, lambda: execute(spec.task, _canonical(spec.config), self.threads))
+            yield key, self._guard(key, spec, lambda: execute(spec.task, _canonical(spec.config), self.threads,
+                                                              run_numerics(_canonical(spec.config))))
 
     def _guard(self, key: str, spec: RunSpec, fn):
         try:
@@ -284,7 +309,8 @@ class Engine:
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_worker_init)
         futures: dict[Future, str] = {
-            self._pool.submit(execute, spec.task, _canonical(spec.config), self.threads): key
+            self._pool.submit(execute, spec.task, _canonical(spec.config), self.threads,
+                              run_numerics(_canonical(spec.config))): key
             for key, spec in todo.items()}
         pending = set(futures)
         try:
@@ -306,7 +332,8 @@ class Engine:
             opts = {"num_cpus": self.threads}
             if str(spec.config.get("device", "cpu")).startswith("cuda"):
                 opts["num_gpus"] = self.gpu_fraction
-            refs[remote.options(**opts).remote(spec.task, _canonical(spec.config), self.threads)] = key
+            refs[remote.options(**opts).remote(spec.task, _canonical(spec.config), self.threads,
+                                               run_numerics(_canonical(spec.config)))] = key
         pending = list(refs)
         try:
             while pending:
@@ -336,15 +363,18 @@ class Engine:
 
 
 def ray_runtime_env() -> dict:
-    """What Ray workers need from this process's environment: the project on PYTHONPATH and the
-    user's dataset folder (--data-root), which the tasks read from PAPER_REPRO_DATA_ROOT. On a
-    cluster the folder must exist at the same path on every node."""
+    """What Ray workers need from this process's environment: the project on PYTHONPATH, the
+    user's dataset folder (--data-root), which the tasks read from PAPER_REPRO_DATA_ROOT, and a
+    forced Newton-Schulz precision (PAPER_REPRO_NS_DTYPE, --ns-dtype). On a cluster the folder must
+    exist at the same path on every node."""
     from experiments.data.files import DATA_ROOT_ENV
+    from experiments.optim.muon import NS_DTYPE_ENV
 
     root = str(Path(__file__).resolve().parents[1])
     env = {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    if os.environ.get(DATA_ROOT_ENV):
-        env[DATA_ROOT_ENV] = os.environ[DATA_ROOT_ENV]
+    for name in (DATA_ROOT_ENV, NS_DTYPE_ENV):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     return {"env_vars": env}
 
 

@@ -283,15 +283,49 @@ def test_key_records_hardware_chosen_precision(monkeypatch):
     assert pinned.key() == p_bf16  # an explicit precision does not depend on the machine
 
 
-def test_ray_workers_get_the_project_and_the_data_root(monkeypatch, tmp_path):
+def test_forced_precision_keys_and_runs_the_same_numerics_in_every_process(monkeypatch, tmp_path):
+    """PAPER_REPRO_NS_DTYPE makes "auto" Muon runs key and compute as on the other kind of CPU,
+    in this process and in the pool's workers (which inherit it); a worker that would resolve
+    another precision than its run's key raises instead of storing its numbers under that key."""
+    import torch
+
+    from experiments.engine import RunError, execute
+    from experiments.optim import registry
+
+    s = RunSpec("toy_regression", {"optimizer": "muon", "lr": 0.01, "steps": 3, "seed": 0, "device": "cpu"})
+    results = {}
+    for forced in ("float32", "bfloat16"):
+        monkeypatch.setenv("PAPER_REPRO_NS_DTYPE", forced)
+        assert s.identity()["numerics"] == f"newton_schulz:{forced}"
+        with Engine(store=tmp_path / forced, jobs=1 if forced == "float32" else 2) as e:
+            results[forced] = e.run([s])[0]
+    assert results["float32"] != results["bfloat16"]
+    monkeypatch.setenv("PAPER_REPRO_NS_DTYPE", "float32")
+    assert execute(s.task, dict(s.config), 1, "newton_schulz:float32")["result"] == results["float32"]
+    with pytest.raises(RuntimeError, match="newton_schulz:float32.*newton_schulz:bfloat16.*PAPER_REPRO_NS_DTYPE"):
+        execute(s.task, dict(s.config), 1, "newton_schulz:bfloat16")
+    # a parent whose precision its spawned workers do not share (here: patched in the parent only)
+    monkeypatch.delenv("PAPER_REPRO_NS_DTYPE")
+    here = registry.auto_ns_dtype("cpu")[0]
+    other = torch.float32 if here == torch.bfloat16 else torch.bfloat16
+    monkeypatch.setattr(registry, "auto_ns_dtype", lambda device: (other, "patched in the parent"))
+    with Engine(store=tmp_path / "mixed", jobs=2) as e, pytest.raises(RunError, match="wrong key"):
+        e.run([s])
+    assert not RunStore(tmp_path / "mixed").keys()
+
+
+def test_ray_workers_get_the_project_the_data_root_and_a_forced_precision(monkeypatch, tmp_path):
     from experiments.engine import ray_runtime_env
 
     monkeypatch.delenv("PAPER_REPRO_DATA_ROOT", raising=False)
+    monkeypatch.delenv("PAPER_REPRO_NS_DTYPE", raising=False)
     env = ray_runtime_env()["env_vars"]
-    assert "PAPER_REPRO_DATA_ROOT" not in env
+    assert "PAPER_REPRO_DATA_ROOT" not in env and "PAPER_REPRO_NS_DTYPE" not in env
     assert str(Path(engine_module.__file__).resolve().parents[1]) in env["PYTHONPATH"].split(os.pathsep)
     monkeypatch.setenv("PAPER_REPRO_DATA_ROOT", str(tmp_path))
-    assert ray_runtime_env()["env_vars"]["PAPER_REPRO_DATA_ROOT"] == str(tmp_path)
+    monkeypatch.setenv("PAPER_REPRO_NS_DTYPE", "float32")
+    env = ray_runtime_env()["env_vars"]
+    assert env["PAPER_REPRO_DATA_ROOT"] == str(tmp_path) and env["PAPER_REPRO_NS_DTYPE"] == "float32"
 
 
 def test_a_run_gets_as_many_blas_threads_as_torch_threads(monkeypatch):

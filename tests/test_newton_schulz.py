@@ -7,7 +7,8 @@ from torch import nn
 
 from experiments.optim import muon as muon_mod
 from theory import polar_express as pe
-from experiments.optim.muon import NS_COEFFICIENTS, Muon, auto_ns_dtype, newton_schulz, ns_schedule
+from experiments.optim.muon import (NS_COEFFICIENTS, NS_DTYPE_ENV, Muon, auto_ns_dtype, hardware_ns_dtype, newton_schulz,
+                                   ns_schedule)
 from experiments.optim.matrix_optimizer import frobenius_normalize, unit_rescale
 from experiments.optim.nmd import NMD
 from experiments.optim.specgd import SpecGD
@@ -125,18 +126,49 @@ def test_muon_polar_express_step_and_state_dict():
 # ---- automatic precision ------------------------------------------------------------------
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
+    monkeypatch.delenv(NS_DTYPE_ENV, raising=False)
     assert auto_ns_dtype("cuda")[0] == torch.bfloat16
     assert auto_ns_dtype("mps")[0] == torch.float32
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     dtype, why = auto_ns_dtype("cpu")
     assert dtype == (torch.bfloat16 if native else torch.float32) and why
-    auto_ns_dtype.cache_clear()
+    hardware_ns_dtype.cache_clear()
     try:
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
         assert auto_ns_dtype("cpu")[0] == torch.float32
     finally:
-        auto_ns_dtype.cache_clear()
+        hardware_ns_dtype.cache_clear()
+
+
+def test_the_environment_overrides_the_hardware_for_auto_only(monkeypatch):
+    """PAPER_REPRO_NS_DTYPE forces what "auto" resolves to on every device (so two kinds of CPU can
+    run the same numerics); an explicit ns_dtype is untouched, and a bad value is a clear error."""
+    G = torch.randn(8, 12, generator=torch.Generator().manual_seed(0))
+    steps = {}
+    for forced in ("float32", "bfloat16"):
+        monkeypatch.setenv(NS_DTYPE_ENV, forced)
+        for device in ("cpu", "cuda"):
+            dtype, why = auto_ns_dtype(device)
+            assert dtype == getattr(torch, forced) and NS_DTYPE_ENV in why
+        for ns_dtype in ("auto", forced):
+            p = nn.Parameter(torch.zeros(8, 12))
+            p.grad = G.clone()
+            Muon([p], lr=1.0, ns_dtype=ns_dtype).step()
+            steps[forced, ns_dtype] = p.detach().clone()
+        assert torch.equal(steps[forced, "auto"], steps[forced, forced])
+        monkeypatch.setenv(NS_DTYPE_ENV, "bfloat16" if forced == "float32" else "float32")
+        p = nn.Parameter(torch.zeros(8, 12))
+        p.grad = G.clone()
+        Muon([p], lr=1.0, ns_dtype=forced).step()   # explicit: the environment does not apply
+        assert torch.equal(p.detach(), steps[forced, forced])
+    assert not torch.equal(steps["float32", "auto"], steps["bfloat16", "auto"])
+    for unset in ("", "auto", "AUTO"):
+        monkeypatch.setenv(NS_DTYPE_ENV, unset)
+        assert auto_ns_dtype("cpu") == hardware_ns_dtype("cpu")
+    monkeypatch.setenv(NS_DTYPE_ENV, "fp32")
+    with pytest.raises(ValueError, match=f"{NS_DTYPE_ENV}='fp32'"):
+        auto_ns_dtype("cpu")
 
 
 def test_muon_auto_is_the_chosen_precision_bit_for_bit():

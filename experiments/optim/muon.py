@@ -22,7 +22,8 @@ The norm is taken after an exact power-of-two rescaling, so gradients of any fin
 (1e-30 or 1e30) give the same direction as a unit-scale one; M = 0 gives a zero update.
 ns_dtype: the precision of the iteration. "auto" (default) is bfloat16 where the hardware
 multiplies bfloat16 natively (CUDA; CPUs with avx512_bf16 or AMX) and float32 elsewhere, where
-torch emulates bfloat16 products about 20x slower than float32; see `auto_ns_dtype`. "float32",
+torch emulates bfloat16 products about 20x slower than float32; see `auto_ns_dtype` (the
+environment variable PAPER_REPRO_NS_DTYPE=float32 or bfloat16 overrides the hardware). "float32",
 "bfloat16", "float64", "float16" force one. On a CPU with native bfloat16, small matrices still
 step faster in float32: there a bfloat16 product costs about 15 us even at 32x32 (measured: a
 float32 step takes 0.28x auto's at 32x32, 0.41x at 64x64, about 1.1x at 128x128 and 1.8-2.1x from
@@ -50,6 +51,7 @@ Reference: Jordan et al. 2024, "Muon: an optimizer for hidden layers in neural n
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -69,12 +71,32 @@ LR_ADJUSTMENTS = ("original", "match_rms_adamw", "none")
 _NORM_EPS = 1e-7  # torch's, representable in every ns_dtype; only keeps 0 / 0 finite
 
 
-@lru_cache(maxsize=None)
+# Environment variable that overrides the hardware's choice for ns_dtype="auto" ("float32" or
+# "bfloat16"; unset, empty or "auto": by the hardware). Read at each call, so worker processes
+# (which inherit the environment) resolve the same precision as the process that keyed their runs.
+NS_DTYPE_ENV = "PAPER_REPRO_NS_DTYPE"
+NS_DTYPE_OVERRIDES = ("float32", "bfloat16")
+
+
 def auto_ns_dtype(device_type: str) -> tuple[torch.dtype, str]:
     """The precision ns_dtype="auto" picks on `device_type` ("cpu", "cuda", ...), and why.
 
-    Decided once per process from the hardware's capabilities, never from timings, so the same
-    machine always gives the same numbers."""
+    Decided from the hardware's capabilities, never from timings, so the same machine always gives
+    the same numbers; `PAPER_REPRO_NS_DTYPE=float32` (or `bfloat16`) overrides the hardware, so
+    that two different machines can run the same numerics (bfloat16 forced on a CPU without native
+    support is emulated by torch, about 20x slower)."""
+    forced = os.environ.get(NS_DTYPE_ENV, "").strip().lower()
+    if forced and forced != "auto":
+        if forced not in NS_DTYPE_OVERRIDES:
+            raise ValueError(f"{NS_DTYPE_ENV}={os.environ[NS_DTYPE_ENV]!r}: expected one of "
+                             f"{', '.join(NS_DTYPE_OVERRIDES)} or auto (unset: chosen by the hardware)")
+        return NS_DTYPES[forced], f"set by {NS_DTYPE_ENV}={forced}"
+    return hardware_ns_dtype(device_type)
+
+
+@lru_cache(maxsize=None)
+def hardware_ns_dtype(device_type: str) -> tuple[torch.dtype, str]:
+    """The hardware's own choice for ns_dtype="auto" (what auto_ns_dtype returns unless overridden)."""
     if device_type == "cuda":
         return torch.bfloat16, "CUDA multiplies bfloat16 natively"
     if device_type == "cpu":
