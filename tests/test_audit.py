@@ -10,7 +10,7 @@ from paperfigs import audit, registry
 # differ by its Newton-Schulz precision): on a fresh clone they train their reporting runs only,
 # which is what keeps them near the hour. A record deleted or keyed away by a settings change would
 # otherwise pass unnoticed here: the figure would just tune again, for hours (figure 1 on a
-# float32 CPU: about 2 h of Muon tuning).
+# float32 CPU: about 4 h of Muon tuning with --jobs 2).
 FULL_RECORDED = {"bfloat16": {1, 4, 6, 7, 8, 9, 11, 12, 14},
                  "float32": {4, 6, 7, 8, 9, 11, 12, 14}}
 

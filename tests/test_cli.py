@@ -7,6 +7,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 import paper_repro
 from paperfigs import registry, runner
@@ -150,6 +151,25 @@ def test_cli_builds_the_context_from_its_flags(fake_figures, tmp_path, monkeypat
                                 "Muon (incl. head)": 0.01} and ctx.write_record and not ctx.use_record
     assert [(o.name, o.target, o.kwargs) for o in ctx.extra_optimizers] == [("radam", "torch.optim:RAdam",
                                                                             (("eps", 1e-6),))]
+
+
+def test_ns_dtype_flag_sets_the_precision_auto_resolves_to(fake_figures, tmp_path, monkeypatch, capsys):
+    from experiments.optim.muon import NS_DTYPE_ENV, auto_ns_dtype
+
+    monkeypatch.setenv(NS_DTYPE_ENV, "auto")  # restored (unset) after the test
+    seen = {}
+
+    def compute(mode, seed, device, ctx=None):
+        seen["auto"] = auto_ns_dtype("cpu")[0]
+        return _fake_module().compute(mode, seed, device)
+
+    monkeypatch.setattr(sys.modules["fake_fig_ok"], "compute", compute)
+    assert paper_repro.main(["--figure", "98", "--quick", "--out", str(tmp_path), "--ns-dtype", "float32"]) == 0
+    assert seen["auto"] == torch.float32 and os.environ[NS_DTYPE_ENV] == "float32"
+    monkeypatch.setenv(NS_DTYPE_ENV, "fp32")   # a bad value in the environment: one line, nothing run
+    assert paper_repro.main(["--figure", "98", "--quick", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert f"{NS_DTYPE_ENV}='fp32'" in err and err.count("\n") == 1 and not (tmp_path / "bad").exists()
 
 
 def test_figure_outputs_follow_the_json_format(fake_figures, tmp_path):
