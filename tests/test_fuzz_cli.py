@@ -63,6 +63,7 @@ def _args(tmp):
         "--threads": st.one_of(st.integers(-3, 5000).map(lambda v: [str(v)]), st.just(["two"])),
         "--device": st.sampled_from([["cpu"], ["auto"], ["tpu"], []]),
         "--data-root": st.sampled_from([[folder], ["/nonexistent/data"], [str(blocker)]]),
+        "--ns-dtype": st.sampled_from([["float32"], ["bfloat16"], ["auto"], ["fp32"], []]),
     }
     flag = st.sampled_from(["--quick", "--replot", "--all", "--list", "--bogus", "-f"])
     option = st.sampled_from(sorted(value)).flatmap(lambda k: value[k].map(lambda v: [k, *v]))
@@ -70,7 +71,16 @@ def _args(tmp):
         lambda parts: [token for part in parts for token in part])
 
 
-def test_fuzz_command_lines(fake_figures, tmp_path):
+def test_fuzz_command_lines(fake_figures, tmp_path, monkeypatch):
+    # main() writes the default --out (./figures) and sets PAPER_REPRO_DATA_ROOT / _NS_DTYPE: keep
+    # both inside this test (a user's figures/ and the other tests' environment stay untouched)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    for name in ("PAPER_REPRO_DATA_ROOT", "PAPER_REPRO_NS_DTYPE"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)   # unset now, and unset again after the test
+
     @FUZZ
     @given(_args(tmp_path))
     def check(argv):
