@@ -16,7 +16,7 @@ from paperfigs.result import ResultError, parse_result, validate_result
 
 from test_cli import _fake_module  # noqa: E402  (tests/ is on sys.path under pytest)
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,  # derandomized: no example database
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
