@@ -143,7 +143,8 @@ VERSIONS: dict[str, int] = {
 
 def hardware_numerics(name: str, kwargs: dict, device: str) -> str | None:
     """The precision `name` picks at run time on `device` for these kwargs, where it depends on the
-    hardware (Muon's ns_dtype="auto"); None where the numerics do not depend on the machine."""
+    hardware or on PAPER_REPRO_NS_DTYPE (Muon's ns_dtype="auto"); None where the numerics do not
+    depend on the machine."""
     if name == "muon" and kwargs.get("ns_dtype", "auto") == "auto" and kwargs.get("orthogonalize",
                                                                                    "newton_schulz") != "svd":
         return f"newton_schulz:{auto_ns_dtype(device.split(':', 1)[0])[0]}".replace("torch.", "")
