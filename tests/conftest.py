@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The tests know which precision Muon's "auto" picks from the hardware (and force one where they
+# need to): a PAPER_REPRO_NS_DTYPE left set in the user's shell would change it under them.
+os.environ.pop("PAPER_REPRO_NS_DTYPE", None)
 
 
 @pytest.fixture(autouse=True, scope="session")
