@@ -163,6 +163,18 @@ def test_the_environment_overrides_the_hardware_for_auto_only(monkeypatch):
         Muon([p], lr=1.0, ns_dtype=forced).step()   # explicit: the environment does not apply
         assert torch.equal(p.detach(), steps[forced, forced])
     assert not torch.equal(steps["float32", "auto"], steps["bfloat16", "auto"])
+    # one optimizer keeps the precision "auto" resolved to at its first step
+    runs = {}
+    for ns_dtype, later in (("auto", "bfloat16"), ("float32", "float32")):
+        monkeypatch.setenv(NS_DTYPE_ENV, "float32")
+        p = nn.Parameter(torch.zeros(8, 12))
+        opt = Muon([p], lr=1.0, momentum=0.0, ns_dtype=ns_dtype)
+        for k in range(2):
+            p.grad = G.clone() * (k + 1)
+            opt.step()
+            monkeypatch.setenv(NS_DTYPE_ENV, later)
+        runs[ns_dtype] = p.detach().clone()
+    assert torch.equal(runs["auto"], runs["float32"])
     for unset in ("", "auto", "AUTO"):
         monkeypatch.setenv(NS_DTYPE_ENV, unset)
         assert auto_ns_dtype("cpu") == hardware_ns_dtype("cpu")

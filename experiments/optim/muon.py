@@ -23,7 +23,8 @@ The norm is taken after an exact power-of-two rescaling, so gradients of any fin
 ns_dtype: the precision of the iteration. "auto" (default) is bfloat16 where the hardware
 multiplies bfloat16 natively (CUDA; CPUs with avx512_bf16 or AMX) and float32 elsewhere, where
 torch emulates bfloat16 products about 20x slower than float32; see `auto_ns_dtype` (the
-environment variable PAPER_REPRO_NS_DTYPE=float32 or bfloat16 overrides the hardware). "float32",
+environment variable PAPER_REPRO_NS_DTYPE=float32 or bfloat16 overrides the hardware; an optimizer
+resolves "auto" once, at its first step). "float32",
 "bfloat16", "float64", "float16" force one. On a CPU with native bfloat16, small matrices still
 step faster in float32: there a bfloat16 product costs about 15 us even at 32x32 (measured: a
 float32 step takes 0.28x auto's at 32x32, 0.41x at 64x64, about 1.1x at 128x128 and 1.8-2.1x from
@@ -167,6 +168,7 @@ class Muon(MatrixOptimizer):
                                   else tuple(ns_coefficients),
                                   "ns_dtype": ns_dtype, "adjust_lr": adjust_lr, "rtol": rtol,
                                   "adamw_betas": adamw_betas, "adamw_eps": adamw_eps})
+        self._ns_dtypes: dict[tuple[str, str], torch.dtype] = {}  # (ns_dtype, device type) -> dtype
 
     def _check_group(self, group: dict) -> None:
         check_unit_interval("momentum", group["momentum"])
@@ -196,7 +198,16 @@ class Muon(MatrixOptimizer):
             return truncated_polar(M, group["rtol"]), 1.0
         # O stays in ns_dtype: the step adds it to the parameter directly, as torch.optim.Muon does
         return newton_schulz(M, group["ns_steps"], ns_schedule(group["ns_coefficients"], group["ns_steps"]),
-                             resolve_ns_dtype(group["ns_dtype"], M.device)), 1.0
+                             self._ns_dtype(group["ns_dtype"], M.device)), 1.0
+
+    def _ns_dtype(self, ns_dtype: str, device: torch.device) -> torch.dtype:
+        """ns_dtype as a torch dtype, resolved once per device type for this optimizer: "auto" is
+        fixed at its first step (a run keeps one precision, and a step reads no environment)."""
+        key = (ns_dtype, device.type)
+        dtype = self._ns_dtypes.get(key)
+        if dtype is None:
+            dtype = self._ns_dtypes[key] = resolve_ns_dtype(ns_dtype, device)
+        return dtype
 
     def _lr_scale(self, rows: int, cols: int, group: dict) -> float:
         return shape_scale(rows, cols, group["adjust_lr"])
