@@ -289,10 +289,14 @@ class Engine:
         finally:
             bar.close()
 
+    def _call(self, spec: RunSpec) -> tuple:
+        """execute's arguments for `spec`: task, config, threads, and the precision its key holds."""
+        config = _canonical(spec.config)
+        return spec.task, config, self.threads, run_numerics(config)
+
     def _inline_iter(self, todo: dict[str, RunSpec]):
         for key, spec in todo.items():
-            yield key, self._guard(key, spec, lambda: execute(spec.task, _canonical(spec.config), self.threads,
-                                                              run_numerics(_canonical(spec.config))))
+            yield key, self._guard(key, spec, lambda: execute(*self._call(spec)))
 
     def _guard(self, key: str, spec: RunSpec, fn):
         try:
@@ -309,8 +313,7 @@ class Engine:
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_worker_init)
         futures: dict[Future, str] = {
-            self._pool.submit(execute, spec.task, _canonical(spec.config), self.threads,
-                              run_numerics(_canonical(spec.config))): key
+            self._pool.submit(execute, *self._call(spec)): key
             for key, spec in todo.items()}
         pending = set(futures)
         try:
@@ -332,8 +335,7 @@ class Engine:
             opts = {"num_cpus": self.threads}
             if str(spec.config.get("device", "cpu")).startswith("cuda"):
                 opts["num_gpus"] = self.gpu_fraction
-            refs[remote.options(**opts).remote(spec.task, _canonical(spec.config), self.threads,
-                                               run_numerics(_canonical(spec.config)))] = key
+            refs[remote.options(**opts).remote(*self._call(spec))] = key
         pending = list(refs)
         try:
             while pending:
