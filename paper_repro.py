@@ -35,6 +35,7 @@ import traceback  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from experiments.envvars import DATA_ROOT_ENV, NS_DTYPE_ENV, forced_ns_dtype  # noqa: E402  (no torch)
 from paperfigs.registry import FIGURES, PAPER_LETTER, data_root_warning  # noqa: E402
 
 # Kept here rather than imported from paperfigs.runner, which pulls in numpy and matplotlib: --help
@@ -124,10 +125,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check_ns_dtype_env() -> None:
     """A bad PAPER_REPRO_NS_DTYPE stops the command here, with the variable named, not in a worker."""
-    from experiments.optim.muon import auto_ns_dtype
-
     try:
-        auto_ns_dtype("cpu")
+        forced_ns_dtype()
     except ValueError as e:
         raise CliError(str(e)) from None
 
@@ -322,10 +321,10 @@ def _main(argv: list[str] | None) -> int:
             if args.data_root:
                 if not Path(args.data_root).is_dir():  # a typo would otherwise fall back to other sources silently
                     raise CliError(f"--data-root {args.data_root} is not a folder")
-                os.environ["PAPER_REPRO_DATA_ROOT"] = args.data_root
+                os.environ[DATA_ROOT_ENV] = args.data_root
             if args.ns_dtype is not None:
-                os.environ["PAPER_REPRO_NS_DTYPE"] = args.ns_dtype
-            elif os.environ.get("PAPER_REPRO_NS_DTYPE"):
+                os.environ[NS_DTYPE_ENV] = args.ns_dtype
+            elif os.environ.get(NS_DTYPE_ENV):
                 _check_ns_dtype_env()
             if args.list:
                 _list()

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+from experiments.envvars import DATA_ROOT_ENV, NS_DTYPE_ENV
 from experiments.fileio import atomic_write_bytes, dumps, json_bytes, jsonable
 
 # task name -> module path; the module defines VERSION: int and run(config: dict) -> dict
@@ -173,8 +174,6 @@ def execute(task: str, config: dict, threads: int = 1, numerics=_UNCHECKED) -> d
     parent's PAPER_REPRO_NS_DTYPE) raises instead of storing its numbers under that key."""
     module = task_module(task)
     if numerics is not _UNCHECKED and (here := run_numerics(config)) != numerics:
-        from experiments.optim.muon import NS_DTYPE_ENV
-
         raise RuntimeError(f"this process resolves the optimizer's precision to {here}, the run's key was "
                            f"computed with {numerics}: its numbers would be stored under the wrong key. Give "
                            f"every worker the same precision: set {NS_DTYPE_ENV} the same everywhere "
@@ -369,9 +368,6 @@ def ray_runtime_env() -> dict:
     user's dataset folder (--data-root), which the tasks read from PAPER_REPRO_DATA_ROOT, and a
     forced Newton-Schulz precision (PAPER_REPRO_NS_DTYPE, --ns-dtype). On a cluster the folder must
     exist at the same path on every node."""
-    from experiments.data.files import DATA_ROOT_ENV
-    from experiments.optim.muon import NS_DTYPE_ENV
-
     root = str(Path(__file__).resolve().parents[1])
     env = {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     for name in (DATA_ROOT_ENV, NS_DTYPE_ENV):

@@ -472,3 +472,23 @@ def test_list_into_a_closed_pipe_exits_quietly():
     p.stdout.close()
     err = p.stderr.read()
     assert p.wait(timeout=60) == 141 and err == ""
+
+
+def test_listing_and_a_bad_precision_setting_never_load_torch():
+    """The environment variables are named and checked without torch (experiments.envvars), so
+    --list and a bad PAPER_REPRO_NS_DTYPE answer at once, as the other input errors do."""
+    probe = ("import runpy, sys\n"
+             "sys.argv = ['paper_repro.py'] + sys.argv[1:]\n"
+             "try:\n"
+             "    runpy.run_path('paper_repro.py', run_name='__main__')\n"
+             "except SystemExit as e:\n"
+             "    print('exit', e.code, 'torch' in sys.modules)\n")
+    env = {**os.environ, "PAPER_REPRO_NS_DTYPE": ""}
+    out = subprocess.run([sys.executable, "-c", probe, "--list"], capture_output=True, text=True, cwd=ROOT,
+                         env=env, timeout=60)
+    assert out.stdout.strip().endswith("exit 0 False"), out.stdout + out.stderr
+    env["PAPER_REPRO_NS_DTYPE"] = "fp16"
+    out = subprocess.run([sys.executable, "-c", probe, "--figure", "1", "--quick"], capture_output=True,
+                         text=True, cwd=ROOT, env=env, timeout=60)
+    assert out.stdout.strip() == "exit 2 False", out.stdout + out.stderr
+    assert "PAPER_REPRO_NS_DTYPE='fp16'" in out.stderr and out.stderr.count("\n") == 1

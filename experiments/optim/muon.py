@@ -52,12 +52,12 @@ Reference: Jordan et al. 2024, "Muon: an optimizer for hidden layers in neural n
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from functools import lru_cache
 
 import torch
 
+from experiments import envvars
 from experiments.optim.distributed import matrix_cost
 from experiments.optim.matrix_optimizer import MatrixOptimizer, check_unit_interval, normalized
 from experiments.optim.param_groups import matrix_view
@@ -72,11 +72,10 @@ LR_ADJUSTMENTS = ("original", "match_rms_adamw", "none")
 _NORM_EPS = 1e-7  # torch's, representable in every ns_dtype; only keeps 0 / 0 finite
 
 
-# Environment variable that overrides the hardware's choice for ns_dtype="auto" ("float32" or
-# "bfloat16"; unset, empty or "auto": by the hardware). Read at each call, so worker processes
-# (which inherit the environment) resolve the same precision as the process that keyed their runs.
-NS_DTYPE_ENV = "PAPER_REPRO_NS_DTYPE"
-NS_DTYPE_OVERRIDES = ("float32", "bfloat16")
+# The variable that overrides the hardware's choice for ns_dtype="auto" lives in experiments.envvars
+# (read at each call, so worker processes, which inherit the environment, resolve the same precision
+# as the process that keyed their runs); re-exported here for the optimizer's users.
+NS_DTYPE_ENV, NS_DTYPE_OVERRIDES = envvars.NS_DTYPE_ENV, envvars.NS_DTYPE_OVERRIDES
 
 
 def auto_ns_dtype(device_type: str) -> tuple[torch.dtype, str]:
@@ -86,11 +85,8 @@ def auto_ns_dtype(device_type: str) -> tuple[torch.dtype, str]:
     the same numbers; `PAPER_REPRO_NS_DTYPE=float32` (or `bfloat16`) overrides the hardware, so
     that two different machines can run the same numerics (bfloat16 forced on a CPU without native
     support is emulated by torch, about 20x slower)."""
-    forced = os.environ.get(NS_DTYPE_ENV, "").strip().lower()
-    if forced and forced != "auto":
-        if forced not in NS_DTYPE_OVERRIDES:
-            raise ValueError(f"{NS_DTYPE_ENV}={os.environ[NS_DTYPE_ENV]!r}: expected one of "
-                             f"{', '.join(NS_DTYPE_OVERRIDES)} or auto (unset: chosen by the hardware)")
+    forced = envvars.forced_ns_dtype()
+    if forced is not None:
         return NS_DTYPES[forced], f"set by {NS_DTYPE_ENV}={forced}"
     return hardware_ns_dtype(device_type)
 
