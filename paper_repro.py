@@ -68,8 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=("quick", "full", "paper"), default=None,
                    help="quick: see --quick; full (default): most torch figures in about an hour on a "
                         "2-core CPU with --jobs 2 (figure 1: 3.5 hours if it tunes afresh, one from the committed "
-                        "selections, plus about 4 hours of Muon tuning on a CPU without native bfloat16, "
-                        "which has no Muon records for it yet (see --ns-dtype); `python -m "
+                        "selections, on either kind of CPU; `python -m "
                         "paperfigs.estimate --figure N` measures it on your machine); paper: the papers' own model and data sizes where "
                         "they are larger than full (for a GPU; figures without one are skipped by "
                         "--all and refused by --figure)")
