@@ -323,8 +323,7 @@ def _main(argv: list[str] | None) -> int:
                 os.environ[DATA_ROOT_ENV] = args.data_root
             if args.ns_dtype is not None:
                 os.environ[NS_DTYPE_ENV] = args.ns_dtype
-            elif os.environ.get(NS_DTYPE_ENV):
-                _check_ns_dtype_env()
+            _check_ns_dtype_env()   # no torch: a bad value in the environment stops here, in one line
             if args.list:
                 _list()
                 return 0

@@ -10,7 +10,7 @@ from paperfigs import audit, registry
 # differ by its Newton-Schulz precision): on a fresh clone they train their reporting runs only,
 # which is what keeps them near the hour. A record deleted or keyed away by a settings change would
 # otherwise pass unnoticed here: the figure would just tune again, for hours (figure 1's float32
-# Muon tuning: 60 runs, about 3.5 h with --jobs 2 on 2026-12-06).
+# Muon tuning: 60 runs, about 4 h with --jobs 2 on 2026-12-06).
 FULL_RECORDED = {"bfloat16": {1, 4, 6, 7, 8, 9, 11, 12, 14},
                  "float32": {1, 4, 6, 7, 8, 9, 11, 12, 14}}
 

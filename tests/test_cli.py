@@ -154,7 +154,8 @@ def test_cli_builds_the_context_from_its_flags(fake_figures, tmp_path, monkeypat
 
 
 def test_ns_dtype_flag_sets_the_precision_auto_resolves_to(fake_figures, tmp_path, monkeypatch, capsys):
-    from experiments.optim.muon import NS_DTYPE_ENV, auto_ns_dtype
+    from experiments.envvars import NS_DTYPE_ENV
+    from experiments.optim.muon import auto_ns_dtype
 
     monkeypatch.setenv(NS_DTYPE_ENV, "auto")  # restored (unset) after the test
     seen = {}

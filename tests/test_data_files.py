@@ -14,6 +14,7 @@ import pytest
 import paper_repro
 from experiments.data import files as datafiles, images as data, text
 from experiments.data.files import DataFormatError, file_sha256
+from experiments.envvars import DATA_ROOT_ENV
 from experiments.data.images import load_image_split, load_raw
 from experiments.data.groups import colored_digits, dominoes
 from paperfigs import registry
@@ -338,7 +339,7 @@ def test_data_root_warning_lists_what_each_figure_reads():
 
 
 def test_cli_malformed_data_root_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(datafiles.DATA_ROOT_ENV, "")  # main() sets it; monkeypatch restores it afterwards
+    monkeypatch.setenv(DATA_ROOT_ENV, "")  # main() sets it; monkeypatch restores it afterwards
     files = _idx_folder(tmp_path / "root" / "fashion-mnist")
     _write(files["train_labels"][0], _idx(files["train_labels"][1][:-2]))
     code = paper_repro.main(["--figure", "12", "--quick", "--data-root", str(tmp_path / "root"),
@@ -350,7 +351,7 @@ def test_cli_malformed_data_root_is_one_line_exit_2(tmp_path, monkeypatch, capsy
 
 
 def test_cli_warns_when_no_requested_figure_reads_the_data_root(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(datafiles.DATA_ROOT_ENV, "")
+    monkeypatch.setenv(DATA_ROOT_ENV, "")
     code = paper_repro.main(["--figure", "2", "--quick", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 0

@@ -7,7 +7,8 @@ from torch import nn
 
 from experiments.optim import muon as muon_mod
 from theory import polar_express as pe
-from experiments.optim.muon import (NS_COEFFICIENTS, NS_DTYPE_ENV, Muon, auto_ns_dtype, hardware_ns_dtype, newton_schulz,
+from experiments.envvars import NS_DTYPE_ENV
+from experiments.optim.muon import (NS_COEFFICIENTS, Muon, auto_ns_dtype, hardware_ns_dtype, newton_schulz,
                                    ns_schedule)
 from experiments.optim.matrix_optimizer import frobenius_normalize, unit_rescale
 from experiments.optim.nmd import NMD

@@ -27,8 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.envvars import DATA_ROOT_ENV  # noqa: F401  (re-exported: the loaders read it from here)
-
 # The datasets experiments.data.images can read from a user's --data-root folder (the others come only
 # from installed packages).
 DATA_ROOT_DATASETS = ("fashion", "mnist", "cifar10")

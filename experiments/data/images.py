@@ -43,9 +43,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from experiments.data.files import (CIFAR10_FILES, DATA_ROOT_ENV, find_file_set, idx_file_names,
+from experiments.data.files import (CIFAR10_FILES, find_file_set, idx_file_names,
                                    package_version, read_cifar10_batch, read_idx_dataset, read_mnist5k_csv,
                                    source_record)
+from experiments.envvars import DATA_ROOT_ENV
 
 DATASETS = ("digits", "mnist5k", "fashion", "mnist", "cifar10")
 OWN_TEST_SPLIT = ("fashion", "mnist", "cifar10")  # the datasets that ship a test split of their own

@@ -72,12 +72,6 @@ LR_ADJUSTMENTS = ("original", "match_rms_adamw", "none")
 _NORM_EPS = 1e-7  # torch's, representable in every ns_dtype; only keeps 0 / 0 finite
 
 
-# The variable that overrides the hardware's choice for ns_dtype="auto" lives in experiments.envvars
-# (read at each call, so worker processes, which inherit the environment, resolve the same precision
-# as the process that keyed their runs); re-exported here for the optimizer's users.
-NS_DTYPE_ENV, NS_DTYPE_OVERRIDES = envvars.NS_DTYPE_ENV, envvars.NS_DTYPE_OVERRIDES
-
-
 def auto_ns_dtype(device_type: str) -> tuple[torch.dtype, str]:
     """The precision ns_dtype="auto" picks on `device_type` ("cpu", "cuda", ...), and why.
 
@@ -87,7 +81,7 @@ def auto_ns_dtype(device_type: str) -> tuple[torch.dtype, str]:
     support is emulated by torch, about 20x slower)."""
     forced = envvars.forced_ns_dtype()
     if forced is not None:
-        return NS_DTYPES[forced], f"set by {NS_DTYPE_ENV}={forced}"
+        return NS_DTYPES[forced], f"set by {envvars.NS_DTYPE_ENV}={forced}"
     return hardware_ns_dtype(device_type)
 
 
