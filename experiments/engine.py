@@ -101,8 +101,13 @@ class RunSpec:
         return ident
 
     def key(self, threads: int = 1) -> str:
-        text = json.dumps(self.identity(threads), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
+        return key_of(self.identity(threads))
+
+
+def key_of(identity: Mapping) -> str:
+    """The store key of a run identity (RunSpec.identity)."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class RunStore:
@@ -250,17 +255,18 @@ class Engine:
 
     def run_records(self, specs: Sequence[RunSpec], desc: str = "runs") -> dict[str, dict]:
         """{key: record} for every spec; records carry result, wall_s, versions, config."""
-        unique: dict[str, RunSpec] = {}
+        unique: dict[str, tuple[RunSpec, dict]] = {}  # key -> (spec, the identity it was keyed from)
         for s in specs:
-            unique.setdefault(self.key(s), s)
+            ident = s.identity(self.threads)
+            unique.setdefault(key_of(ident), (s, ident))
         records: dict[str, dict] = {}
-        todo: dict[str, RunSpec] = {}
-        for key, spec in unique.items():
+        todo: dict[str, tuple[RunSpec, dict]] = {}
+        for key, (spec, ident) in unique.items():
             record = None
             if self.store is not None and (not self.fresh or key in self._done_this_session):
                 record = self.store.get(key)
             if record is None:
-                todo[key] = spec
+                todo[key] = (spec, ident)
             else:
                 records[key] = record
         self.counts["stored"] += len(records)
@@ -276,7 +282,7 @@ class Engine:
         return records
 
     # -------------------------------------------------------------- execution
-    def _execute_all(self, todo: dict[str, RunSpec], total: int, desc: str):
+    def _execute_all(self, todo: dict[str, tuple[RunSpec, dict]], total: int, desc: str):
         bar = _Progress(len(todo), total - len(todo), desc, self.progress, self.log)
         try:
             if self.executor == "ray":
@@ -288,14 +294,14 @@ class Engine:
         finally:
             bar.close()
 
-    def _call(self, spec: RunSpec) -> tuple:
-        """execute's arguments for `spec`: task, config, threads, and the precision its key holds."""
-        config = _canonical(spec.config)
-        return spec.task, config, self.threads, run_numerics(config)
+    def _call(self, spec: RunSpec, ident: Mapping) -> tuple:
+        """execute's arguments: task, config, threads, and the precision the run's key was made
+        from (read from its identity, not resolved again: a worker that resolves another one raises)."""
+        return spec.task, ident["config"], self.threads, ident.get("numerics")
 
-    def _inline_iter(self, todo: dict[str, RunSpec]):
-        for key, spec in todo.items():
-            yield key, self._guard(key, spec, lambda: execute(*self._call(spec)))
+    def _inline_iter(self, todo: dict[str, tuple[RunSpec, dict]]):
+        for key, (spec, ident) in todo.items():
+            yield key, self._guard(key, spec, lambda: execute(*self._call(spec, ident)))
 
     def _guard(self, key: str, spec: RunSpec, fn):
         try:
@@ -305,43 +311,42 @@ class Engine:
         except Exception as e:
             raise RunError(f"task {spec.task!r} run {key} failed: {type(e).__name__}: {e}") from e
 
-    def _pool_iter(self, todo: dict[str, RunSpec]):
+    def _pool_iter(self, todo: dict[str, tuple[RunSpec, dict]]):
         import multiprocessing
 
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_worker_init)
         futures: dict[Future, str] = {
-            self._pool.submit(execute, *self._call(spec)): key
-            for key, spec in todo.items()}
+            self._pool.submit(execute, *self._call(*todo[key])): key for key in todo}
         pending = set(futures)
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
                     key = futures[f]
-                    yield key, self._guard(key, todo[key], f.result)
+                    yield key, self._guard(key, todo[key][0], f.result)
         except BaseException:
             for f in pending:
                 f.cancel()
             raise
 
-    def _ray_iter(self, todo: dict[str, RunSpec]):
+    def _ray_iter(self, todo: dict[str, tuple[RunSpec, dict]]):
         ray = self._ray_module()
         remote = ray.remote(execute)
         refs = {}
-        for key, spec in todo.items():
+        for key, (spec, ident) in todo.items():
             opts = {"num_cpus": self.threads}
             if str(spec.config.get("device", "cpu")).startswith("cuda"):
                 opts["num_gpus"] = self.gpu_fraction
-            refs[remote.options(**opts).remote(*self._call(spec))] = key
+            refs[remote.options(**opts).remote(*self._call(spec, ident))] = key
         pending = list(refs)
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
                     key = refs[ref]
-                    yield key, self._guard(key, todo[key], lambda: ray.get(ref))
+                    yield key, self._guard(key, todo[key][0], lambda: ray.get(ref))
         except BaseException:
             for ref in pending:
                 ray.cancel(ref, force=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from experiments import engine as engine_module
-from experiments.engine import Engine, RunSpec, RunStore
+from experiments.engine import Engine, RunError, RunSpec, RunStore
 from experiments.tuning import (Selection, TuneSpec, check_disjoint, quarter_decade_grid, read_record,
                                 select, tune_all)
 
@@ -289,7 +289,7 @@ def test_forced_precision_keys_and_runs_the_same_numerics_in_every_process(monke
     another precision than its run's key raises instead of storing its numbers under that key."""
     import torch
 
-    from experiments.engine import RunError, execute
+    from experiments.engine import execute
     from experiments.optim import registry
 
     s = RunSpec("toy_regression", {"optimizer": "muon", "lr": 0.01, "steps": 3, "seed": 0, "device": "cpu"})
@@ -312,6 +312,24 @@ def test_forced_precision_keys_and_runs_the_same_numerics_in_every_process(monke
     with Engine(store=tmp_path / "mixed", jobs=2) as e, pytest.raises(RunError, match="wrong key"):
         e.run([s])
     assert not RunStore(tmp_path / "mixed").keys()
+
+
+def test_a_worker_checks_the_precision_the_key_was_made_with_not_one_resolved_later(monkeypatch, tmp_path):
+    """The precision handed to the worker is the one in the run's key: if the environment changes
+    after the keys are computed (here: between keying and executing), the run raises instead of
+    storing numbers computed in one precision under the other's key."""
+    s = RunSpec("toy_regression", {"optimizer": "muon", "lr": 0.01, "steps": 3, "seed": 0, "device": "cpu"})
+    monkeypatch.setenv("PAPER_REPRO_NS_DTYPE", "float32")
+    original = Engine._execute_all
+
+    def switch_then_execute(self, todo, total, desc):
+        monkeypatch.setenv("PAPER_REPRO_NS_DTYPE", "bfloat16")
+        yield from original(self, todo, total, desc)
+
+    monkeypatch.setattr(Engine, "_execute_all", switch_then_execute)
+    with Engine(store=tmp_path, jobs=1) as e, pytest.raises(RunError, match="wrong key"):
+        e.run([s])
+    assert not RunStore(tmp_path).keys()
 
 
 def test_ray_workers_get_the_project_the_data_root_and_a_forced_precision(monkeypatch, tmp_path):
