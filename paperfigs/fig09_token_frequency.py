@@ -276,7 +276,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     for name in claimed:
         grid = protocol.stored_grid(ctx, selections[name], spec_of(name))
         if grid is None or base is None:
-            sensitivity[name] = protocol.NOT_STORED
+            sensitivity[name] = protocol.not_stored(*[n for n, g in ((name, grid), (BASELINE, base)) if g is None])
             continue
         sensitivity[name] = {}
         for lr, rs in sorted(grid.items()):

@@ -195,7 +195,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
                                            [selections[m.name].lr]) for m in methods[1:]}
     grid = protocol.stored_grid(ctx, selections["TNT"], lambda lr, s: spec(methods[0], lr, s))
     if grid is None or any(v is None for v in others.values()):
-        sensitivity = protocol.NOT_STORED
+        sensitivity = protocol.not_stored(*[n for n, g in (("TNT", grid), *others.items()) if g is None])
     else:
         best = {name: final(g[selections[name].lr]) for name, g in others.items()}
         sensitivity = {}

@@ -384,7 +384,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         for m in opts:
             grid = stored(task, m)
             if adam is None or grid is None:
-                sensitivity[task][m] = protocol.NOT_STORED
+                sensitivity[task][m] = protocol.not_stored(*[f"{task}|{n}" for n, g in ((m, grid), ("Adam", adam))
+                                                             if g is None])
                 continue
             row = {}
             for lr, rs in sorted(grid.items()):

@@ -162,7 +162,7 @@ def sensitivity(ctx, cfg, ms, selections, device, baseline: str, claimed, value_
             continue
         grid = protocol.stored_grid(ctx, selections[m.name], lambda lr, s, m=m: run_spec(cfg, m, lr, s, device))
         if grid is None or base is None:
-            table[m.name] = protocol.NOT_STORED
+            table[m.name] = protocol.not_stored(*[n for n, g in ((m.name, grid), (baseline, base)) if g is None])
             continue
         b = base[base_lr]
         # a stopped run of the method or of the baseline: no value (its NaN-padded curve is no measurement)

@@ -140,5 +140,8 @@ def stored_grid(ctx, sel, make_spec: Callable[[float, int], RunSpec], lrs=None) 
     return stored_runs(ctx, make_spec, sel.grid if lrs is None else lrs, sel.seeds)
 
 
-NOT_STORED = ("not available: the selection was given by --lr, or read from the record and its tuning runs are "
-              "not in this run store (rerun with --fresh to compute them)")
+def not_stored(*missing: str) -> str:
+    """The sensitivity entry where the tuning runs of the named selections are not in the store."""
+    names = ", ".join(dict.fromkeys(missing)) or "a selection"
+    return (f"not available: the tuning runs of {names} (lr given by --lr, or read from a record that has no "
+            f"archive of its runs) are not in this run store (rerun with --fresh to compute them)")
