@@ -250,23 +250,28 @@ class Engine:
 
     def run(self, specs: Sequence[RunSpec], desc: str = "runs") -> list[dict]:
         """The result of every spec (computing only the missing ones), in the order given."""
-        records = self.run_records(specs, desc)
-        return [records[self.key(s)]["result"] for s in specs]
+        identities = [s.identity(self.threads) for s in specs]
+        keys = [key_of(i) for i in identities]
+        records = self._records(dict(zip(keys, identities)), desc)
+        return [records[k]["result"] for k in keys]
 
     def run_records(self, specs: Sequence[RunSpec], desc: str = "runs") -> dict[str, dict]:
         """{key: record} for every spec; records carry result, wall_s, versions, config."""
-        unique: dict[str, tuple[RunSpec, dict]] = {}  # key -> (spec, the identity it was keyed from)
-        for s in specs:
-            ident = s.identity(self.threads)
-            unique.setdefault(key_of(ident), (s, ident))
+        identities = [s.identity(self.threads) for s in specs]
+        return self._records({key_of(i): i for i in identities}, desc)
+
+    def _records(self, unique: dict[str, dict], desc: str) -> dict[str, dict]:
+        """{key: record} for {key: the identity it was made from}. A missing run is executed from
+        its identity (its canonical config and the precision in its key), never from a spec keyed
+        again, so that what runs is what the key names."""
         records: dict[str, dict] = {}
-        todo: dict[str, tuple[RunSpec, dict]] = {}
-        for key, (spec, ident) in unique.items():
+        todo: dict[str, dict] = {}
+        for key, ident in unique.items():
             record = None
             if self.store is not None and (not self.fresh or key in self._done_this_session):
                 record = self.store.get(key)
             if record is None:
-                todo[key] = (spec, ident)
+                todo[key] = ident
             else:
                 records[key] = record
         self.counts["stored"] += len(records)
@@ -282,7 +287,7 @@ class Engine:
         return records
 
     # -------------------------------------------------------------- execution
-    def _execute_all(self, todo: dict[str, tuple[RunSpec, dict]], total: int, desc: str):
+    def _execute_all(self, todo: dict[str, dict], total: int, desc: str):
         bar = _Progress(len(todo), total - len(todo), desc, self.progress, self.log)
         try:
             if self.executor == "ray":
@@ -294,59 +299,59 @@ class Engine:
         finally:
             bar.close()
 
-    def _call(self, spec: RunSpec, ident: Mapping) -> tuple:
-        """execute's arguments: task, config, threads, and the precision the run's key was made
-        from (read from its identity, not resolved again: a worker that resolves another one raises)."""
-        return spec.task, ident["config"], self.threads, ident.get("numerics")
+    def _call(self, ident: Mapping) -> tuple:
+        """execute's arguments from a run's identity: task, config, threads, and the precision its
+        key was made with (not resolved again: a worker that resolves another one raises)."""
+        return ident["task"], ident["config"], self.threads, ident.get("numerics")
 
-    def _inline_iter(self, todo: dict[str, tuple[RunSpec, dict]]):
-        for key, (spec, ident) in todo.items():
-            yield key, self._guard(key, spec, lambda: execute(*self._call(spec, ident)))
+    def _inline_iter(self, todo: dict[str, dict]):
+        for key, ident in todo.items():
+            yield key, self._guard(key, ident, lambda: execute(*self._call(ident)))
 
-    def _guard(self, key: str, spec: RunSpec, fn):
+    def _guard(self, key: str, ident: Mapping, fn):
         try:
             return fn()
         except (KeyboardInterrupt, RunError):
             raise
         except Exception as e:
-            raise RunError(f"task {spec.task!r} run {key} failed: {type(e).__name__}: {e}") from e
+            raise RunError(f"task {ident['task']!r} run {key} failed: {type(e).__name__}: {e}") from e
 
-    def _pool_iter(self, todo: dict[str, tuple[RunSpec, dict]]):
+    def _pool_iter(self, todo: dict[str, dict]):
         import multiprocessing
 
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_worker_init)
         futures: dict[Future, str] = {
-            self._pool.submit(execute, *self._call(*todo[key])): key for key in todo}
+            self._pool.submit(execute, *self._call(ident)): key for key, ident in todo.items()}
         pending = set(futures)
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
                     key = futures[f]
-                    yield key, self._guard(key, todo[key][0], f.result)
+                    yield key, self._guard(key, todo[key], f.result)
         except BaseException:
             for f in pending:
                 f.cancel()
             raise
 
-    def _ray_iter(self, todo: dict[str, tuple[RunSpec, dict]]):
+    def _ray_iter(self, todo: dict[str, dict]):
         ray = self._ray_module()
         remote = ray.remote(execute)
         refs = {}
-        for key, (spec, ident) in todo.items():
+        for key, ident in todo.items():
             opts = {"num_cpus": self.threads}
-            if str(spec.config.get("device", "cpu")).startswith("cuda"):
+            if str(ident["config"].get("device", "cpu")).startswith("cuda"):
                 opts["num_gpus"] = self.gpu_fraction
-            refs[remote.options(**opts).remote(*self._call(spec, ident))] = key
+            refs[remote.options(**opts).remote(*self._call(ident))] = key
         pending = list(refs)
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
                     key = refs[ref]
-                    yield key, self._guard(key, todo[key][0], lambda: ray.get(ref))
+                    yield key, self._guard(key, todo[key], lambda: ray.get(ref))
         except BaseException:
             for ref in pending:
                 ray.cancel(ref, force=True)

@@ -250,9 +250,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     for d in depths if have else ():
         rivals = [tuning_auc(r, d, [lrs[lr_key(r, d)]]) for r in RIVALS]
         muon = tuning_auc(SPECTRAL, d)
-        if muon is None or any(v is None for v in rivals):
-            sensitivity[f"depth {d}"] = protocol.not_stored(*[
-                lr_key(n, d) for n, v in ((SPECTRAL, muon), *zip(RIVALS, rivals)) if v is None])
+        if missing := protocol.not_stored({lr_key(n, d): v for n, v in ((SPECTRAL, muon), *zip(RIVALS, rivals))}):
+            sensitivity[f"depth {d}"] = missing
             continue
         best = float(np.max([a for v in rivals for a in v.values()]))  # NaN (a stopped run) propagates
         sensitivity[f"depth {d}"] = {repr(lr): float(a - best) for lr, a in muon.items()}

@@ -166,8 +166,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     for o in claimed:
         m = next(x for x in ms if x.name == o)
         grid = protocol.stored_grid(ctx, selections[o], lambda lr, s: spec(m, lr, s))
-        if grid is None or base_tuning is None:
-            sensitivity[o] = protocol.not_stored(*[n for n, g in ((o, grid), (BASELINE, base_tuning)) if g is None])
+        if missing := protocol.not_stored({o: grid, BASELINE: base_tuning}):
+            sensitivity[o] = missing
             continue
         b = base_tuning[lrs[BASELINE]]
         sensitivity[o] = {repr(lr): float(np.mean([_final(x, "test/decoded_worst") - _final(y, "test/decoded_worst")

@@ -275,8 +275,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     sensitivity = {}
     for name in claimed:
         grid = protocol.stored_grid(ctx, selections[name], spec_of(name))
-        if grid is None or base is None:
-            sensitivity[name] = protocol.not_stored(*[n for n, g in ((name, grid), (BASELINE, base)) if g is None])
+        if missing := protocol.not_stored({name: grid, BASELINE: base}):
+            sensitivity[name] = missing
             continue
         sensitivity[name] = {}
         for lr, rs in sorted(grid.items()):

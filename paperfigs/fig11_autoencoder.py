@@ -194,9 +194,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     others = {m.name: protocol.stored_grid(ctx, selections[m.name], lambda lr, s, m=m: spec(m, lr, s),
                                            [selections[m.name].lr]) for m in methods[1:]}
     grid = protocol.stored_grid(ctx, selections["TNT"], lambda lr, s: spec(methods[0], lr, s))
-    if grid is None or any(v is None for v in others.values()):
-        sensitivity = protocol.not_stored(*[n for n, g in (("TNT", grid), *others.items()) if g is None])
-    else:
+    sensitivity = protocol.not_stored({"TNT": grid, **others})
+    if sensitivity is None:
         best = {name: final(g[selections[name].lr]) for name, g in others.items()}
         sensitivity = {}
         for lr, rs in sorted(grid.items()):

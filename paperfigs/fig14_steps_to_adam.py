@@ -383,9 +383,8 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
         sensitivity[task] = {}
         for m in opts:
             grid = stored(task, m)
-            if adam is None or grid is None:
-                sensitivity[task][m] = protocol.not_stored(*[f"{task}|{n}" for n, g in ((m, grid), ("Adam", adam))
-                                                             if g is None])
+            if missing := protocol.not_stored({f"{task}|{m}": grid, f"{task}|Adam": adam}):
+                sensitivity[task][m] = missing
                 continue
             row = {}
             for lr, rs in sorted(grid.items()):

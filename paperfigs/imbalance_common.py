@@ -161,8 +161,8 @@ def sensitivity(ctx, cfg, ms, selections, device, baseline: str, claimed, value_
         if m.name not in claimed:
             continue
         grid = protocol.stored_grid(ctx, selections[m.name], lambda lr, s, m=m: run_spec(cfg, m, lr, s, device))
-        if grid is None or base is None:
-            table[m.name] = protocol.not_stored(*[n for n, g in ((m.name, grid), (baseline, base)) if g is None])
+        if missing := protocol.not_stored({m.name: grid, baseline: base}):
+            table[m.name] = missing
             continue
         b = base[base_lr]
         # a stopped run of the method or of the baseline: no value (its NaN-padded curve is no measurement)

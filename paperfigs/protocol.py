@@ -10,7 +10,7 @@ engine batch (report). User optimizers (--optimizer) join as ordinary methods.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from experiments.engine import RunSpec
 from experiments.tuning import TuneSpec, check_disjoint, quarter_decade_grid
@@ -140,8 +140,12 @@ def stored_grid(ctx, sel, make_spec: Callable[[float, int], RunSpec], lrs=None) 
     return stored_runs(ctx, make_spec, sel.grid if lrs is None else lrs, sel.seeds)
 
 
-def not_stored(*missing: str) -> str:
-    """The sensitivity entry where the tuning runs of the named selections are not in the store."""
-    names = ", ".join(dict.fromkeys(missing)) or "a selection"
-    return (f"not available: the tuning runs of {names} (lr given by --lr, or read from a record that has no "
-            f"archive of its runs) are not in this run store (rerun with --fresh to compute them)")
+def not_stored(grids: Mapping[str, object]) -> str | None:
+    """None when every one of `grids` ({selection name: stored_grid's result}) was read from the
+    store; otherwise the sensitivity entry that says so, naming the selections whose tuning runs are
+    missing (the claimed method's, or the baseline's it is compared with)."""
+    missing = [name for name, grid in grids.items() if grid is None]
+    if not missing:
+        return None
+    return (f"not available: the tuning runs of {', '.join(missing)} (lr given by --lr, or read from a record "
+            f"that has no archive of its runs) are not in this run store (rerun with --fresh to compute them)")

@@ -138,3 +138,11 @@ def test_paired_passes_the_resample_count_and_can_leave_nan_to_the_statistic():
     # a non-finite value is inconclusive, with no interval
     c = paired("m", "s", [y], 0.0, statistic=np.mean, nan_aware=True)
     assert c.verdict == "inconclusive" and c.ci is None and not c.holds
+
+
+def test_not_stored_names_only_the_selections_whose_runs_are_missing():
+    from paperfigs.protocol import not_stored
+
+    assert not_stored({"muon": {0.1: []}, "sgd": {0.1: []}}) is None
+    msg = not_stored({"muon": {0.1: []}, "sgd": None, "adam": None})
+    assert msg.startswith("not available: the tuning runs of sgd, adam ") and "muon" not in msg
