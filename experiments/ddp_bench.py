@@ -25,8 +25,13 @@ busiest rank's step CPU over the sum of all ranks' step CPU (each the best of it
 1 / measured bounds the step speed-up on this work; `total` is that sum over one process's step
 CPU (above 1: work the split repeats on every rank or adds), and `update` the same without the
 all-gather's CPU on the ranks' calling threads (packing and unpacking the weights; what remains
-above 1 is update work repeated or added). On fewer free cores than ranks the processes share
-cores and the N-rank times say nothing about scaling.
+above 1 is update work repeated or added). `flops` and `calls` count instead of timing, over one
+more block of steps after the timed ones: the ranks' summed step FLOPs (matrix products, by
+torch.utils.flop_counter) and operator calls (every aten operator dispatched, views included) over
+one process's. flops = 1 says no rank repeats another's matrix work; calls above 1 is per-call work
+every rank does for every parameter (the gradient checks, the elementwise fallback updates) plus
+the all-gather's packing, which is where `total` above 1 comes from. On fewer free cores than ranks
+the processes share cores and the N-rank times say nothing about scaling.
 """
 from __future__ import annotations
 
@@ -43,6 +48,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from experiments.runtime.threads import torch_threads
 from experiments.fileio import atomic_write_json
@@ -76,18 +83,31 @@ QUICK = replace(FULL, width=512, batch=128, rounds=2, repeats=1)
 SMOKE = replace(FULL, width=16, depth=3, batch=8, warmup=1, block=2, rounds=1, repeats=1)  # for tests
 
 
+class _CallCount(TorchDispatchMode):
+    """Counts the aten operator calls dispatched while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
 def _data(cfg: DDPBenchConfig) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(cfg.seed + 1)
     return torch.randn(cfg.batch, 784, generator=g), torch.randint(0, 10, (cfg.batch,), generator=g)
 
 
 def measure(cfg: DDPBenchConfig, methods: tuple[str, ...]) -> dict[str, dict]:
-    """{method: {"step_s", "iteration_s", "share"}} for this process's world (1 or the initialised
-    group), every rank calling it; the times are the slowest rank's."""
+    """{method: {"step_s", "step_cpu_s", "iteration_s", "step_cpu_total_s", "update_cpu_total_s",
+    "step_flops_total", "step_calls_total", "share"}} for this process's world (1 or the initialised
+    group), every rank calling it; the times are the slowest rank's, the *_total the ranks' sum."""
     rank, size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if cfg.batch % size:
         raise ValueError(f"batch {cfg.batch} does not split over {size} ranks")
-    if cfg.warmup + cfg.rounds * cfg.block > min(EARLY_PHASE.values()):
+    if cfg.warmup + (cfg.rounds + 1) * cfg.block > min(EARLY_PHASE.values()):   # + the counted block
         raise ValueError(f"more than {min(EARLY_PHASE.values())} steps: TNT's and KFAC's default schedule "
                          "leaves its early phase, which HYPER's inverse_frequency does not follow")
     X, y = _data(cfg)
@@ -110,13 +130,19 @@ def measure(cfg: DDPBenchConfig, methods: tuple[str, ...]) -> dict[str, dict]:
 
             opt._shard.sync = timed_sync
 
-        def iteration() -> torch.Tensor:
-            """(step wall s, step CPU s of this thread, of which in the all-gather) of one iteration."""
+        def iteration(count: torch.Tensor | None = None) -> torch.Tensor:
+            """(step wall s, step CPU s of this thread, of which in the all-gather) of one iteration;
+            with `count`, the step is not timed but its FLOPs and operator calls are added to it."""
             opt.zero_grad(set_to_none=True)
             logits = net(X)
             loss = F.cross_entropy(logits, y)
             curvature_step(opt, logits, "ce", g)
             loss.backward()
+            if count is not None:
+                with FlopCounterMode(display=False) as flops, _CallCount() as calls:
+                    opt.step()
+                count += torch.tensor([flops.get_total_flops(), calls.calls], dtype=torch.float64)
+                return count
             sync_cpu[0] = 0.0
             t0, c0 = time.perf_counter(), time.thread_time()
             opt.step()
@@ -137,8 +163,14 @@ def measure(cfg: DDPBenchConfig, methods: tuple[str, ...]) -> dict[str, dict]:
                 dist.all_reduce(totals)
             best = torch.minimum(best, torch.cat([block, totals]))
         step_s, step_cpu_s, iteration_s, step_cpu_total_s, update_cpu_total_s = best.tolist()
+        count = torch.zeros(2, dtype=torch.float64)   # one more block, counted (after the timed ones)
+        for _ in range(cfg.block):
+            iteration(count)
+        if size > 1:
+            dist.all_reduce(count)
         out[name] = {"step_s": step_s, "step_cpu_s": step_cpu_s, "iteration_s": iteration_s,
                      "step_cpu_total_s": step_cpu_total_s, "update_cpu_total_s": update_cpu_total_s,
+                     "step_flops_total": count[0].item() / cfg.block, "step_calls_total": count[1].item() / cfg.block,
                      "share": max(opt._shard.cost_shares(size))}
         if hasattr(opt, "remove_hooks"):
             opt.remove_hooks()
@@ -191,7 +223,10 @@ def run(cfg: DDPBenchConfig, ranks: int = 2, methods: tuple[str, ...] = METHODS,
                "measured_share": many[m]["step_cpu_s"] / many[m]["step_cpu_total_s"],
                "total_cpu_vs_1": many[m]["step_cpu_total_s"] / one[m]["step_cpu_s"],
                # the same without the all-gather: the update work the split adds or repeats
-               "update_cpu_vs_1": many[m]["update_cpu_total_s"] / one[m]["step_cpu_s"]}
+               "update_cpu_vs_1": many[m]["update_cpu_total_s"] / one[m]["step_cpu_s"],
+               # counted, not timed: repeated matrix work (flops above 1) or per-call work (calls)
+               "flops_vs_1": many[m]["step_flops_total"] / one[m]["step_flops_total"],
+               "calls_vs_1": many[m]["step_calls_total"] / one[m]["step_calls_total"]}
         for key in ("step_s", "step_cpu_s", "iteration_s"):
             row[f"{key[:-2]}_1_ms"], row[f"{key[:-2]}_{ranks}_ms"] = 1e3 * one[m][key], 1e3 * many[m][key]
             row[f"{key[:-2]}_speedup"] = one[m][key] / many[m][key]
@@ -201,14 +236,15 @@ def run(cfg: DDPBenchConfig, ranks: int = 2, methods: tuple[str, ...] = METHODS,
               f"{os.cpu_count()} CPUs visible; ms per iteration, 1 vs {ranks} processes; step CPU: "
               "the busiest rank's own thread; share: the busiest rank's part of the cost model, measured: "
               "of the ranks' summed step CPU; total: that sum / one process's step CPU; update: the same "
-              "without the ranks' all-gather of the new weights")
-        print(f"{'method':8s} {'share':>5s} {'measured':>8s} {'total':>6s} {'update':>6s} | {'step wall':^24s} | "
-              f"{'step CPU':^24s} | {'iteration wall':^24s}")
+              "without the ranks' all-gather of the new weights; flops, calls: the ranks' summed step FLOPs "
+              "and operator calls / one process's (counted)")
+        print(f"{'method':8s} {'share':>5s} {'measured':>8s} {'total':>6s} {'update':>6s} {'flops':>6s} {'calls':>6s} | "
+              f"{'step wall':^24s} | {'step CPU':^24s} | {'iteration wall':^24s}")
         for r in rows:
             cells = " | ".join(f"{r[f'{k}_1_ms']:7.2f} {r[f'{k}_{ranks}_ms']:7.2f} {r[f'{k}_speedup']:6.2f}x"
                                for k in ("step", "step_cpu", "iteration"))
             print(f"{r['method']:8s} {r['share']:5.2f} {r['measured_share']:8.2f} {r['total_cpu_vs_1']:5.2f}x "
-                  f"{r['update_cpu_vs_1']:5.2f}x | {cells}")
+                  f"{r['update_cpu_vs_1']:5.2f}x {r['flops_vs_1']:5.3f}x {r['calls_vs_1']:5.2f}x | {cells}")
     return {"config": asdict(cfg), "ranks": ranks, "rows": rows}
 
 

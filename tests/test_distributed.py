@@ -171,5 +171,9 @@ def test_ddp_bench_measures_one_and_two_processes(ddp_results):
         assert 0 < row["update_cpu_total_s"] < row["step_cpu_total_s"]   # the all-gather is inside the step
     assert one["muon"]["update_cpu_total_s"] == one["muon"]["step_cpu_total_s"]   # one process gathers nothing
     assert 0.5 <= ddp_results["bench"]["muon"]["share"] < 1  # two matrices of unequal cost
+    for name in ("muon", "kfac"):  # counted: the two ranks' matrix products add up to one process's
+        two = ddp_results["bench"][name]
+        assert one[name]["step_flops_total"] > 0 and two["step_flops_total"] == one[name]["step_flops_total"], name
+        assert two["step_calls_total"] > one[name]["step_calls_total"] > 0, name  # per-parameter work on both
     with pytest.raises(ValueError, match="ranks"):
         ddp_bench.run(ddp_bench.SMOKE, 1)
