@@ -20,11 +20,12 @@ computation is stopped at its first batch of training runs. A record is
   1's quick SGD, Adam and Shampoo tuning runs scored up to 0.05 from the records made on a CPU with
   avx512_bf16, one run diverging on one machine only, and all three selected the same lrs); such
   runs cannot tell an edited score function from the machine's numerics, archived runs can;
-- `unchecked` when some of its runs are in no archive (a full record over the archive size cap:
-  figures 1 and 4) and not in `--store`; it is used as it is. `--recompute` trains those runs
+- `unchecked` when some of its runs are in no archive (figure 4's full records, over the archive
+  size cap, and figure 1's full Muon records for CPUs with native bfloat16, made before archives
+  existed) and not in `--store`; it is used as it is. `--recompute` trains those runs
   first (into `--store` when given, so that a stopped audit resumes), then checks the record
-  against them: figure 4 at full scale takes about 5 minutes with `--jobs 2`, figure 1 about
-  2.5 hours.
+  against them: figure 4 at full scale takes about 5 minutes with `--jobs 2`, figure 1's two
+  Muon records (60 runs) about 1.5 hours.
 
 What the first batch is says the rest: reporting runs when every selection came from a record;
 tuning runs when a selection has no record (new settings, or a figure that selects nothing and
