@@ -28,10 +28,11 @@ all-gather's CPU on the ranks' calling threads (packing and unpacking the weight
 above 1 is update work repeated or added). `flops` and `calls` count instead of timing, over one
 more block of steps after the timed ones: the ranks' summed step FLOPs (matrix products, by
 torch.utils.flop_counter) and operator calls (every aten operator dispatched, views included) over
-one process's. flops = 1 says no rank repeats another's matrix work; calls above 1 is per-call work
-every rank does for every parameter (the gradient checks, the elementwise fallback updates) plus
-the all-gather's packing, which is where `total` above 1 comes from. On fewer free cores than ranks
-the processes share cores and the N-rank times say nothing about scaling.
+one process's. flops = 1 says no rank repeats another's matrix work; calls above 1 is the
+per-parameter work every rank does (the gradient checks, the elementwise fallback updates) plus
+the all-gather's packing: small calls, which do not by themselves explain a `total` well above 1
+(see the README's measurements). On fewer free cores than ranks the processes share cores and the
+N-rank times say nothing about scaling.
 """
 from __future__ import annotations
 
