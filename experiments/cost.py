@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.benchmark import Timer
 
 from experiments.optim.curvature import curvature_step, mean_loss
@@ -51,6 +52,19 @@ from experiments.runtime.device import sync_device
 
 # Hyperparameters that make a method's work periodic (the harness times whole periods).
 PERIOD_KEYS = ("precondition_frequency", "curvature_frequency", "inverse_frequency", "inverse_steps")
+
+
+class DispatchedOps(TorchDispatchMode):
+    """While active (a context manager), records in `names` the name of every aten operator
+    dispatched, views included: what a computation runs, counted rather than timed."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from experiments.cost import DispatchedOps
 from experiments.runtime.threads import torch_threads
 from experiments.fileio import atomic_write_json
 from experiments.models.vision import MLP
@@ -84,31 +84,20 @@ QUICK = replace(FULL, width=512, batch=128, rounds=2, repeats=1)
 SMOKE = replace(FULL, width=16, depth=3, batch=8, warmup=1, block=2, rounds=1, repeats=1)  # for tests
 
 
-class _CallCount(TorchDispatchMode):
-    """Counts the aten operator calls dispatched while active."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.calls += 1
-        return func(*args, **(kwargs or {}))
-
-
 def _data(cfg: DDPBenchConfig) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(cfg.seed + 1)
     return torch.randn(cfg.batch, 784, generator=g), torch.randint(0, 10, (cfg.batch,), generator=g)
 
 
-def measure(cfg: DDPBenchConfig, methods: tuple[str, ...]) -> dict[str, dict]:
+def measure(cfg: DDPBenchConfig, methods: tuple[str, ...], count: bool = True) -> dict[str, dict]:
     """{method: {"step_s", "step_cpu_s", "iteration_s", "step_cpu_total_s", "update_cpu_total_s",
     "step_flops_total", "step_calls_total", "share"}} for this process's world (1 or the initialised
-    group), every rank calling it; the times are the slowest rank's, the *_total the ranks' sum."""
+    group), every rank calling it; the times are the slowest rank's, the *_total the ranks' sum.
+    count=False leaves out the counted block and its two keys (its counts do not change between calls)."""
     rank, size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if cfg.batch % size:
         raise ValueError(f"batch {cfg.batch} does not split over {size} ranks")
-    if cfg.warmup + (cfg.rounds + 1) * cfg.block > min(EARLY_PHASE.values()):   # + the counted block
+    if cfg.warmup + (cfg.rounds + count) * cfg.block > min(EARLY_PHASE.values()):   # + the counted block
         raise ValueError(f"more than {min(EARLY_PHASE.values())} steps: TNT's and KFAC's default schedule "
                          "leaves its early phase, which HYPER's inverse_frequency does not follow")
     X, y = _data(cfg)
@@ -131,19 +120,23 @@ def measure(cfg: DDPBenchConfig, methods: tuple[str, ...]) -> dict[str, dict]:
 
             opt._shard.sync = timed_sync
 
-        def iteration(count: torch.Tensor | None = None) -> torch.Tensor:
-            """(step wall s, step CPU s of this thread, of which in the all-gather) of one iteration;
-            with `count`, the step is not timed but its FLOPs and operator calls are added to it."""
+        def gradients() -> None:
             opt.zero_grad(set_to_none=True)
             logits = net(X)
             loss = F.cross_entropy(logits, y)
             curvature_step(opt, logits, "ce", g)
             loss.backward()
-            if count is not None:
-                with FlopCounterMode(display=False) as flops, _CallCount() as calls:
-                    opt.step()
-                count += torch.tensor([flops.get_total_flops(), calls.calls], dtype=torch.float64)
-                return count
+
+        def counted() -> torch.Tensor:
+            """(FLOPs in matrix products, operator calls) of one iteration's step, untimed."""
+            gradients()
+            with FlopCounterMode(display=False) as flops, DispatchedOps() as ops:
+                opt.step()
+            return torch.tensor([flops.get_total_flops(), len(ops.names)], dtype=torch.float64)
+
+        def iteration() -> torch.Tensor:
+            """(step wall s, step CPU s of this thread, of which in the all-gather) of one iteration."""
+            gradients()
             sync_cpu[0] = 0.0
             t0, c0 = time.perf_counter(), time.thread_time()
             opt.step()
@@ -164,15 +157,14 @@ def measure(cfg: DDPBenchConfig, methods: tuple[str, ...]) -> dict[str, dict]:
                 dist.all_reduce(totals)
             best = torch.minimum(best, torch.cat([block, totals]))
         step_s, step_cpu_s, iteration_s, step_cpu_total_s, update_cpu_total_s = best.tolist()
-        count = torch.zeros(2, dtype=torch.float64)   # one more block, counted (after the timed ones)
-        for _ in range(cfg.block):
-            iteration(count)
-        if size > 1:
-            dist.all_reduce(count)
         out[name] = {"step_s": step_s, "step_cpu_s": step_cpu_s, "iteration_s": iteration_s,
                      "step_cpu_total_s": step_cpu_total_s, "update_cpu_total_s": update_cpu_total_s,
-                     "step_flops_total": count[0].item() / cfg.block, "step_calls_total": count[1].item() / cfg.block,
                      "share": max(opt._shard.cost_shares(size))}
+        if count:   # one more block, after the timed ones; deterministic, so one count is enough
+            total = sum(counted() for _ in range(cfg.block)) / cfg.block
+            if size > 1:
+                dist.all_reduce(total)
+            out[name]["step_flops_total"], out[name]["step_calls_total"] = total.tolist()
         if hasattr(opt, "remove_hooks"):
             opt.remove_hooks()
         # DDP's reducer holds the process group in reference cycles: free each method's wrapper
@@ -184,13 +176,13 @@ def measure(cfg: DDPBenchConfig, methods: tuple[str, ...]) -> dict[str, dict]:
 
 
 def _rank_main(rank: int, size: int, store: str, cfg: DDPBenchConfig, methods: tuple[str, ...],
-               result: str) -> None:
+               result: str, count: bool) -> None:
     if Path("/sys/class/net/lo").exists():
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only
     dist.init_process_group("gloo", store=dist.FileStore(store, size), rank=rank, world_size=size)
     try:
         with torch_threads(1):
-            times = measure(cfg, methods)
+            times = measure(cfg, methods, count)
         if rank == 0:
             Path(result).write_text(json.dumps(times))
         dist.barrier()  # every rank done communicating before gloo is torn down (else it can abort)
@@ -198,11 +190,11 @@ def _rank_main(rank: int, size: int, store: str, cfg: DDPBenchConfig, methods: t
         dist.destroy_process_group()
 
 
-def measure_spawned(cfg: DDPBenchConfig, methods: tuple[str, ...], ranks: int) -> dict[str, dict]:
+def measure_spawned(cfg: DDPBenchConfig, methods: tuple[str, ...], ranks: int, count: bool = True) -> dict[str, dict]:
     """`measure` in `ranks` fresh processes (gloo over loopback)."""
     with tempfile.TemporaryDirectory() as tmp:
         result = os.path.join(tmp, "result.json")
-        mp.spawn(_rank_main, args=(ranks, os.path.join(tmp, "store"), cfg, methods, result), nprocs=ranks)
+        mp.spawn(_rank_main, args=(ranks, os.path.join(tmp, "store"), cfg, methods, result, count), nprocs=ranks)
         return json.loads(Path(result).read_text())
 
 
@@ -212,10 +204,10 @@ def run(cfg: DDPBenchConfig, ranks: int = 2, methods: tuple[str, ...] = METHODS,
         raise ValueError(f"ranks must be >= 2 (1 is always measured), got {ranks}")
     one: dict[str, dict] = {}
     many: dict[str, dict] = {}
-    for _ in range(cfg.repeats):
-        with torch_threads(1):
-            _keep_best(one, measure(cfg, methods))
-        _keep_best(many, measure_spawned(cfg, methods, ranks))
+    for r in range(cfg.repeats):
+        with torch_threads(1):   # the counts are the same every time: only the first repeat counts
+            _keep_best(one, measure(cfg, methods, count=r == 0))
+        _keep_best(many, measure_spawned(cfg, methods, ranks, count=r == 0))
     rows = []
     for m in methods:
         row = {"method": m, "share": many[m]["share"],
@@ -250,8 +242,9 @@ def run(cfg: DDPBenchConfig, ranks: int = 2, methods: tuple[str, ...] = METHODS,
 
 
 def _keep_best(best: dict, new: dict) -> None:
+    """Per method, the min of every time over the repeats (the counts, measured once, are kept)."""
     for m, v in new.items():
-        best[m] = v if m not in best else {k: min(best[m][k], v[k]) for k in v}
+        best[m] = v if m not in best else {**best[m], **{k: min(best[m][k], v[k]) for k in v}}
 
 
 def main(argv=None) -> None:

@@ -906,16 +906,7 @@ def test_kfac_layers_tied_by_weight_and_bias_are_one_shared_layer():
 
 
 def test_kfac_sampled_backward_computes_no_weight_gradient():
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.calls = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.calls.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
+    from experiments.cost import DispatchedOps
 
     torch.manual_seed(6)
     model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 3))
@@ -923,17 +914,17 @@ def test_kfac_sampled_backward_computes_no_weight_gradient():
     touched = []
     for p in model.parameters():
         p.register_hook(lambda g: touched.append(g))
-    ops, update = Ops(), opt.update_curvature
+    ops, update = DispatchedOps(), opt.update_curvature
 
     def marked_update(grads):  # marks where the sampled backward ends and the factor updates begin
-        ops.calls.append("update_curvature")
+        ops.names.append("update_curvature")
         update(grads)
 
     opt.update_curvature = marked_update
     out = model(torch.randn(8, 4))
     with ops:
         assert curvature_step(opt, out, "ce", torch.Generator().manual_seed(0))
-    backward = ops.calls[:ops.calls.index("update_curvature")]  # label sampling, loss and its backward
+    backward = ops.names[:ops.names.index("update_curvature")]  # label sampling, loss and its backward
     assert not touched  # no gradient reached a weight or bias
     # The backward's only products are the input gradients of the last two layers (grad @ W); a
     # weight gradient would add one per layer, and the first layer's backward is not run at all.
