@@ -250,15 +250,17 @@ class Engine:
 
     def run(self, specs: Sequence[RunSpec], desc: str = "runs") -> list[dict]:
         """The result of every spec (computing only the missing ones), in the order given."""
-        identities = [s.identity(self.threads) for s in specs]
-        keys = [key_of(i) for i in identities]
-        records = self._records(dict(zip(keys, identities)), desc)
-        return [records[k]["result"] for k in keys]
+        keyed = self._keyed(specs)
+        records = self._records(dict(keyed), desc)
+        return [records[k]["result"] for k, _ in keyed]
 
     def run_records(self, specs: Sequence[RunSpec], desc: str = "runs") -> dict[str, dict]:
         """{key: record} for every spec; records carry result, wall_s, versions, config."""
-        identities = [s.identity(self.threads) for s in specs]
-        return self._records({key_of(i): i for i in identities}, desc)
+        return self._records(dict(self._keyed(specs)), desc)
+
+    def _keyed(self, specs: Sequence[RunSpec]) -> list[tuple[str, dict]]:
+        """(key, identity) of every spec, in order: each identity is computed and keyed once."""
+        return [(key_of(i), i) for i in (s.identity(self.threads) for s in specs)]
 
     def _records(self, unique: dict[str, dict], desc: str) -> dict[str, dict]:
         """{key: record} for {key: the identity it was made from}. A missing run is executed from

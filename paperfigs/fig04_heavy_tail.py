@@ -178,7 +178,7 @@ def compute(mode: str, seed: int, device: str, ctx=None) -> dict:
     sensitivity = {}
     for m in METHODS:
         grid = protocol.stored_grid(ctx, selections[m], lambda lr, s, m=m: run_spec(cfg, m, lr, s))
-        sensitivity[m] = protocol.not_stored({m: grid}) if grid is None else {
+        sensitivity[m] = protocol.not_stored({m: grid}) or {
             repr(lr): {key: float(np.mean([readout(r)[key] for r in rs]))
                        for key in ("test_balanced_at_stop", "test_worst_at_stop")}
             for lr, rs in sorted(grid.items())}
