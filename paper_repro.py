@@ -35,7 +35,8 @@ import traceback  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from experiments.envvars import DATA_ROOT_ENV, NS_DTYPE_ENV, forced_ns_dtype  # noqa: E402  (no torch)
+from experiments.envvars import (CPU_KERNELS, DATA_ROOT_ENV, NS_DTYPE_ENV, check_cpu_kernels,  # noqa: E402
+                                 forced_ns_dtype, use_cpu_kernels)  # (no torch)
 from paperfigs.registry import FIGURES, PAPER_LETTER, data_root_warning  # noqa: E402
 
 # Kept here rather than imported from paperfigs.runner, which pulls in numpy and matplotlib: --help
@@ -72,8 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                         "paperfigs.estimate --figure N` measures it on your machine); paper: the papers' own model and data sizes where "
                         "they are larger than full (for a GPU; figures without one are skipped by "
                         "--all and refused by --figure)")
-    p.add_argument("--out", default="figures", metavar="DIR",
-                   help="output folder for figN.{png,pdf,json} and CLAIMS.md (default: figures/)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder for figN.{png,pdf,json} and CLAIMS.md (default: figures/, and "
+                        "figures/avx2/ with --cpu-kernels avx2)")
     p.add_argument("--seed", type=int, default=0,
                    help=f"base random seed in 0..{SEED_MAX}; same seed, same numbers (default 0)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
@@ -90,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
                         "native bfloat16, float32 elsewhere). It is part of Muon runs' keys, so it decides "
                         "which committed Muon selection records are read: float32 reads and writes, on any "
                         "machine, the records a CPU without native bfloat16 uses; sets PAPER_REPRO_NS_DTYPE")
+    p.add_argument("--cpu-kernels", choices=CPU_KERNELS, default="native",
+                   help="native (default): torch computes with the widest instruction set this CPU has. avx2: "
+                        "an x86 CPU with AVX-512 computes as a CPU with AVX2 and without AVX-512 or native "
+                        "bfloat16 does (torch's, oneDNN's and MKL's kernels at AVX2, float32 Newton-Schulz), so "
+                        "that runs give that kind of CPU's numbers bit for bit and a verdict can be checked for "
+                        "both kinds of CPU on one machine. Run keys do not name the kernels, so its runs go to "
+                        "their own folder (default --out figures/avx2); CPU runs only")
     p.add_argument("--replot", action="store_true",
                    help="re-draw figN.png/pdf from an existing figN.json in --out without recomputing "
                         "(and rebuild CLAIMS.md)")
@@ -120,6 +129,18 @@ def _parser() -> argparse.ArgumentParser:
                           "their tuning runs under experiments/selections/runs/ (up to 100 KB gzipped each), "
                           "from which a fresh clone's sensitivity tables are computed")
     return p
+
+
+def _use_cpu_kernels(args) -> None:
+    """--cpu-kernels: set the kernels' environment before torch loads, then confirm them in torch."""
+    if args.device == "cuda":
+        raise CliError(f"--cpu-kernels {args.cpu_kernels} chooses CPU kernels; give --device cpu")
+    args.device = "cpu"   # auto would pick a GPU where one is present
+    try:
+        use_cpu_kernels(args.cpu_kernels)
+        check_cpu_kernels(args.cpu_kernels)
+    except (ValueError, RuntimeError) as e:
+        raise CliError(f"--cpu-kernels {args.cpu_kernels}: {e}") from None
 
 
 def _check_ns_dtype_env() -> None:
@@ -324,6 +345,10 @@ def _main(argv: list[str] | None) -> int:
             if args.ns_dtype is not None:
                 os.environ[NS_DTYPE_ENV] = args.ns_dtype
             _check_ns_dtype_env()   # no torch: a bad value in the environment stops here, in one line
+            if args.out is None:
+                args.out = "figures" if args.cpu_kernels == "native" else f"figures/{args.cpu_kernels}"
+            if args.cpu_kernels != "native" and not args.list and not args.replot:
+                _use_cpu_kernels(args)
             if args.list:
                 _list()
                 return 0

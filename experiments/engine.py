@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from experiments.envvars import DATA_ROOT_ENV, NS_DTYPE_ENV
+from experiments.envvars import AVX2_KERNEL_ENV, DATA_ROOT_ENV, NS_DTYPE_ENV, cpu_kernels_label
 from experiments.fileio import atomic_write_bytes, dumps, json_bytes, jsonable
 
 # task name -> module path; the module defines VERSION: int and run(config: dict) -> dict
@@ -154,6 +154,8 @@ def _versions() -> dict:
         mod = sys.modules.get(name)
         if mod is not None:
             out[name] = getattr(mod, "__version__", "?")
+    if cpu_kernels_label() is not None:   # which CPU kernels computed the run (another kind rounds differently)
+        out["cpu_kernels"] = cpu_kernels_label()
     return out
 
 
@@ -377,12 +379,12 @@ class Engine:
 
 def ray_runtime_env() -> dict:
     """What Ray workers need from this process's environment: the project on PYTHONPATH, the
-    user's dataset folder (--data-root), which the tasks read from PAPER_REPRO_DATA_ROOT, and a
-    forced Newton-Schulz precision (PAPER_REPRO_NS_DTYPE, --ns-dtype). On a cluster the folder must
-    exist at the same path on every node."""
+    user's dataset folder (--data-root), which the tasks read from PAPER_REPRO_DATA_ROOT, a forced
+    Newton-Schulz precision (PAPER_REPRO_NS_DTYPE, --ns-dtype) and forced CPU kernels
+    (--cpu-kernels avx2). On a cluster the folder must exist at the same path on every node."""
     root = str(Path(__file__).resolve().parents[1])
     env = {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    for name in (DATA_ROOT_ENV, NS_DTYPE_ENV):
+    for name in (DATA_ROOT_ENV, NS_DTYPE_ENV, *AVX2_KERNEL_ENV):
         if os.environ.get(name):
             env[name] = os.environ[name]
     return {"env_vars": env}

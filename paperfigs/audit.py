@@ -19,13 +19,15 @@ computation is stopped at its first batch of training runs. A record is
   the same lr. Training runs on another kind of CPU round differently (on an AVX2-only CPU figure
   1's quick SGD, Adam and Shampoo tuning runs scored up to 0.05 from the records made on a CPU with
   avx512_bf16, one run diverging on one machine only, and all three selected the same lrs); such
-  runs cannot tell an edited score function from the machine's numerics, archived runs can;
+  runs cannot tell an edited score function from the machine's numerics, archived runs can
+  (`--cpu-kernels avx2` trains, on an x86 CPU with AVX-512, what an AVX2-only CPU would, bit for
+  bit, so that CPU's records can be checked exactly);
 - `unchecked` when some of its runs are in no archive (figure 4's full records, over the archive
   size cap, and figure 1's full Muon records for CPUs with native bfloat16, made before archives
   existed) and not in `--store`; it is used as it is. `--recompute` trains those runs
   first (into `--store` when given, so that a stopped audit resumes), then checks the record
   against them: figure 4 at full scale takes about 5 minutes with `--jobs 2`, figure 1's two
-  Muon records (60 runs) about 1.5 hours.
+  Muon records (60 runs of about 430 CPU-s each) about 3.5 hours.
 
 What the first batch is says the rest: reporting runs when every selection came from a record;
 tuning runs when a selection has no record (new settings, or a figure that selects nothing and
@@ -40,6 +42,7 @@ import tempfile
 from pathlib import Path
 
 from experiments.engine import Engine
+from experiments.envvars import CPU_KERNELS, check_cpu_kernels, use_cpu_kernels
 from paperfigs.context import Context
 from paperfigs.estimate import first_call
 
@@ -104,7 +107,18 @@ def main(argv=None) -> int:
                          "--recompute resumes (e.g. figures/runs after a --fresh figure run); default: a "
                          "temporary one")
     ap.add_argument("--jobs", type=int, default=1, help="parallel training runs for --recompute (default 1)")
+    ap.add_argument("--cpu-kernels", choices=CPU_KERNELS, default="native",
+                    help="avx2: train recomputed runs with the kernels of a CPU with AVX2 and without AVX-512 "
+                         "or native bfloat16, and check the Muon records of that kind of CPU (float32 "
+                         "Newton-Schulz); on an x86 CPU with AVX-512 its runs are that kind of CPU's bit for "
+                         "bit, so its records come out ok or stale, not differs (see paper_repro.py --help); give it a "
+                         "--store of its own: run keys do not name the kernels")
     args = ap.parse_args(argv)
+    try:
+        use_cpu_kernels(args.cpu_kernels)
+        check_cpu_kernels(args.cpu_kernels)
+    except (ValueError, RuntimeError) as e:
+        ap.error(f"--cpu-kernels {args.cpu_kernels}: {e}")
     if args.jobs < 1:
         ap.error(f"--jobs must be at least 1, got {args.jobs}")
     figures = args.figure or sorted(registry.FIGURES)

@@ -36,6 +36,9 @@ def versions() -> dict:
             mod = __import__(name)
         if mod is not None:
             out[name] = getattr(mod, "__version__", "?")
+    from experiments.envvars import cpu_kernels_label
+    if cpu_kernels_label() is not None:
+        out["cpu_kernels"] = cpu_kernels_label()
     return out
 
 

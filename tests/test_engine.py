@@ -344,6 +344,12 @@ def test_ray_workers_get_the_project_the_data_root_and_a_forced_precision(monkey
     monkeypatch.setenv("PAPER_REPRO_NS_DTYPE", "float32")
     env = ray_runtime_env()["env_vars"]
     assert env["PAPER_REPRO_DATA_ROOT"] == str(tmp_path) and env["PAPER_REPRO_NS_DTYPE"] == "float32"
+    # --cpu-kernels avx2's variables travel too: a worker without them would compute natively
+    from experiments.envvars import AVX2_KERNEL_ENV
+    assert not set(AVX2_KERNEL_ENV) & set(env)
+    for name, value in AVX2_KERNEL_ENV.items():
+        monkeypatch.setenv(name, value)
+    assert AVX2_KERNEL_ENV.items() <= ray_runtime_env()["env_vars"].items()
 
 
 def test_a_run_gets_as_many_blas_threads_as_torch_threads(monkeypatch):
