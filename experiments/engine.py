@@ -154,8 +154,9 @@ def _versions() -> dict:
         mod = sys.modules.get(name)
         if mod is not None:
             out[name] = getattr(mod, "__version__", "?")
-    if cpu_kernels_label() is not None:   # which CPU kernels computed the run (another kind rounds differently)
-        out["cpu_kernels"] = cpu_kernels_label()
+    kernels = cpu_kernels_label()   # which CPU kernels computed the run (another kind rounds differently)
+    if kernels is not None:
+        out["cpu_kernels"] = kernels
     return out
 
 

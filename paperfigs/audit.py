@@ -111,8 +111,8 @@ def main(argv=None) -> int:
                     help="avx2: train recomputed runs with the kernels of a CPU with AVX2 and without AVX-512 "
                          "or native bfloat16, and check the Muon records of that kind of CPU (float32 "
                          "Newton-Schulz); on an x86 CPU with AVX-512 its runs are that kind of CPU's bit for "
-                         "bit, so its records come out ok or stale, not differs (see paper_repro.py --help); give it a "
-                         "--store of its own: run keys do not name the kernels")
+                         "bit, so records tuned on that kind of CPU come out ok or stale, never differs (see "
+                         "paper_repro.py --help); give it a --store of its own: run keys do not name the kernels")
     args = ap.parse_args(argv)
     try:
         use_cpu_kernels(args.cpu_kernels)

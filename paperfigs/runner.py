@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from paperfigs.claims import Claim
+from experiments.envvars import cpu_kernels_label
 from experiments.fileio import json_bytes, jsonable
 from paperfigs.output import publish, source_tag
 from paperfigs.registry import FIGURES, has_paper_scale
@@ -36,9 +37,9 @@ def versions() -> dict:
             mod = __import__(name)
         if mod is not None:
             out[name] = getattr(mod, "__version__", "?")
-    from experiments.envvars import cpu_kernels_label
-    if cpu_kernels_label() is not None:
-        out["cpu_kernels"] = cpu_kernels_label()
+    kernels = cpu_kernels_label()
+    if kernels is not None:
+        out["cpu_kernels"] = kernels
     return out
 
 
