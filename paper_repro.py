@@ -35,8 +35,8 @@ import traceback  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from experiments.envvars import (CPU_KERNELS, DATA_ROOT_ENV, NS_DTYPE_ENV, check_cpu_kernels,  # noqa: E402
-                                 forced_ns_dtype, use_cpu_kernels)  # (no torch)
+from experiments.envvars import (CPU_KERNELS, DATA_ROOT_ENV, NS_DTYPE_ENV, forced_ns_dtype,  # noqa: E402
+                                 use_cpu_kernels)  # (no torch)
 from paperfigs.registry import FIGURES, PAPER_LETTER, data_root_warning  # noqa: E402
 
 # Kept here rather than imported from paperfigs.runner, which pulls in numpy and matplotlib: --help
@@ -132,13 +132,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _use_cpu_kernels(args) -> None:
-    """--cpu-kernels: set the kernels' environment before torch loads, then confirm them in torch."""
+    """--cpu-kernels: set the kernels' environment before torch loads, and confirm them in torch."""
     if args.device == "cuda":
         raise CliError(f"--cpu-kernels {args.cpu_kernels} chooses CPU kernels; give --device cpu")
     args.device = "cpu"   # auto would pick a GPU where one is present
     try:
         use_cpu_kernels(args.cpu_kernels)
-        check_cpu_kernels(args.cpu_kernels)
     except (ValueError, RuntimeError) as e:
         raise CliError(f"--cpu-kernels {args.cpu_kernels}: {e}") from None
 

@@ -44,10 +44,12 @@ AVX2_KERNEL_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
 
 
 def use_cpu_kernels(kind: str) -> None:
-    """Set the environment for `kind` (one of CPU_KERNELS) in this process and the workers it
-    starts. "avx2" also forces float32 Newton-Schulz (the AVX2 CPU has no native bfloat16). Raises
-    ValueError for an unknown kind, and RuntimeError when torch is already loaded (the kernels are
-    fixed by then); confirm the effect with check_cpu_kernels once torch is loaded."""
+    """Compute with `kind`'s kernels (one of CPU_KERNELS) in this process and the workers it starts:
+    set the environment, then load torch and check that it took effect. "avx2" also forces float32
+    Newton-Schulz (the AVX2 CPU has no native bfloat16). Raises ValueError for an unknown kind or a
+    contradicting PAPER_REPRO_NS_DTYPE, and RuntimeError, without touching the environment, when torch
+    is already loaded (its libraries read the choice once, when they load), or when torch does not
+    compute with AVX2 kernels afterwards (a CPU without AVX2)."""
     if kind not in CPU_KERNELS:
         raise ValueError(f"cpu kernels {kind!r}: expected one of {', '.join(CPU_KERNELS)}")
     if kind == "native":
@@ -62,19 +64,10 @@ def use_cpu_kernels(kind: str) -> None:
                            + f" {NS_DTYPE_ENV}=float32 in its environment")
     os.environ.update(AVX2_KERNEL_ENV)
     os.environ[NS_DTYPE_ENV] = "float32"
-
-
-def check_cpu_kernels(kind: str) -> None:
-    """Load torch and check that it computes with `kind`'s kernels; RuntimeError naming what torch
-    reports otherwise (a CPU without AVX2, or torch loaded before use_cpu_kernels)."""
-    if kind == "native":
-        return
     import torch
     got = torch.backends.cpu.get_cpu_capability()
     if got != "AVX2":
-        raise RuntimeError(f"avx2 kernels asked for, but torch computes with {got} kernels: "
-                           + ("this CPU has no AVX2" if got in ("DEFAULT", "NO AVX") or not got.startswith("AVX")
-                              else "torch was loaded before the choice was made"))
+        raise RuntimeError(f"avx2 kernels asked for, but torch computes with {got} kernels: this CPU has no AVX2")
 
 
 def cpu_kernels_label() -> str | None:

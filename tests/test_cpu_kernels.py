@@ -31,9 +31,9 @@ import json, sys
 from experiments import envvars
 if sys.argv[1] == "avx2":
     envvars.use_cpu_kernels("avx2")
-    envvars.check_cpu_kernels("avx2")
-else:
-    import os; os.environ["PAPER_REPRO_NS_DTYPE"] = "float32"
+else:   # this CPU's own kernels, the Newton-Schulz precision of the AVX2 CPU
+    import os
+    os.environ[envvars.NS_DTYPE_ENV] = "float32"
 from experiments.engine import execute
 out = []
 for task, config in json.loads(sys.stdin.read()):
@@ -43,16 +43,20 @@ print(json.dumps(out))
 """
 
 
+def _clean_env() -> dict:
+    """This process's environment without any kernel or Newton-Schulz choice, the project importable."""
+    env = {k: v for k, v in os.environ.items() if k not in envvars.AVX2_KERNEL_ENV and k != envvars.NS_DTYPE_ENV}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
 def _first_run(tuning_key: str) -> dict:
     path = RUNS / f"{tuning_key}.json.gz"
     return next(iter(json.load(gzip.open(path))["runs"].values()))
 
 
 def _retrain(kernels: str, records: list[dict]) -> list[dict]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in envvars.AVX2_KERNEL_ENV and k != envvars.NS_DTYPE_ENV}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, "-c", _RETRAIN, kernels], cwd=ROOT, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", _RETRAIN, kernels], cwd=ROOT, env=_clean_env(), capture_output=True,
                           text=True, timeout=600,
                           input=json.dumps([[r["task"], r["config"]] for r in records]))
     assert done.returncode == 0, done.stderr[-2000:]
@@ -100,9 +104,7 @@ def test_use_cpu_kernels_refuses_what_it_cannot_do(monkeypatch):
 
 
 def _cli(args, cwd):
-    env = {k: v for k, v in os.environ.items()
-           if k not in envvars.AVX2_KERNEL_ENV and k != envvars.NS_DTYPE_ENV}
-    return subprocess.run([sys.executable, str(ROOT / "paper_repro.py"), *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, str(ROOT / "paper_repro.py"), *args], cwd=cwd, env=_clean_env(),
                           capture_output=True, text=True, timeout=300)
 
 
