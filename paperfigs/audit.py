@@ -23,11 +23,11 @@ computation is stopped at its first batch of training runs. A record is
   (`--cpu-kernels avx2` trains, on an x86 CPU with AVX-512, what an AVX2-only CPU would, bit for
   bit, so that CPU's records can be checked exactly);
 - `unchecked` when some of its runs are in no archive (figure 4's full records, over the archive
-  size cap, and figure 1's full Muon records for CPUs with native bfloat16, made before archives
-  existed) and not in `--store`; it is used as it is. `--recompute` trains those runs
-  first (into `--store` when given, so that a stopped audit resumes), then checks the record
-  against them: figure 4 at full scale takes about 5 minutes with `--jobs 2`, figure 1's two
-  Muon records (60 runs of about 430 CPU-s each) about 3.5 hours.
+  size cap, and figure 1's full "Muon incl. head" record for CPUs with native bfloat16, made
+  before archives existed) and not in `--store`; it is used as it is. `--recompute` trains those
+  runs first (into `--store` when given, so that a stopped audit resumes), then checks the record
+  against them: figure 4 at full scale takes about 5 minutes with `--jobs 2`, figure 1's record
+  (30 runs of about 240 CPU-s each) about an hour.
 
 What the first batch is says the rest: reporting runs when every selection came from a record;
 tuning runs when a selection has no record (new settings, or a figure that selects nothing and
