@@ -23,11 +23,9 @@ computation is stopped at its first batch of training runs. A record is
   (`--cpu-kernels avx2` trains, on an x86 CPU with AVX-512, what an AVX2-only CPU would, bit for
   bit, so that CPU's records can be checked exactly);
 - `unchecked` when some of its runs are in no archive (figure 4's full records, over the archive
-  size cap, and figure 1's full "Muon incl. head" record for CPUs with native bfloat16, made
-  before archives existed) and not in `--store`; it is used as it is. `--recompute` trains those
-  runs first (into `--store` when given, so that a stopped audit resumes), then checks the record
-  against them: figure 4 at full scale takes about 5 minutes with `--jobs 2`, figure 1's record
-  (30 runs of about 240 CPU-s each) about an hour.
+  size cap) and not in `--store`; it is used as it is. `--recompute` trains those runs first (into
+  `--store` when given, so that a stopped audit resumes), then checks the record against them:
+  figure 4 at full scale takes about 5 minutes with `--jobs 2`.
 
 What the first batch is says the rest: reporting runs when every selection came from a record;
 tuning runs when a selection has no record (new settings, or a figure that selects nothing and
@@ -100,8 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", default="quick", choices=("quick", "full", "paper"),
                     help="which configuration's records to check (default quick)")
     ap.add_argument("--recompute", action="store_true",
-                    help="train the tuning runs of records that have no archive (figures 1 and 4 at full scale: "
-                         "hours and minutes), then check them; without it such records are reported unchecked")
+                    help="train the tuning runs of records that have no archive (figure 4 at full scale: "
+                         "about 5 minutes with --jobs 2), then check them; without it such records are reported unchecked")
     ap.add_argument("--store", default=None,
                     help="a run store to read tuning runs from and keep recomputed ones in, so that a stopped "
                          "--recompute resumes (e.g. figures/runs after a --fresh figure run); default: a "
