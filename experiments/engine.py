@@ -148,13 +148,16 @@ class RunStore:
         return sum(p.stat().st_size for p in paths if p.exists())
 
 
-def _versions() -> dict:
+def versions(load: Sequence[str] = ()) -> dict:
+    """Provenance for run records and figN.json: Python's version, the versions of the modules in
+    `load` (imported if need be) and of numpy and torch where this process has loaded them, and the
+    CPU kernels torch computes with (another kind of CPU rounds differently)."""
     out = {"python": platform.python_version()}
-    for name in ("numpy", "torch"):
-        mod = sys.modules.get(name)
+    for name in dict.fromkeys((*load, "numpy", "torch")):
+        mod = sys.modules.get(name) or (importlib.import_module(name) if name in load else None)
         if mod is not None:
             out[name] = getattr(mod, "__version__", "?")
-    kernels = cpu_kernels_label()   # which CPU kernels computed the run (another kind rounds differently)
+    kernels = cpu_kernels_label()
     if kernels is not None:
         out["cpu_kernels"] = kernels
     return out
@@ -201,7 +204,7 @@ def execute(task: str, config: dict, threads: int = 1, numerics=_UNCHECKED) -> d
     # not grow when other jobs share the cores, so budgets can be checked on a busy one.
     return {"task": task, "config": config, "result": jsonable(result), "wall_s": time.perf_counter() - t0,
             "cpu_s": time.process_time() - c0,
-            "versions": _versions(), "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+            "versions": versions(), "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
 
 
 def _worker_init() -> None:

@@ -3,13 +3,11 @@ rebuild CLAIMS.md (see paperfigs/output.py for how a crash is survived)."""
 from __future__ import annotations
 
 import io
-import platform
-import sys
 import time
 from pathlib import Path
 
 from paperfigs.claims import Claim
-from experiments.envvars import cpu_kernels_label
+from experiments.engine import versions as run_versions
 from experiments.fileio import json_bytes, jsonable
 from paperfigs.output import publish, source_tag
 from paperfigs.registry import FIGURES, has_paper_scale
@@ -30,17 +28,7 @@ def check_seed(seed) -> None:
 
 
 def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in ("numpy", "scipy", "matplotlib", "torch"):
-        mod = sys.modules.get(name)
-        if mod is None and name != "torch":
-            mod = __import__(name)
-        if mod is not None:
-            out[name] = getattr(mod, "__version__", "?")
-    kernels = cpu_kernels_label()
-    if kernels is not None:
-        out["cpu_kernels"] = kernels
-    return out
+    return run_versions(load=("numpy", "scipy", "matplotlib"))
 
 
 def run_figure(number: int, mode: str, seed: int, device: str, out_dir: Path, threads: int = 1,

@@ -123,3 +123,16 @@ def test_cli_writes_avx2_runs_to_their_own_folder_and_says_so(tmp_path):
     fig = json.loads((tmp_path / "figures" / "avx2" / "fig2.json").read_text())
     assert fig["versions"]["cpu_kernels"] == "AVX2 (forced)"
     assert not (tmp_path / "figures" / "fig2.json").exists()
+
+
+def test_audit_reads_the_avx2_cpus_records_and_refuses_a_contradiction(tmp_path):
+    # The audit chooses the kernels before anything loads torch (else use_cpu_kernels refuses), and
+    # with them the float32 Muon records: figure 1's quick records, the AVX2 CPU's, all check out.
+    audit = [sys.executable, "-m", "paperfigs.audit", "--scale", "quick", "--figure", "1", "--cpu-kernels", "avx2"]
+    done = subprocess.run(audit, cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=300)
+    if X86_WITH_AVX2:
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "0 stale, 0 unchecked" in done.stdout, done.stdout
+    env = {**_clean_env(), envvars.NS_DTYPE_ENV: "bfloat16"}
+    done = subprocess.run(audit, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "forces bfloat16 Newton-Schulz" in done.stderr
